@@ -1,0 +1,48 @@
+# rum-pipeline — every target installs what it needs first and is quick when nothing changed.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help run test test-unit broker broker-stop topics lint bench-enrich install kcat
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the project with its test and dev extras
+
+kcat:  ## install kcat (a real, independent Kafka client used by the tests) when missing
+	@command -v kcat >/dev/null || scripts/install-kcat.sh
+
+broker: $(STAMP)  ## start the local Kafka broker (or reuse it; nothing when RUM_KAFKA_BOOTSTRAP is set)
+	@scripts/broker.sh start
+
+broker-stop:  ## stop the local Kafka broker started by 'make broker'
+	@scripts/broker.sh stop
+
+topics: broker  ## create the pipeline's topics (idempotent)
+	$(VENV)/bin/rum-pipeline topics create
+
+run: $(STAMP)  ## run the pipeline on bundled demo traffic and show what flowed (Ctrl-C stops it)
+	@scripts/run-demo.sh
+
+test: $(STAMP) kcat  ## run every test; starts the broker the Kafka tests need and stops it after
+	@scripts/test.sh
+
+test-unit: $(STAMP)  ## run the tests that need no broker
+	$(VENV)/bin/pytest -m "not kafka" -q
+
+lint: $(STAMP)  ## ruff and mypy
+	$(VENV)/bin/ruff check pipeline tests bench scripts
+	$(VENV)/bin/ruff format --check pipeline tests bench scripts
+	$(VENV)/bin/mypy pipeline
+
+bench-enrich: broker  ## benchmark the enrichment hot path and one worker against a plain aiokafka pass-through
+	$(PY) bench/enrich.py

@@ -1,0 +1,40 @@
+"""Reading topics as a downstream consumer: assignment of every partition of a topic."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+
+async def topic_partitions(
+    consumer: AIOKafkaConsumer, topic: str, timeout: float = 30
+) -> list[TopicPartition]:
+    """Every partition of ``topic``, waiting up to ``timeout`` s for its metadata.
+
+    A consumer without a subscription knows only the topics it has asked for,
+    and aiokafka has no public call that refreshes them, hence the client's
+    metadata update. A just-restarted broker may need a moment too.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return [TopicPartition(topic, p) for p in sorted(partitions)]
+        if time.monotonic() > deadline:
+            raise LookupError(f"topic {topic} has no partitions (does it exist?)")
+        await asyncio.sleep(0.5)
+
+
+async def assign_topics(consumer: AIOKafkaConsumer, topics: list[str], start: str = "beginning") -> None:
+    """Assign every partition of ``topics``, positioned at their ``beginning`` or current ``end``."""
+    parts = [tp for topic in topics for tp in await topic_partitions(consumer, topic)]
+    ends = await consumer.end_offsets(parts) if start == "end" else {}
+    consumer.assign(parts)
+    if start == "end":
+        for tp in parts:
+            consumer.seek(tp, ends[tp])
+    else:
+        await consumer.seek_to_beginning(*parts)

@@ -1,0 +1,135 @@
+"""One validated settings model for every component.
+
+Values come from ``RUM_*`` environment variables and, optionally, a YAML or
+JSON config file named by ``RUM_CONFIG_FILE`` (environment variables win).
+Nothing is read at import time: call :func:`load_settings` at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipeline.errors import ConfigError
+
+
+class IpPolicy(StrEnum):
+    """What happens to ``network.client.ip`` after the geo lookup."""
+
+    keep = "keep"
+    truncate = "truncate"  # IPv4 /24, IPv6 /48
+    drop = "drop"
+
+
+class Settings(BaseSettings):
+    """Every setting of rum-pipeline; environment variable ``RUM_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="RUM_", frozen=True, extra="forbid")
+
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated host:port."
+    )
+    kafka_port: int = Field(9092, ge=1, le=65535, description="Port of the local dev broker (make broker).")
+    topic_prefix: str = Field("", description="Prefix put before every topic name, e.g. 'staging.'.")
+    partitions: int = Field(12, ge=1, le=10000, description="Partitions of the raw and enriched topics.")
+    replication_factor: int = Field(1, ge=1, le=10, description="Replication factor of created topics.")
+    app_id: str = Field("rum-pipeline", min_length=1, description="Consumer group / faust application id.")
+    data_dir: Path = Field(Path(".rum-data"), description="Folder for worker state (RocksDB tables).")
+    web_port: int = Field(6066, ge=0, le=65535, description="Port of a worker's faust web server (0 = off).")
+    batch_size: int = Field(500, ge=1, le=100000, description="Max raw actions processed per batch.")
+    batch_within: float = Field(0.1, gt=0, le=60, description="Max seconds to wait to fill a batch.")
+    geoip_database: Path | None = Field(
+        None,
+        description="GeoIP2/GeoLite2 City .mmdb file. Default: the GeoLite2 City file of the "
+        "maxminddb-geolite2 package (2018 data).",
+    )
+    geoip_check_interval: float = Field(
+        5.0, ge=0, description="Seconds between checks whether the GeoIP file was replaced (0 = never)."
+    )
+    ip_policy: IpPolicy = Field(
+        IpPolicy.keep, description="keep, truncate (IPv4 /24, IPv6 /48) or drop the client IP."
+    )
+    ua_cache_size: int = Field(10000, ge=0, description="User agents kept in the parse cache (LRU).")
+    ip_cache_size: int = Field(50000, ge=0, description="IP addresses kept in the geo cache (LRU).")
+    max_message_bytes: int = Field(
+        1024 * 1024, ge=1, description="Raw messages larger than this are bad rows (kind size)."
+    )
+    max_depth: int = Field(
+        20, ge=1, description="Raw messages nested deeper than this are bad rows (kind size)."
+    )
+    max_attributes: int = Field(
+        1000, ge=1, description="Raw messages with more attributes are bad rows (kind size)."
+    )
+    log_level: str = Field(
+        "info", pattern="^(?i)(debug|info|warning|error|critical)$", description="Log level."
+    )
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {server.strip()!r}")
+        return value
+
+    def topic(self, name: str) -> str:
+        """Full name of a topic given its default name (adds the prefix)."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """The bootstrap servers as a list."""
+        return [s.strip() for s in self.kafka_bootstrap.split(",")]
+
+
+#: RUM_* variables that are not fields of Settings but are read elsewhere.
+EXTRA_ENV = frozenset({"RUM_CONFIG_FILE"})
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"RUM_CONFIG_FILE: cannot read {path}: {exc.strerror}") from exc
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text) or {}
+    else:
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ConfigError(f"RUM_CONFIG_FILE: {path} must hold a mapping of settings")
+    return data
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build and validate the settings once; raise ConfigError naming every bad key."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    config_file = env.get("RUM_CONFIG_FILE")
+    if config_file:
+        values.update(_read_config_file(Path(config_file)))
+    known = {f"RUM_{name.upper()}": name for name in Settings.model_fields}
+    unknown = sorted(k for k in env if k.startswith("RUM_") and k not in known and k not in EXTRA_ENV)
+    for key, value in env.items():
+        if key in known:
+            values[known[key]] = value
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if unknown:
+        raise ConfigError("unknown settings: " + ", ".join(unknown) + " (see `rum-pipeline settings`)")
+    try:
+        # _env_prefix lookups are disabled: values were gathered above from the given mapping.
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "settings"
+            lines.append(f"  RUM_{key.upper()}: {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError("invalid settings:\n" + "\n".join(lines)) from None

@@ -1,0 +1,54 @@
+"""Every topic of the pipeline, in one place: names, partitioning and configs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipeline.settings import Settings
+
+RAW = "rum.actions.raw"
+ENRICHED = "rum.actions.enriched"
+BAD = "rum.actions.bad"
+FACETS = "rum.facets.index"
+ROLLUPS = "rum.measures.rollup"
+
+# Raw actions may be larger than Kafka's 1 MiB default: they must still reach
+# the worker so that they become bad rows of kind "size" instead of being
+# refused at produce time. Bad rows carry the original payload, so they need
+# the same room (plus the base64 overhead).
+_LARGE = str(8 * 1024 * 1024)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic the pipeline creates: its default name, partitions and configs."""
+
+    name: str
+    description: str
+    compacted: bool = False
+    configs: dict[str, str] = field(default_factory=dict)
+
+    def kafka_configs(self) -> dict[str, str]:
+        """Topic-level configs to create it with."""
+        configs = dict(self.configs)
+        if self.compacted:
+            configs["cleanup.policy"] = "compact"
+        return configs
+
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(RAW, "raw actions from the intake and direct producers", configs={"max.message.bytes": _LARGE}),
+    TopicSpec(ENRICHED, "validated actions with page, geo and browser context"),
+    TopicSpec(
+        BAD,
+        "rejected inputs as typed bad rows with their original bytes",
+        configs={"max.message.bytes": _LARGE},
+    ),
+    TopicSpec(FACETS, "facet index upserts: distinct values with counts per window", compacted=True),
+    TopicSpec(ROLLUPS, "measure rollup upserts per rollup, group and window", compacted=True),
+)
+
+
+def topic_specs(settings: Settings) -> list[tuple[str, TopicSpec]]:
+    """The full (prefixed) name and spec of every topic."""
+    return [(settings.topic(spec.name), spec) for spec in TOPICS]

@@ -1,0 +1,120 @@
+"""Helpers for tests that talk to the real local Kafka broker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer
+
+from pipeline.consume import assign_topics
+from pipeline.settings import Settings, load_settings
+
+BOOTSTRAP = os.environ.get("RUM_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+CLI = str(Path(sys.executable).with_name("rum-pipeline"))
+
+
+def isolated_env(tmp: Path, **extra: str) -> dict[str, str]:
+    """Environment for one test: its own topic prefix, consumer group and state folder."""
+    tag = uuid.uuid4().hex[:10]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUM_")}
+    env.update(
+        RUM_KAFKA_BOOTSTRAP=BOOTSTRAP,
+        RUM_TOPIC_PREFIX=f"t{tag}.",
+        RUM_APP_ID=f"rum-test-{tag}",
+        RUM_DATA_DIR=str(tmp / "state"),
+        RUM_WEB_PORT="0",
+    )
+    env.update(extra)
+    return env
+
+
+def settings_from(env: dict[str, str]) -> Settings:
+    """The Settings a process started with ``env`` would see."""
+    return load_settings({k: v for k, v in env.items() if k.startswith("RUM_")})
+
+
+@dataclass
+class WorkerProcess:
+    """A `rum-pipeline worker` running as a child process."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def tail(self, lines: int = 40) -> str:
+        """The end of the worker's output, for failure messages."""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        """Stop it (SIGKILL if it does not stop in time)."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@contextmanager
+def run_worker(env: dict[str, str], log: Path, name: str = "worker") -> Iterator[WorkerProcess]:
+    """Start a worker for the duration of the block."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [CLI, "worker"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    worker = WorkerProcess(proc, log)
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+async def _consume(settings: Settings, topic: str, expected: int, timeout: float) -> list:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        group_id=None,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        await assign_topics(consumer, [topic])
+        deadline = time.monotonic() + timeout
+        records: list = []
+        while len(records) < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500, max_records=10000)
+            for msgs in batch.values():
+                records.extend(msgs)
+        # Give stray extra records a moment to show up: more than expected is a failure too.
+        batch = await consumer.getmany(timeout_ms=1000)
+        for msgs in batch.values():
+            records.extend(msgs)
+        return records
+    finally:
+        await consumer.stop()
+
+
+def consume(settings: Settings, topic: str, expected: int, timeout: float = 60) -> list:
+    """Records of ``topic`` from the beginning, until ``expected`` arrived or the timeout."""
+    return asyncio.run(_consume(settings, topic, expected, timeout))
+
+
+def kcat() -> str:
+    """Path of kcat (installed by `make test`)."""
+    path = shutil.which("kcat")
+    if not path:
+        raise RuntimeError("kcat is not installed: run `make test`, which installs it")
+    return path

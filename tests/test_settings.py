@@ -1,0 +1,79 @@
+"""Settings: validated once, every bad key named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import ConfigError
+from pipeline.settings import IpPolicy, load_settings
+
+
+def test_defaults() -> None:
+    settings = load_settings({})
+    assert settings.kafka_bootstrap == "127.0.0.1:9092"
+    assert settings.partitions == 12
+    assert settings.ip_policy is IpPolicy.keep
+    assert settings.topic("rum.actions.raw") == "rum.actions.raw"
+
+
+def test_environment_values_are_parsed() -> None:
+    settings = load_settings(
+        {
+            "RUM_PARTITIONS": "3",
+            "RUM_IP_POLICY": "truncate",
+            "RUM_TOPIC_PREFIX": "stg.",
+            "RUM_KAFKA_BOOTSTRAP": "a:1, b:2",
+        }
+    )
+    assert settings.partitions == 3
+    assert settings.ip_policy is IpPolicy.truncate
+    assert settings.topic("rum.actions.raw") == "stg.rum.actions.raw"
+    assert settings.bootstrap_servers == ["a:1", "b:2"]
+
+
+def test_every_bad_key_is_named_at_once() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings({"RUM_PARTITIONS": "zero", "RUM_IP_POLICY": "hide", "RUM_KAFKA_BOOTSTRAP": "nohost"})
+    message = str(err.value)
+    for key in ("RUM_PARTITIONS", "RUM_IP_POLICY", "RUM_KAFKA_BOOTSTRAP"):
+        assert key in message
+
+
+def test_unknown_key_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="RUM_PARTITONS"):
+        load_settings({"RUM_PARTITONS": "3"})
+
+
+def test_out_of_range_value() -> None:
+    with pytest.raises(ConfigError, match="RUM_PARTITIONS"):
+        load_settings({"RUM_PARTITIONS": "0"})
+
+
+def test_config_file_and_environment_precedence(tmp_path: Path) -> None:
+    config = tmp_path / "rum.yaml"
+    config.write_text("partitions: 6\ntopic_prefix: dev.\n")
+    settings = load_settings({"RUM_CONFIG_FILE": str(config), "RUM_PARTITIONS": "8"})
+    assert settings.partitions == 8  # the environment wins over the file
+    assert settings.topic_prefix == "dev."
+
+
+def test_config_file_errors_name_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "rum.yaml"
+    config.write_text("partitions: many\nunknown_thing: 1\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings({"RUM_CONFIG_FILE": str(config)})
+    assert "RUM_PARTITIONS" in str(err.value)
+    assert "RUM_UNKNOWN_THING" in str(err.value)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="RUM_CONFIG_FILE"):
+        load_settings({"RUM_CONFIG_FILE": str(tmp_path / "absent.yaml")})
+
+
+def test_settings_are_frozen() -> None:
+    settings = load_settings({})
+    with pytest.raises(Exception):  # noqa: B017 - pydantic raises its own ValidationError
+        settings.partitions = 3  # type: ignore[misc]
