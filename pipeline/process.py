@@ -1,0 +1,110 @@
+"""The raw -> enriched | bad-row step for one message, with no Kafka in sight.
+
+`Processor.process` is total: for any bytes it returns exactly one output, an
+enriched action or a bad row, and never raises. Agents are thin loops over it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from pipeline import PROCESSOR_NAME, __version__
+from pipeline.badrows import BadRowKind, make_bad_row
+from pipeline.enrich import Enrichment, build_enrichments
+from pipeline.enrich.base import Warning
+from pipeline.settings import Settings
+from pipeline.validate import Failure, RawValidator
+
+_PROCESSOR = {"name": PROCESSOR_NAME, "version": __version__}
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One result: the encoded record and, for a bad row, its failure kind."""
+
+    value: bytes
+    bad_kind: str | None = None
+
+    @property
+    def enriched(self) -> bool:
+        """True for an enriched action, False for a bad row."""
+        return self.bad_kind is None
+
+
+def now_ms() -> int:
+    """Wall-clock time in epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+class Processor:
+    """Validates and enriches raw actions; everything it cannot accept becomes a bad row."""
+
+    def __init__(self, settings: Settings, enrichments: Sequence[Enrichment] | None = None) -> None:
+        self.validator = RawValidator(
+            max_bytes=settings.max_message_bytes,
+            max_depth=settings.max_depth,
+            max_attributes=settings.max_attributes,
+        )
+        self.enrichments = list(build_enrichments(settings) if enrichments is None else enrichments)
+        self.counts = {"enriched": 0, "parse": 0, "schema": 0, "size": 0, "enrichment": 0, "warnings": 0}
+
+    def process(
+        self,
+        payload: bytes | None,
+        *,
+        key: bytes | None = None,
+        topic: str = "",
+        partition: int = -1,
+        offset: int = -1,
+        received_at: int | None = None,
+    ) -> Output:
+        """Turn one raw message into exactly one output; never raises."""
+        payload = b"" if payload is None else payload
+        received = now_ms() if received_at is None else received_at
+        try:
+            checked = self.validator.check(payload)
+            if isinstance(checked, Failure):
+                return self._bad(checked.kind, checked.errors, payload, key, topic, partition, offset)
+            event: dict[str, Any] = checked
+            warnings: list[Warning] = []
+            for enrichment in self.enrichments:
+                enrichment.enrich(event, warnings)
+            event["pipeline"] = {
+                "processor": _PROCESSOR,
+                "received_at": received,
+                "enriched_at": now_ms(),
+                "source": {"topic": topic, "partition": partition, "offset": offset},
+                "warnings": warnings,
+            }
+            value = orjson.dumps(event)
+        except Exception as exc:
+            # A bug or an unforeseen input in an enrichment must not lose the
+            # action: it becomes a replayable bad row with the original bytes.
+            error = [("$", f"{type(exc).__name__}: {exc}")]
+            return self._bad("enrichment", error, payload, key, topic, partition, offset)
+        self.counts["enriched"] += 1
+        self.counts["warnings"] += len(warnings)
+        return Output(value)
+
+    def _bad(
+        self,
+        kind: BadRowKind,
+        errors: Sequence[tuple[str, str]],
+        payload: bytes,
+        key: bytes | None,
+        topic: str,
+        partition: int,
+        offset: int,
+    ) -> Output:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        row = make_bad_row(kind, list(errors), payload, topic, partition, offset, key)
+        return Output(orjson.dumps(row), kind)
+
+    def stats(self) -> dict[str, dict[str, float]]:
+        """Counters of the processor and of each enrichment."""
+        return {"processor": dict(self.counts), **{e.name: e.stats() for e in self.enrichments}}

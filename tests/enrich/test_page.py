@@ -1,0 +1,365 @@
+"""Page enrichment: view.url_* fields, referrer host, warnings, and never raising."""
+
+from __future__ import annotations
+
+import string
+from typing import Any
+from urllib.parse import parse_qsl
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.enrich.page import (
+    PageEnrichment,
+    _urllib_url_fields,
+    path_group,
+    query_object,
+    url_fields,
+)
+from pipeline.settings import load_settings
+
+
+def enrich(view: Any) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    event: dict[str, Any] = {"type": "action", "view": view}
+    warnings: list[dict[str, str]] = []
+    PageEnrichment.from_settings(load_settings({})).enrich(event, warnings)
+    return event, warnings
+
+
+def added(url: str) -> dict[str, Any]:
+    event, warnings = enrich({"url": url})
+    assert warnings == []
+    return {k: v for k, v in event["view"].items() if k != "url"}
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "https://shop.example/cart?utm_source=news",
+            {
+                "url_scheme": "https",
+                "url_host": "shop.example",
+                "url_path": "/cart",
+                "url_path_group": "/cart",
+                "url_query": {"utm_source": "news"},
+            },
+        ),
+        (
+            "https://Shop.Example:8443/product/12345/reviews?page=2#top",
+            {
+                "url_scheme": "https",
+                "url_host": "shop.example",
+                "url_port": 8443,
+                "url_path": "/product/12345/reviews",
+                "url_path_group": "/product/?/reviews",
+                "url_query": {"page": "2"},
+                "url_hash": "top",
+            },
+        ),
+        (
+            "https://shop.example/search?tag=a&tag=b&q=&tag=c&utm_medium=email&utm_campaign=black+friday",
+            {
+                "url_scheme": "https",
+                "url_host": "shop.example",
+                "url_path": "/search",
+                "url_path_group": "/search",
+                "url_query": {
+                    "tag": ["a", "b", "c"],
+                    "q": "",
+                    "utm_medium": "email",
+                    "utm_campaign": "black friday",
+                },
+            },
+        ),
+        (
+            "https://shop.example/order/3fa85f64-5717-4562-b3fc-2c963f66afa6",
+            {
+                "url_scheme": "https",
+                "url_host": "shop.example",
+                "url_path": "/order/3fa85f64-5717-4562-b3fc-2c963f66afa6",
+                "url_path_group": "/order/?",
+            },
+        ),
+        (
+            "HTTP://shop.example",
+            {"url_scheme": "http", "url_host": "shop.example", "url_path": "/", "url_path_group": "/"},
+        ),
+        (
+            "http://[2001:DB8::1]:8080/a/",
+            {
+                "url_scheme": "http",
+                "url_host": "2001:db8::1",
+                "url_port": 8080,
+                "url_path": "/a/",
+                "url_path_group": "/a/",
+            },
+        ),
+        (
+            "https://user:secret@shop.example:443/",
+            {
+                "url_scheme": "https",
+                "url_host": "shop.example",
+                "url_port": 443,
+                "url_path": "/",
+                "url_path_group": "/",
+            },
+        ),
+        (
+            "https://shop.example/#/checkout/step/2",
+            {
+                "url_scheme": "https",
+                "url_host": "shop.example",
+                "url_path": "/",
+                "url_path_group": "/",
+                "url_hash": "/checkout/step/2",
+            },
+        ),
+        (
+            "https://shop.example/cart?#",
+            {
+                "url_scheme": "https",
+                "url_host": "shop.example",
+                "url_path": "/cart",
+                "url_path_group": "/cart",
+            },
+        ),
+        (
+            "https://shop.example/p?a=%C3%A9t%C3%A9&b=1%2B1&flag&=x",
+            {
+                "url_scheme": "https",
+                "url_host": "shop.example",
+                "url_path": "/p",
+                "url_path_group": "/p",
+                "url_query": {"a": "été", "b": "1+1", "flag": "", "": "x"},
+            },
+        ),
+        ("/cart?step=2", {"url_path": "/cart", "url_path_group": "/cart", "url_query": {"step": "2"}}),
+        ("", {}),
+        (
+            "https://münchen.example/straße",
+            {
+                "url_scheme": "https",
+                "url_host": "münchen.example",
+                "url_path": "/straße",
+                "url_path_group": "/straße",
+            },
+        ),
+        (
+            "file:///home/user/page.html",
+            {
+                "url_scheme": "file",
+                "url_path": "/home/user/page.html",
+                "url_path_group": "/home/user/page.html",
+            },
+        ),
+        (
+            "https://shop.example:/x",
+            {"url_scheme": "https", "url_host": "shop.example", "url_path": "/x", "url_path_group": "/x"},
+        ),
+    ],
+)
+def test_url_fields(url: str, expected: dict[str, Any]) -> None:
+    assert added(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "group"),
+    [
+        ("/product/12345/reviews", "/product/?/reviews"),
+        ("/order/3fa85f64-5717-4562-b3fc-2c963f66afa6", "/order/?"),
+        ("/order/3FA85F64-5717-4562-B3FC-2C963F66AFA6/items/7", "/order/?/items/?"),
+        ("/commit/9fceb02d0ae598e95dc970b74767f19372d61af8", "/commit/?"),
+        ("/u/5f8d0d55b54764421b7156c3/", "/u/?/"),  # 24 hex chars
+        ("/s/aB3dE5fG7hI9jK1lM3nO5pQ", "/s/?"),  # opaque token
+        ("/1/2/3", "/?/?/?"),
+        ("/deadbeef", "/deadbeef"),  # hex, but short: a word
+        ("/summer-sale-2024", "/summer-sale-2024"),  # slug
+        ("/v2/api", "/v2/api"),
+        ("/abcdefghijklmnopqrstuvwxyz", "/abcdefghijklmnopqrstuvwxyz"),  # long, but no digit
+        ("/page12345.html", "/page12345.html"),
+        ("/", "/"),
+    ],
+)
+def test_path_group(path: str, group: str) -> None:
+    assert path_group(path) == group
+
+
+def test_referrer_host() -> None:
+    event, warnings = enrich(
+        {"url": "https://shop.example/", "referrer": "https://WWW.Google.com:443/search?q=x"}
+    )
+    assert event["view"]["referrer_host"] == "www.google.com"
+    assert warnings == []
+
+
+@pytest.mark.parametrize(
+    ("referrer", "host"),
+    [
+        ("", None),  # direct traffic
+        (None, None),
+        ("/relative", None),
+        ("android-app://com.google.android.gm/", "com.google.android.gm"),
+        ("http://[2001:db8::1]/", "2001:db8::1"),
+    ],
+)
+def test_referrer_host_only_when_there_is_one(referrer: Any, host: str | None) -> None:
+    event, warnings = enrich({"url": "https://shop.example/", "referrer": referrer})
+    assert event["view"].get("referrer_host") == host
+    assert warnings == []
+
+
+@pytest.mark.parametrize("view", [None, {}, {"id": "v-1"}, {"url": None}])
+def test_missing_view_or_url_adds_nothing(view: Any) -> None:
+    event, warnings = enrich(view)
+    assert warnings == []
+    assert event["view"] == view
+
+
+def test_no_view_key() -> None:
+    event: dict[str, Any] = {"type": "action"}
+    warnings: list[dict[str, str]] = []
+    PageEnrichment().enrich(event, warnings)
+    assert event == {"type": "action"} and warnings == []
+
+
+@pytest.mark.parametrize(
+    ("view", "path"),
+    [
+        ({"url": "http://[::1"}, "view.url"),
+        ({"url": "http://[not-an-ip]/"}, "view.url"),
+        ({"url": "http://shop.example:99999/"}, "view.url"),
+        ({"url": "http://shop.example:port/"}, "view.url"),
+        ({"url": 42}, "view.url"),
+        ({"url": ["https://shop.example/"]}, "view.url"),
+        ({"url": "https://shop.example/", "referrer": "http://[::1"}, "view.referrer"),
+        ({"url": "https://shop.example/", "referrer": 0}, "view.referrer"),
+        ("https://shop.example/", "view"),
+    ],
+)
+def test_unusable_values_warn_and_add_nothing(view: Any, path: str) -> None:
+    before = dict(view) if isinstance(view, dict) else view
+    event, warnings = enrich(view)
+    assert len(warnings) == 1
+    assert warnings[0]["enrichment"] == "page"
+    assert warnings[0]["path"] == path
+    assert warnings[0]["message"]
+    if path == "view.referrer":
+        assert event["view"]["url_host"] == "shop.example"
+        assert "referrer_host" not in event["view"]
+    else:
+        assert event["view"] == before
+
+
+def test_stats_count_events_and_warnings() -> None:
+    page = PageEnrichment()
+    page.enrich({"view": {"url": "https://a.example/"}}, [])
+    page.enrich({"view": {"url": 1}}, [])
+    assert page.stats() == {"events": 2, "warnings": 1}
+
+
+def test_repeated_values_do_not_share_lists_between_events() -> None:
+    url = "https://a.example/?x=1&x=2"
+    first, _ = enrich({"url": url})
+    first["view"]["url_query"]["x"].append("3")
+    second, _ = enrich({"url": url})
+    assert second["view"]["url_query"]["x"] == ["1", "2"]
+
+
+# Strings built from URL pieces reach the fast path and its edge cases far more
+# often than arbitrary text does.
+URL_PIECES = st.lists(
+    st.sampled_from(
+        [
+            "http",
+            "HTTPS",
+            "://",
+            ":",
+            "/",
+            "//",
+            "?",
+            "#",
+            "&",
+            "=",
+            "+",
+            "%",
+            "%41",
+            "%zz",
+            "@",
+            "[",
+            "]",
+            "::1",
+            "a.example",
+            "B.Example",
+            "8080",
+            "99999",
+            "0",
+            "id",
+            "123",
+            "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+            " ",
+            "\t",
+            "\n",
+            "\x00",
+            "é",
+            "ß",
+            "ｅ",
+            "%C3%A9",
+            "x",
+            ";",
+            "~",
+            "*",
+        ]
+    ),
+    max_size=14,
+).map("".join)
+
+
+@given(st.one_of(st.text(), URL_PIECES, URL_PIECES.map(lambda s: "https://a.example" + s)))
+@settings(max_examples=500, deadline=None)
+def test_fast_path_agrees_with_urlsplit(url: str) -> None:
+    try:
+        expected: Any = _urllib_url_fields(url)
+    except ValueError:
+        expected = ValueError
+    try:
+        got: Any = url_fields(url)
+    except ValueError:
+        got = ValueError
+    assert got == expected
+
+
+@given(st.text(alphabet=string.printable + "é%+&=", max_size=60))
+@settings(max_examples=300, deadline=None)
+def test_query_object_matches_parse_qsl(query: str) -> None:
+    expected: dict[str, Any] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key in expected:
+            previous = expected[key]
+            expected[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            expected[key] = value
+    assert query_object(query) == expected
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@given(
+    url=st.one_of(st.text(), URL_PIECES, JSON_VALUES),
+    referrer=st.one_of(st.text(), URL_PIECES, JSON_VALUES),
+)
+@settings(max_examples=400, deadline=None)
+def test_enrich_never_raises(url: Any, referrer: Any) -> None:
+    for view in ({"url": url, "referrer": referrer}, url):
+        event: dict[str, Any] = {"view": view}
+        warnings: list[dict[str, str]] = []
+        PageEnrichment().enrich(event, warnings)
+        assert all(w["enrichment"] == "page" for w in warnings)
