@@ -1,0 +1,278 @@
+"""The `rum-pipeline` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipeline import __version__
+from pipeline.errors import PipelineError
+from pipeline.settings import Settings, load_settings
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except PipelineError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _run(coro: Any) -> Any:
+    try:
+        return asyncio.run(coro)
+    except PipelineError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="rum-pipeline")
+def main() -> None:
+    """rum-pipeline: validate, enrich and aggregate custom RUM actions on Kafka.
+
+    Every command reads its settings from RUM_* environment variables and the
+    optional config file named by RUM_CONFIG_FILE; `rum-pipeline settings`
+    lists them all. Start a local broker with `make broker`.
+    """
+
+
+@main.command()
+@click.option(
+    "--web-port",
+    type=int,
+    default=None,
+    help="Port of this worker's web server (RUM_WEB_PORT; 0 turns it off). "
+    "Give each worker on one host its own port.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for this worker's local state (RUM_DATA_DIR). One per worker on a host.",
+)
+@click.option("--loglevel", "-l", default=None, help="debug, info, warning or error (RUM_LOG_LEVEL).")
+def worker(web_port: int | None, data_dir: Path | None, loglevel: str | None) -> None:
+    """Start a worker: raw -> enriched | bad rows.
+
+    Start several (on one host or many) to share the work: they join one
+    consumer group and split the raw topic's partitions between them.
+    Creates missing topics first. Exits with one line if Kafka is unreachable.
+    """
+    settings = _settings(web_port=web_port, data_dir=data_dir, log_level=loglevel)
+    from pipeline.admin import create_topics
+
+    _run(create_topics(settings))
+    _use_fast_event_loop()
+    from faust.worker import Worker
+
+    from pipeline.app import create_app
+
+    app = create_app(settings)
+    Worker(app, loglevel=settings.log_level.lower(), quiet=True).execute_from_commandline()
+
+
+def _use_fast_event_loop() -> None:
+    """Run on uvloop when it is installed: faust's per-message overhead is mostly event-loop work."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return
+    import mode.loop
+
+    mode.loop.use("uvloop")
+
+
+@main.group()
+def topics() -> None:
+    """Create and inspect the pipeline's Kafka topics."""
+
+
+@topics.command("create")
+def topics_create() -> None:
+    """Create every topic that is missing (safe to run again: changes nothing then).
+
+    Raw, enriched and bad topics get RUM_PARTITIONS partitions (12 by default);
+    the facet index and rollup topics are compacted.
+    """
+    from pipeline.admin import create_topics
+
+    settings = _settings()
+    for result in _run(create_topics(settings)):
+        state = "created" if result.created else "exists"
+        note = f"  ({result.note})" if result.note else ""
+        click.echo(f"{state:8} {result.name}  partitions={result.partitions}{note}")
+
+
+@topics.command("list")
+def topics_list() -> None:
+    """List the pipeline's topics and what each one carries."""
+    from pipeline.topics import topic_specs
+
+    for name, spec in topic_specs(_settings()):
+        extra = ", compacted" if spec.compacted else ""
+        click.echo(f"{name:28} {spec.description}{extra}")
+
+
+@main.command()
+@click.argument("source", type=click.File("rb"), required=False)
+@click.option(
+    "--generate",
+    "-g",
+    "count",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Generate N realistic shop actions instead of reading SOURCE.",
+)
+@click.option(
+    "--rate",
+    "-r",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Messages per second (0 = as fast as the broker acknowledges).",
+)
+@click.option(
+    "--seed",
+    "-s",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the generator: the same seed gives the same bytes.",
+)
+@click.option(
+    "--malformed",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of generated messages that are malformed (parse, schema or size faults).",
+)
+@click.option("--topic", "-t", default=None, help="Topic to publish to (default: the raw topic).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+def produce(
+    source: Any,
+    count: int | None,
+    rate: float,
+    seed: int,
+    malformed: float,
+    topic: str | None,
+    progress: bool,
+) -> None:
+    """Publish raw actions to Kafka, from SOURCE (JSON lines, '-' for stdin) or --generate.
+
+    Each line is sent byte-exact as one message, keyed by its session.id.
+    Waits for every acknowledgement, then prints a summary.
+
+    \b
+    Examples:
+      rum-pipeline produce actions.jsonl
+      rum-pipeline produce --generate 10000 --rate 500 --seed 7 --malformed 0.01
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from pipeline.produce import Message, publish, read_lines
+    from pipeline.topics import RAW
+
+    if (source is None) == (count is None):
+        raise click.UsageError("give either SOURCE or --generate N")
+    settings = _settings()
+    target = topic or settings.topic(RAW)
+    if count is not None:
+        from pipeline.generate import TrafficGenerator
+
+        generator = TrafficGenerator(seed=seed, malformed_share=malformed)
+        messages: Any = (Message(m.key, m.value, m.malformed) for m in generator.messages(count))
+    else:
+        messages = read_lines(source)
+    columns = [TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    from rich.console import Console
+
+    with Progress(*columns, disable=not progress, transient=True, console=Console(stderr=True)) as bar:
+        task = bar.add_task("produce", total=count)
+        summary = _run(publish(settings, target, messages, rate, on_sent=lambda n: bar.advance(task, n)))
+    bad = ", ".join(f"{k}={v}" for k, v in sorted(summary.malformed.items())) or "none"
+    click.echo(
+        f"produced {summary.sent} messages to {target} in {summary.seconds:.1f} s "
+        f"({summary.rate:,.0f}/s); failed {summary.failed}; malformed on purpose: {bad}"
+    )
+    if summary.failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.option(
+    "--count",
+    "-n",
+    type=click.IntRange(min=1),
+    default=5000,
+    show_default=True,
+    help="Generated actions to push through (1% of them malformed on purpose).",
+)
+@click.option(
+    "--rate",
+    "-r",
+    type=click.FloatRange(min=0),
+    default=1000.0,
+    show_default=True,
+    help="Actions per second (0 = as fast as possible).",
+)
+@click.option("--seed", "-s", type=int, default=None, help="Generator seed (default: a new one each run).")
+@click.option(
+    "--worker/--no-worker",
+    "with_worker",
+    default=True,
+    show_default=True,
+    help="Start a worker for the demo (stopped at the end); --no-worker uses running ones.",
+)
+def demo(count: int, rate: float, seed: int | None, with_worker: bool) -> None:
+    """Push generated shop traffic through the pipeline and show what flowed.
+
+    Starts a worker, produces COUNT actions, and follows the enriched and
+    bad-row topics as a downstream consumer would, refreshing the summary while
+    traffic flows. Ctrl-C stops everything it started.
+    """
+    import time
+
+    from rich.console import Console
+
+    from pipeline.admin import create_topics
+    from pipeline.demo import run_demo, start_worker, stop_worker
+
+    settings = _settings()
+    console = Console()
+    _run(create_topics(settings))
+    worker_log = settings.data_dir / "demo-worker.log"
+    proc = start_worker(worker_log) if with_worker else None
+    if proc:
+        console.print(f"worker started (pid {proc.pid}), log: {worker_log}")
+    try:
+        tally = _run(
+            run_demo(settings, count, rate, seed if seed is not None else time.time_ns() % 1000000, console)
+        )
+        if tally.sample:
+            import orjson
+
+            console.print("One enriched checkout, as downstream consumers receive it:")
+            console.print_json(orjson.dumps(tally.sample).decode())
+    except KeyboardInterrupt:
+        console.print("interrupted")
+    finally:
+        if proc:
+            stop_worker(proc)
+            console.print("worker stopped")
+
+
+@main.command("settings")
+def show_settings() -> None:
+    """Show every setting: its environment variable, current value and meaning."""
+    settings = _settings()
+    for name, field in Settings.model_fields.items():
+        value = getattr(settings, name)
+        value = getattr(value, "value", value)
+        click.echo(f"RUM_{name.upper():24} {value!s:28} {field.description}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""The command line: every option explained, clear errors, fast failure without Kafka."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from pipeline.cli import main
+from tests.kafka_helpers import CLI
+
+
+def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    found = []
+    for name, command in group.commands.items():
+        found.append((f"{prefix}{name}", command))
+        if isinstance(command, click.Group):
+            found.extend(_commands(command, f"{prefix}{name} "))
+    return found
+
+
+@pytest.mark.parametrize(("name", "command"), _commands(main))
+def test_every_command_and_option_is_explained(name: str, command: click.Command) -> None:
+    assert command.help, f"`rum-pipeline {name}` has no help text"
+    for param in command.params:
+        if isinstance(param, click.Option):
+            assert param.help, f"`rum-pipeline {name} {param.opts[0]}` has no help text"
+    result = CliRunner().invoke(main, [*name.split(), "--help"])
+    assert result.exit_code == 0
+    assert "Usage: " in result.output
+
+
+def test_bad_setting_is_one_clear_error() -> None:
+    result = CliRunner().invoke(main, ["topics", "create"], env={"RUM_PARTITIONS": "-1"})
+    assert result.exit_code != 0
+    assert "RUM_PARTITIONS" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_produce_needs_a_source() -> None:
+    result = CliRunner().invoke(main, ["produce"])
+    assert result.exit_code == 2
+    assert "--generate" in result.output
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_worker_without_kafka_exits_quickly_with_one_line() -> None:
+    env = {"RUM_KAFKA_BOOTSTRAP": f"127.0.0.1:{_free_port()}", "PATH": "/usr/bin:/bin"}
+    started = time.monotonic()
+    done = subprocess.run([CLI, "worker"], env=env, capture_output=True, text=True, timeout=60, check=False)
+    elapsed = time.monotonic() - started
+    assert done.returncode != 0
+    assert elapsed < 30
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert "cannot reach Kafka" in lines[0]
