@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.errors import ConfigError
@@ -33,7 +33,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RUM_", frozen=True, extra="forbid")
 
     kafka_bootstrap: str = Field(
-        "127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated host:port."
+        "",
+        description="Kafka bootstrap servers, comma-separated host:port. "
+        "Default: the local dev broker, 127.0.0.1:RUM_KAFKA_PORT.",
     )
     kafka_port: int = Field(9092, ge=1, le=65535, description="Port of the local dev broker (make broker).")
     topic_prefix: str = Field("", description="Prefix put before every topic name, e.g. 'staging.'.")
@@ -70,9 +72,19 @@ class Settings(BaseSettings):
         "info", pattern="^(?i)(debug|info|warning|error|critical)$", description="Log level."
     )
 
+    @model_validator(mode="after")
+    def _default_bootstrap(self) -> Settings:
+        # The local broker's port decides the default, so RUM_KAFKA_PORT alone
+        # moves both `make broker` and every client to another port.
+        if not self.kafka_bootstrap:
+            object.__setattr__(self, "kafka_bootstrap", f"127.0.0.1:{self.kafka_port}")
+        return self
+
     @field_validator("kafka_bootstrap")
     @classmethod
     def _check_bootstrap(cls, value: str) -> str:
+        if not value:
+            return value
         for server in value.split(","):
             host, sep, port = server.strip().rpartition(":")
             if not sep or not host or not port.isdigit():

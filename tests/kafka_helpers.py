@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer
 from pipeline.consume import assign_topics
 from pipeline.settings import Settings, load_settings
 
-BOOTSTRAP = os.environ.get("RUM_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+BOOTSTRAP = os.environ.get("RUM_KAFKA_BOOTSTRAP") or f"127.0.0.1:{os.environ.get('RUM_KAFKA_PORT', '9092')}"
 CLI = str(Path(sys.executable).with_name("rum-pipeline"))
 
 

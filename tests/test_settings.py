@@ -77,3 +77,9 @@ def test_settings_are_frozen() -> None:
     settings = load_settings({})
     with pytest.raises(Exception):  # noqa: B017 - pydantic raises its own ValidationError
         settings.partitions = 3  # type: ignore[misc]
+
+
+def test_local_broker_port_moves_the_default_bootstrap() -> None:
+    assert load_settings({"RUM_KAFKA_PORT": "9192"}).kafka_bootstrap == "127.0.0.1:9192"
+    explicit = load_settings({"RUM_KAFKA_PORT": "9192", "RUM_KAFKA_BOOTSTRAP": "kafka:29092"})
+    assert explicit.kafka_bootstrap == "kafka:29092"
