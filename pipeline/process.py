@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -21,6 +21,8 @@ from pipeline.settings import Settings
 from pipeline.validate import Failure, RawValidator
 
 _PROCESSOR = {"name": PROCESSOR_NAME, "version": __version__}
+#: Actions dated further ahead of their receive time than this are bad rows.
+FUTURE_LIMIT_MS = 24 * 3600 * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,8 @@ class Output:
 
     value: bytes
     bad_kind: str | None = None
+    #: The enriched action as a dict (None for a bad row), for the rollup stage.
+    event: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def enriched(self) -> bool:
@@ -71,6 +75,10 @@ class Processor:
             if isinstance(checked, Failure):
                 return self._bad(checked.kind, checked.errors, payload, key, topic, partition, offset)
             event: dict[str, Any] = checked
+            if event["date"] > received + FUTURE_LIMIT_MS:
+                # A clock this far ahead would open windows nobody will ever close.
+                future = [("$.date", f"date is more than 24 h after the receive time ({received} ms)")]
+                return self._bad("schema", future, payload, key, topic, partition, offset)
             warnings: list[Warning] = []
             for enrichment in self.enrichments:
                 enrichment.enrich(event, warnings)
@@ -89,7 +97,7 @@ class Processor:
             return self._bad("enrichment", error, payload, key, topic, partition, offset)
         self.counts["enriched"] += 1
         self.counts["warnings"] += len(warnings)
-        return Output(value)
+        return Output(value, event=event)
 
     def _bad(
         self,

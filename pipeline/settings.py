@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     max_attributes: int = Field(
         1000, ge=1, description="Raw messages with more attributes are bad rows (kind size)."
     )
+    rollups: bool = Field(True, description="Maintain the facet index and the measure rollups.")
+    rollups_config: Path | None = Field(
+        None, description="YAML file declaring facets, measures and rollups. Default: config/rollups.yaml."
+    )
+    session_timeout: float = Field(
+        30.0, ge=6, le=300, description="Seconds before a silent worker's partitions move to the others."
+    )
     log_level: str = Field(
         "info", pattern="^(?i)(debug|info|warning|error|critical)$", description="Log level."
     )

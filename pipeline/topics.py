@@ -11,6 +11,11 @@ ENRICHED = "rum.actions.enriched"
 BAD = "rum.actions.bad"
 FACETS = "rum.facets.index"
 ROLLUPS = "rum.measures.rollup"
+LATE = "rum.actions.late"
+#: Rollup state of each raw partition (same partition numbers as the raw topic).
+STATE = "rum.internal.rollup-state"
+#: Partial aggregates on their way to the merge stage, routed by rollup window.
+PARTIALS = "rum.internal.rollup-partials"
 
 # Raw actions may be larger than Kafka's 1 MiB default: they must still reach
 # the worker so that they become bad rows of kind "size" instead of being
@@ -46,6 +51,11 @@ TOPICS: tuple[TopicSpec, ...] = (
     ),
     TopicSpec(FACETS, "facet index upserts: distinct values with counts per window", compacted=True),
     TopicSpec(ROLLUPS, "measure rollup upserts per rollup, group and window", compacted=True),
+    TopicSpec(LATE, "actions too late (or too far in the future) for a window, with the reasons"),
+    TopicSpec(STATE, "internal: rollup state changelog, partitioned like the raw topic", compacted=True),
+    TopicSpec(
+        PARTIALS, "internal: partial aggregates per source partition for the merge stage", compacted=True
+    ),
 )
 
 

@@ -148,3 +148,14 @@ def test_reserved_fields_in_the_wrong_form_are_schema_errors(
     record = _check_one_output(processor, orjson.dumps(event))
     assert record["kind"] == "schema"
     assert [e["path"] for e in record["errors"]] == [path]
+
+
+def test_an_action_from_the_far_future_is_a_bad_row(processor: Processor) -> None:
+    received = 1_764_340_000_000
+    day = 24 * 3600 * 1000
+    for date, kind in ((received + day + 1, "schema"), (received + day, None), (received - 7 * day, None)):
+        event = {"type": "action", "date": date, "action": {"target": {"name": "x"}}}
+        out = processor.process(orjson.dumps(event), received_at=received)
+        assert out.bad_kind == kind, date
+        if kind:
+            assert orjson.loads(out.value)["errors"][0]["path"] == "$.date"

@@ -1,0 +1,191 @@
+"""Attribute paths into enriched actions: ``action.target.name``, ``geo.country``, ``usr.id``.
+
+A path is a dotted list of identifiers; the ``@`` prefix of the RUM Explorer
+(``@geo.country``) is accepted and stripped. Paths are validated and compiled
+once into small getters, so reading one from an event costs a few dict lookups.
+
+Two ways to read a path:
+
+- :func:`compile_path` returns the raw value or :data:`MISSING` when any step
+  of the path is absent or is not an object. JSON ``null`` comes back as
+  ``None``, distinct from :data:`MISSING`, because a caller that copies values
+  (an index, a debugger) must be able to tell them apart.
+- :func:`compile_values` / :func:`values_at` return the *list of values* a
+  facet or filter sees: a list is flattened so that each element counts
+  ("list attributes count each element"), lists of objects are walked into
+  (``context.products.name`` reads ``name`` from every product), and ``null``
+  values are dropped because for facets and filters ``null`` means "no value".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any, Final
+
+__all__ = [
+    "MISSING",
+    "PathError",
+    "compile_path",
+    "compile_values",
+    "normalize_path",
+    "values_at",
+]
+
+
+class _Missing:
+    """Type of :data:`MISSING`; a single falsy instance that prints nicely."""
+
+    _instance: _Missing | None = None
+
+    def __new__(cls) -> _Missing:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+#: Returned by a compiled getter when the path does not exist in the event.
+MISSING: Final = _Missing()
+
+# Datadog attribute keys are identifiers; a hyphen is allowed after the first
+# character because keys such as ``x-request-id`` occur in real contexts.
+_SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
+
+
+class PathError(ValueError):
+    """An attribute path is malformed; ``offset`` is the 0-based index of the problem."""
+
+    def __init__(self, path: str, reason: str, offset: int = 0) -> None:
+        super().__init__(f"bad path {path!r}: {reason}")
+        self.path = path
+        self.reason = reason
+        self.offset = offset
+
+
+def normalize_path(path: str) -> str:
+    """Validate ``path`` and return it without an ``@`` prefix; raise :class:`PathError`."""
+    if not isinstance(path, str):
+        raise PathError(repr(path), "a path must be a string")
+    start = 1 if path.startswith("@") else 0
+    body = path[start:]
+    if not body:
+        raise PathError(path, "empty path", start)
+    offset = start
+    for segment in body.split("."):
+        if not segment:
+            raise PathError(path, "empty segment", offset)
+        match = _SEGMENT.match(segment)
+        end = match.end() if match else 0
+        if end != len(segment):
+            bad = segment[end]
+            what = "a space" if bad.isspace() else repr(bad)
+            where = "at the start of a segment" if end == 0 else "in a segment"
+            raise PathError(
+                path, f"{what} is not allowed {where} (use letters, digits, _ and -)", offset + end
+            )
+        offset += len(segment) + 1
+    return body
+
+
+@lru_cache(maxsize=1024)
+def compile_path(path: str) -> Callable[[Any], Any]:
+    """Compile ``path`` into a getter returning the raw value or :data:`MISSING`.
+
+    Only objects are walked into: when a step is absent, or a non-final step is
+    not an object (a list included), the getter returns :data:`MISSING`.
+    """
+    keys = tuple(normalize_path(path).split("."))
+    # Specialised closures for the usual depths avoid a Python loop per call.
+    if len(keys) == 1:
+        (k1,) = keys
+
+        def get1(event: Any) -> Any:
+            return event.get(k1, MISSING) if isinstance(event, dict) else MISSING
+
+        return get1
+    if len(keys) == 2:
+        k1, k2 = keys
+
+        def get2(event: Any) -> Any:
+            if isinstance(event, dict):
+                v = event.get(k1)
+                if isinstance(v, dict):
+                    return v.get(k2, MISSING)
+            return MISSING
+
+        return get2
+
+    def get_n(event: Any) -> Any:
+        value = event
+        for key in keys:
+            if not isinstance(value, dict):
+                return MISSING
+            value = value.get(key, MISSING)
+        return value
+
+    return get_n
+
+
+def _flatten(value: Any, keys: tuple[str, ...], out: list[Any]) -> None:
+    """Append every value reached by ``keys`` from ``value``, walking into lists."""
+    for index, key in enumerate(keys):
+        if isinstance(value, list):
+            rest = keys[index:]
+            for item in value:
+                _flatten(item, rest, out)
+            return
+        if not isinstance(value, dict):
+            return
+        value = value.get(key)
+    _extend(value, out)
+
+
+def _extend(value: Any, out: list[Any]) -> None:
+    if isinstance(value, list):
+        for item in value:
+            _extend(item, out)
+    elif value is not None:
+        out.append(value)
+
+
+@lru_cache(maxsize=1024)
+def compile_values(path: str) -> Callable[[Any], list[Any]]:
+    """Compile ``path`` into a function returning the list of values a facet sees.
+
+    Missing and ``null`` give ``[]``; a scalar gives ``[scalar]``; a list gives
+    its elements (nested lists flattened); lists of objects on the way are
+    walked into, one value per object.
+    """
+    keys = tuple(normalize_path(path).split("."))
+    get = compile_path(path)
+
+    def values(event: Any) -> list[Any]:
+        value = get(event)
+        # Fast path: a plain scalar reached through objects only.
+        if value is MISSING:
+            if not isinstance(event, dict):
+                return []
+            out: list[Any] = []
+            _flatten(event, keys, out)  # perhaps a list of objects on the way
+            return out
+        if value is None:
+            return []
+        if isinstance(value, list):
+            out = []
+            _extend(value, out)
+            return out
+        return [value]
+
+    return values
+
+
+def values_at(event: Any, path: str) -> list[Any]:
+    """The values of ``path`` in ``event``: each list element counts, ``null`` and missing give ``[]``."""
+    return compile_values(path)(event)

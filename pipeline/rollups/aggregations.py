@@ -1,0 +1,357 @@
+"""Rollup aggregations: one small class each, combined into one state per group.
+
+Every aggregation has ``initialize() -> state``, ``add(state, value) -> state``,
+``merge(a, b) -> state``, ``result(state)`` and ``dump``/``load`` to JSON-friendly
+data. ``merge`` is what lets partial states from several source partitions (or
+several windows) be combined, which the exactly-once-in-effect design relies on.
+
+Aggregations that can share state read the same *slot*: ``avg`` reads the ``sum``
+slot (count of values, compensated sum), and every percentile reads the one
+``ddsketch`` slot, so ``[p50, p75, p90, p95, p99]`` costs a single sketch.
+
+Which events count (the Datadog convention):
+
+- ``count`` counts every event handed to ``AggregationSet.add`` - i.e. every event
+  matching the rollup filter - whether or not it carries the measure.
+- measure aggregations (``sum``, ``avg``, ``min``, ``max``, ``pNN``) only see events
+  whose measure is a finite int or float; a missing measure, a string, a bool,
+  NaN or an infinity is ignored by them. ``avg`` divides by the number of such
+  values, not by ``count``. With no values, ``sum`` is 0.0 and the others are None.
+- ``cardinality(attr)`` counts the distinct values of ``attr`` read from the event
+  (dotted path; lists count each element), independently of the measure.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
+from typing import Any, ClassVar
+
+from pipeline.rollups.sketches import CardinalitySketch, QuantileSketch
+
+State = dict[str, Any]
+
+
+def as_measure(value: Any) -> float | None:
+    """The measure as a float, or None when it is not a finite number (bools are not numbers)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def iter_path(event: Any, parts: Sequence[str]) -> Iterator[Any]:
+    """Yield the values at a dotted path already split into ``parts``; lists are flattened at every level."""
+    if not parts:
+        if isinstance(event, list):
+            for item in event:
+                yield from iter_path(item, parts)
+        elif event is not None:
+            yield event
+        return
+    if isinstance(event, dict):
+        yield from iter_path(event.get(parts[0]), parts[1:])
+    elif isinstance(event, list):
+        for item in event:
+            yield from iter_path(item, parts)
+
+
+class Aggregation:
+    """Base: a named aggregation over one state slot."""
+
+    #: The state slot this aggregation reads; aggregations with equal slots share state.
+    slot: str = ""
+    #: True when ``add`` takes the measure value (False: it takes something else).
+    uses_measure: ClassVar[bool] = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def initialize(self) -> Any:
+        """The empty state."""
+        raise NotImplementedError
+
+    def add(self, state: Any, value: Any) -> Any:
+        """The state after adding ``value``."""
+        raise NotImplementedError
+
+    def merge(self, a: Any, b: Any) -> Any:
+        """The state of both inputs; may reuse and return ``a``, never changes ``b``."""
+        raise NotImplementedError
+
+    def result(self, state: Any) -> Any:
+        """The value reported in rollup records."""
+        raise NotImplementedError
+
+    def dump(self, state: Any) -> Any:
+        """The state as JSON-friendly data."""
+        return state
+
+    def load(self, data: Any) -> Any:
+        """Inverse of ``dump``."""
+        return data
+
+
+class Count(Aggregation):
+    """Number of events (with or without the measure)."""
+
+    slot = "count"
+    uses_measure = False
+
+    def initialize(self) -> int:
+        return 0
+
+    def add(self, state: int, value: Any) -> int:
+        return state + 1
+
+    def merge(self, a: int, b: int) -> int:
+        return a + b
+
+    def result(self, state: int) -> int:
+        return state
+
+    def load(self, data: Any) -> int:
+        return int(data)
+
+
+class _CompensatedSum(Aggregation):
+    """State (values, sum, compensation) of the measure, with Neumaier summation.
+
+    The compensation term carries the low-order bits plain float addition loses,
+    so the result is accurate to a few ulps whatever the number of values and the
+    order in which partial states are merged.
+    """
+
+    slot = "sum"
+
+    def initialize(self) -> tuple[int, float, float]:
+        return (0, 0.0, 0.0)
+
+    def add(self, state: tuple[int, float, float], value: float) -> tuple[int, float, float]:
+        n, s, c = state
+        t = s + value
+        # Neumaier: recover the part of the smaller operand that t could not hold.
+        c += (s - t) + value if abs(s) >= abs(value) else (value - t) + s
+        return (n + 1, t, c)
+
+    def merge(self, a: tuple[int, float, float], b: tuple[int, float, float]) -> tuple[int, float, float]:
+        _, s, c = self.add(a, b[1])
+        return (a[0] + b[0], s, c + b[2])
+
+    def dump(self, state: tuple[int, float, float]) -> dict[str, Any]:
+        return {"n": state[0], "sum": state[1], "comp": state[2]}
+
+    def load(self, data: Any) -> tuple[int, float, float]:
+        return (int(data["n"]), float(data["sum"]), float(data["comp"]))
+
+
+class Sum(_CompensatedSum):
+    """Sum of the measure (0.0 when no event had it)."""
+
+    def result(self, state: tuple[int, float, float]) -> float:
+        return state[1] + state[2]
+
+
+class Avg(_CompensatedSum):
+    """Mean of the measure: compensated sum over the number of measure values."""
+
+    def result(self, state: tuple[int, float, float]) -> float | None:
+        return (state[1] + state[2]) / state[0] if state[0] else None
+
+
+class Min(Aggregation):
+    """Smallest measure value."""
+
+    slot = "min"
+
+    def initialize(self) -> float | None:
+        return None
+
+    def add(self, state: float | None, value: float) -> float:
+        return value if state is None or value < state else state
+
+    def merge(self, a: float | None, b: float | None) -> float | None:
+        return a if b is None else self.add(a, b)
+
+    def result(self, state: float | None) -> float | None:
+        return state
+
+
+class Max(Min):
+    """Largest measure value."""
+
+    slot = "max"
+
+    def add(self, state: float | None, value: float) -> float:
+        return value if state is None or value > state else state
+
+
+class Percentile(Aggregation):
+    """A quantile of the measure from the shared DDSketch (1% relative accuracy)."""
+
+    slot = "ddsketch"
+
+    def __init__(self, name: str, q: float) -> None:
+        super().__init__(name)
+        self.q = q
+
+    def initialize(self) -> QuantileSketch:
+        return QuantileSketch()
+
+    def add(self, state: QuantileSketch, value: float) -> QuantileSketch:
+        state.add(value)
+        return state
+
+    def merge(self, a: QuantileSketch, b: QuantileSketch) -> QuantileSketch:
+        a.merge(b)
+        return a
+
+    def result(self, state: QuantileSketch) -> float | None:
+        return state.quantile(self.q)
+
+    def dump(self, state: QuantileSketch) -> dict[str, Any]:
+        return state.to_dict()
+
+    def load(self, data: Any) -> QuantileSketch:
+        return QuantileSketch.from_dict(data)
+
+
+class Cardinality(Aggregation):
+    """Approximate number of distinct values of an event attribute (HyperLogLog)."""
+
+    uses_measure = False
+
+    def __init__(self, name: str, attr: str) -> None:
+        super().__init__(name)
+        self.attr = attr
+        self.parts = tuple(attr.split("."))
+        self.slot = f"hll:{attr}"
+
+    def initialize(self) -> CardinalitySketch:
+        return CardinalitySketch()
+
+    def add(self, state: CardinalitySketch, value: Any) -> CardinalitySketch:
+        state.add(value)
+        return state
+
+    def merge(self, a: CardinalitySketch, b: CardinalitySketch) -> CardinalitySketch:
+        a.merge(b)
+        return a
+
+    def result(self, state: CardinalitySketch) -> int:
+        return round(state.estimate())
+
+    def dump(self, state: CardinalitySketch) -> str:
+        return state.to_base64()
+
+    def load(self, data: Any) -> CardinalitySketch:
+        return CardinalitySketch.from_base64(data)
+
+
+_PERCENTILE = re.compile(r"p(\d{1,3}(?:\.\d+)?)")
+_CARDINALITY = re.compile(r"cardinality\(@?([A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)*)\)")
+_SIMPLE: dict[str, type[Aggregation]] = {"count": Count, "sum": Sum, "avg": Avg, "min": Min, "max": Max}
+
+
+def parse_aggregation(name: str) -> Aggregation:
+    """Build the aggregation for a config name: count, sum, avg, min, max, pNN, cardinality(attr)."""
+    if name in _SIMPLE:
+        return _SIMPLE[name](name)
+    if match := _PERCENTILE.fullmatch(name):
+        q = float(match.group(1))
+        if 0 <= q <= 100:
+            return Percentile(name, q / 100)
+    elif match := _CARDINALITY.fullmatch(name):
+        return Cardinality(name, match.group(1))
+    raise ValueError(
+        f"unknown aggregation {name!r}; expected count, sum, avg, min, max, "
+        "pNN (0 <= NN <= 100, e.g. p50, p99, p99.9) or cardinality(attribute.path)"
+    )
+
+
+class AggregationSet:
+    """The aggregations of one rollup, sharing one combined state per group.
+
+    The state is a dict keyed by slot (``count``, ``sum``, ``min``, ``max``,
+    ``ddsketch``, ``hll:<attr>``); ``count`` is always kept. ``add`` and ``merge``
+    update the given state in place and return it.
+    """
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names: tuple[str, ...] = tuple(names)
+        if len(set(self.names)) != len(self.names):
+            raise ValueError(f"duplicate aggregations in {list(self.names)}")
+        self.aggregations = [parse_aggregation(name) for name in self.names]
+        owners: dict[str, Aggregation] = {"count": Count("count")}
+        for agg in self.aggregations:
+            owners.setdefault(agg.slot, agg)
+        self._owners = owners
+        self._measure = [(slot, agg) for slot, agg in owners.items() if agg.uses_measure]
+        self._cardinality = [(slot, agg) for slot, agg in owners.items() if isinstance(agg, Cardinality)]
+
+    @staticmethod
+    @lru_cache(maxsize=256)
+    def of(names: tuple[str, ...]) -> AggregationSet:
+        """A shared instance per aggregation list (the set itself holds no state)."""
+        return AggregationSet(names)
+
+    def initialize(self) -> State:
+        """A fresh empty state."""
+        return {slot: agg.initialize() for slot, agg in self._owners.items()}
+
+    def add(self, state: State, measure_value: Any, event: dict[str, Any]) -> State:
+        """Add one event that matched the rollup filter; see the module docstring for what counts."""
+        state["count"] += 1
+        value = as_measure(measure_value)
+        if value is not None:
+            for slot, agg in self._measure:
+                state[slot] = agg.add(state[slot], value)
+        for slot, card in self._cardinality:
+            sketch = state[slot]
+            for item in iter_path(event, card.parts):
+                sketch.add(item)
+        return state
+
+    def merge(self, a: State, b: State) -> State:
+        """Merge ``b`` into ``a`` and return ``a``; ``b`` is not changed."""
+        for slot, agg in self._owners.items():
+            a[slot] = agg.merge(a[slot], b[slot])
+        return a
+
+    def result(self, state: State) -> dict[str, Any]:
+        """Every aggregation's value, keyed by its name as configured."""
+        return {agg.name: agg.result(state[agg.slot]) for agg in self.aggregations}
+
+    def sketches(self, state: State) -> dict[str, Any]:
+        """The serialized sketches consumers can merge: ``ddsketch`` dict and ``hll`` {attr: base64}."""
+        out: dict[str, Any] = {}
+        for slot, agg in self._owners.items():
+            if isinstance(agg, Percentile):
+                out["ddsketch"] = agg.dump(state[slot])
+            elif isinstance(agg, Cardinality):
+                out.setdefault("hll", {})[agg.attr] = agg.dump(state[slot])
+        return out
+
+    def dump(self, state: State) -> dict[str, Any]:
+        """The state as JSON-friendly data.
+
+        ``{count, sum: {n, sum, comp}, min, max, ddsketch, hll: {attr: base64}}``
+        (only the slots the set uses).
+        """
+        out: dict[str, Any] = {}
+        for slot, agg in self._owners.items():
+            if isinstance(agg, Cardinality):
+                out.setdefault("hll", {})[agg.attr] = agg.dump(state[slot])
+            else:
+                out[slot] = agg.dump(state[slot])
+        return out
+
+    def load(self, data: dict[str, Any]) -> State:
+        """Inverse of ``dump``; raises KeyError/ValueError when a slot is missing or malformed."""
+        state: State = {}
+        for slot, agg in self._owners.items():
+            raw = data["hll"][agg.attr] if isinstance(agg, Cardinality) else data[slot]
+            state[slot] = agg.load(raw)
+        return state

@@ -1,0 +1,189 @@
+"""Stage 2 of the rollups: merge the latest partial of every source partition into upserts.
+
+Partials arrive on an internal topic, routed by rollup key so that one merger
+sees every source partition's partial for a key. A merger keeps the latest
+partial per source partition (``MergedRollup.offer`` ignores older or equal
+ones), so duplicated, replayed or reordered partials cannot change a result.
+The internal topic is compacted on (rollup key, source partition): reading a
+partition of it from the beginning rebuilds the merger's state after a
+restart or a rebalance, with no state of its own to lose.
+
+Keys are routed by rollup, interval and window (not by group), so the merger
+that owns a facet window sees all of its values and counts them exactly.
+
+A window is final once every source partition that has sent partials has
+passed the window end plus the grace period (their watermarks travel with the
+partials). Output records are upserts: the latest record per key is the truth.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from pipeline.rollups.engine import FACET_PREFIX, LATE_SUFFIX
+from pipeline.rollups.partials import MergedRollup, Partial, RollupKey
+from pipeline.rollups.windows import SECOND_MS, WindowClock, is_final
+
+
+def route(key: RollupKey, partitions: int) -> int:
+    """The partials-topic partition of a rollup key: by rollup, interval and window.
+
+    CRC-32 of compact JSON, so it is stable across processes and languages.
+    """
+    window = orjson.dumps([key.rollup, key.interval, key.window_start])
+    return zlib.crc32(window) % partitions
+
+
+def partial_message(partial: Partial, watermark: int | None) -> tuple[bytes, bytes]:
+    """Key and value of a partial on the partials topic (compacted per key and source partition)."""
+    key = partial.key.encode() + b"@" + str(partial.partition).encode()
+    return key, orjson.dumps({"partial": partial.to_dict(), "watermark": watermark})
+
+
+def tombstone_key(rollup_key: bytes, source_partition: int) -> bytes:
+    """The partials-topic key whose tombstone removes an evicted partial."""
+    return rollup_key + b"@" + str(source_partition).encode()
+
+
+@dataclass(frozen=True)
+class Upsert:
+    """One output record: ``facets`` or ``rollups`` topic, key and value."""
+
+    topic: str
+    key: bytes
+    value: dict[str, Any]
+
+
+class Merger:
+    """Merged rollups for the partials-topic partitions one worker owns."""
+
+    def __init__(self, grace_seconds: int, retention_seconds: int) -> None:
+        self.grace_ms = grace_seconds * SECOND_MS
+        self.retention_ms = retention_seconds * SECOND_MS
+        self.merged: dict[bytes, MergedRollup] = {}
+        self.routes: dict[bytes, int] = {}
+        self.clock = WindowClock()
+        self.dirty: set[bytes] = set()
+        self.final: set[bytes] = set()
+        self.loaded: set[int] = set()
+
+    def offer(self, value: bytes | None, route_partition: int) -> None:
+        """Take one partials-topic record (None = tombstone, nothing to merge)."""
+        if value is None:
+            return
+        data = orjson.loads(value)
+        partial = Partial.from_dict(data["partial"])
+        if data["watermark"] is not None:
+            self.clock.advance(partial.partition, data["watermark"])
+        encoded = partial.key.encode()
+        merged = self.merged.get(encoded)
+        if merged is None:
+            merged = self.merged[encoded] = MergedRollup(partial.key, partial.aggregations)
+            self.routes[encoded] = route_partition
+        if merged.offer(partial):
+            self.dirty.add(encoded)
+            self.final.discard(encoded)
+
+    def drop(self, route_partition: int) -> None:
+        """Forget the keys of a partials partition this worker no longer owns."""
+        gone = [k for k, q in self.routes.items() if q == route_partition]
+        for key in gone:
+            for table in (self.merged, self.routes):
+                table.pop(key, None)
+            self.dirty.discard(key)
+            self.final.discard(key)
+        self.loaded.discard(route_partition)
+
+    def low_watermark(self) -> int | None:
+        """The smallest watermark of the source partitions heard from."""
+        partitions = [int(p) for p in self.clock.to_dict()]
+        return self.clock.low_watermark(partitions) if partitions else None
+
+    def flush(self, now_ms: int) -> list[Upsert]:
+        """Upserts for what changed and for windows that just became final; evicts old windows."""
+        low = self.low_watermark()
+        for key, merged in self.merged.items():
+            if (
+                key not in self.final
+                and key not in self.dirty
+                and is_final(merged.key.window_end, low, self.grace_ms)
+            ):
+                self.dirty.add(key)
+        out = []
+        facet_windows: set[tuple[str, str, int]] = set()
+        for key in sorted(self.dirty):
+            merged = self.merged[key]
+            final = is_final(merged.key.window_end, low, self.grace_ms)
+            if final:
+                self.final.add(key)
+            out.append(to_upsert(merged, final, now_ms))
+            if is_facet(merged.key.rollup):
+                facet_windows.add((merged.key.rollup, merged.key.interval, merged.key.window_start))
+        self.dirty.clear()
+        if facet_windows:
+            out.extend(self._facet_summaries(facet_windows, low, now_ms))
+        if low is not None:
+            for key in [k for k, m in self.merged.items() if m.key.window_end < low - self.retention_ms]:
+                del self.merged[key]
+                self.routes.pop(key, None)
+                self.final.discard(key)
+        return out
+
+    def _facet_summaries(
+        self, windows: set[tuple[str, str, int]], low: int | None, now_ms: int
+    ) -> list[Upsert]:
+        """The distinct-value count of each facet window that changed."""
+        values: dict[tuple[str, str, int], int] = dict.fromkeys(windows, 0)
+        ends: dict[tuple[str, str, int], int] = {}
+        for merged in self.merged.values():
+            window = (merged.key.rollup, merged.key.interval, merged.key.window_start)
+            if window in values:
+                values[window] += 1
+                ends[window] = merged.key.window_end
+        out = []
+        for (rollup, interval, start), count in sorted(values.items()):
+            facet = rollup[len(FACET_PREFIX) :]
+            final = is_final(ends[(rollup, interval, start)], low, self.grace_ms)
+            record = {
+                "kind": "facet",
+                "facet": facet,
+                "interval": interval,
+                "window_start": start,
+                "window_end": ends[(rollup, interval, start)],
+                "unique_values": count,
+                "final": final,
+                "updated_at": now_ms,
+            }
+            out.append(Upsert("facets", orjson.dumps([facet, None, interval, start]), record))
+        return out
+
+
+def is_facet(rollup: str) -> bool:
+    """True for the internal rollups of the facet index (their late counts are plain rollups)."""
+    return rollup.startswith(FACET_PREFIX) and not rollup.endswith(LATE_SUFFIX)
+
+
+def to_upsert(merged: MergedRollup, final: bool, now_ms: int) -> Upsert:
+    """The facet-index or rollup record of a merged key."""
+    key: RollupKey = merged.key
+    record = merged.record(updated_at_ms=now_ms, final=final)
+    if is_facet(key.rollup):
+        facet = key.rollup[len(FACET_PREFIX) :]
+        facet_value = key.group[0][1]
+        value = {
+            "kind": "value",
+            "facet": facet,
+            "value": facet_value,
+            "interval": key.interval,
+            "window_start": key.window_start,
+            "window_end": key.window_end,
+            "count": record["aggregations"]["count"],
+            "final": final,
+            "updated_at": now_ms,
+        }
+        return Upsert("facets", orjson.dumps([facet, facet_value, key.interval, key.window_start]), value)
+    return Upsert("rollups", key.encode(), record)

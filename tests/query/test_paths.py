@@ -1,0 +1,103 @@
+"""Attribute paths: validation, getters, list flattening."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.query.paths import MISSING, PathError, compile_path, compile_values, normalize_path, values_at
+
+EVENT = {
+    "action": {"target": {"name": "checkout"}},
+    "geo": {"country": "France"},
+    "usr": {"id": "u-7"},
+    "context": {
+        "value": 42.12,
+        "items": ["tomato", "strawberries"],
+        "coupon": None,
+        "products": [{"sku": "a", "tags": ["x", "y"]}, {"sku": "b"}, {"other": 1}, "not an object"],
+        "matrix": [[1, 2], [3]],
+        "a": {"b": {"c": {"d": 4}}},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("action.target.name", "checkout"),
+        ("@action.target.name", "checkout"),
+        ("geo.country", "France"),
+        ("usr.id", "u-7"),
+        ("context.value", 42.12),
+        ("context.items", ["tomato", "strawberries"]),
+        ("context.coupon", None),
+        ("context.a.b.c.d", 4),
+        ("context", EVENT["context"]),
+        ("geo.city", MISSING),
+        ("nothere", MISSING),
+        ("geo.country.name", MISSING),  # walking into a string
+        ("context.products.sku", MISSING),  # lists are not walked by the raw getter
+    ],
+)
+def test_compile_path(path: str, expected: object) -> None:
+    assert compile_path(path)(EVENT) == expected
+
+
+def test_missing_is_falsy_singleton() -> None:
+    assert not MISSING
+    assert repr(MISSING) == "MISSING"
+    assert compile_path("x")(EVENT) is MISSING
+    assert compile_path("x")("not a dict") is MISSING
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("geo.country", ["France"]),
+        ("context.items", ["tomato", "strawberries"]),
+        ("context.value", [42.12]),
+        ("context.coupon", []),
+        ("geo.city", []),
+        ("context.products.sku", ["a", "b"]),
+        ("context.products.tags", ["x", "y"]),
+        ("context.matrix", [1, 2, 3]),
+        ("context.a.b.c.d", [4]),
+    ],
+)
+def test_values_at(path: str, expected: list[object]) -> None:
+    assert values_at(EVENT, path) == expected
+    assert compile_values(path)(EVENT) == expected
+
+
+def test_values_of_non_object_event() -> None:
+    assert values_at([1, 2], "a") == []
+    assert values_at(None, "a.b") == []
+
+
+@pytest.mark.parametrize(
+    ("path", "reason", "offset"),
+    [
+        ("", "empty path", 0),
+        ("@", "empty path", 1),
+        ("geo..country", "empty segment", 4),
+        (".geo", "empty segment", 0),
+        ("geo.", "empty segment", 4),
+        ("geo country", "a space is not allowed in a segment", 3),
+        ("geo.1st", "'1' is not allowed at the start of a segment", 4),
+        ("@@geo", "'@' is not allowed at the start of a segment", 1),
+        ("geo.cou:ntry", "':' is not allowed in a segment", 7),
+    ],
+)
+def test_bad_paths(path: str, reason: str, offset: int) -> None:
+    with pytest.raises(PathError) as err:
+        normalize_path(path)
+    assert isinstance(err.value, ValueError)
+    assert err.value.reason.startswith(reason)
+    assert err.value.offset == offset
+    assert str(err.value).startswith(f"bad path {path!r}: {reason}")
+
+
+def test_good_paths() -> None:
+    assert normalize_path("@view.url_path_group") == "view.url_path_group"
+    assert normalize_path("context.x-request-id") == "context.x-request-id"
+    assert normalize_path("_private") == "_private"
