@@ -27,9 +27,12 @@ SCHEMAS_DIR = Path(__file__).resolve().parents[1] / "schemas"
 RAW_ACTION = "raw-action.v1"
 ENRICHED_ACTION = "enriched-action.v1"
 BAD_ROW = "bad-row.v1"
+FACET_INDEX = "facet-index.v1"
+MEASURE_ROLLUP = "measure-rollup.v1"
+LATE_ACTION = "late-action.v1"
 
 #: Every schema name; ``<name>.json`` is its file in :data:`SCHEMAS_DIR`.
-SCHEMA_NAMES: tuple[str, ...] = (RAW_ACTION, ENRICHED_ACTION, BAD_ROW)
+SCHEMA_NAMES: tuple[str, ...] = (RAW_ACTION, ENRICHED_ACTION, BAD_ROW, FACET_INDEX, MEASURE_ROLLUP, LATE_ACTION)
 
 #: Replaces instance values in error messages: bad rows carry the payload
 #: already, and echoing a 1 MiB value into every message would bloat them.

@@ -211,3 +211,17 @@ def test_route_depends_on_the_window_not_the_group() -> None:
     a = RollupKey("facet:geo.country", "1h", T0, (("geo.country", "France"),))
     b = RollupKey("facet:geo.country", "1h", T0, (("geo.country", "Japan"),))
     assert route(a, 12) == route(b, 12)
+
+
+def test_every_upsert_validates_against_its_schema() -> None:
+    from pipeline.schemas import FACET_INDEX, MEASURE_ROLLUP, validate_record
+
+    events = make_events(800, seed=5)
+    events.append({**events[0], "date": T0 - 5 * HOUR})  # a late one, for the :late rollup
+    merger = run({0: events[:400], 1: events[400:]}, crash_seed=9)
+    upserts = merger.flush(now_ms=T0)
+    assert {u.topic for u in upserts} == {"facets", "rollups"}
+    for upsert in upserts:
+        schema = FACET_INDEX if upsert.topic == "facets" else MEASURE_ROLLUP
+        value = orjson.loads(orjson.dumps(upsert.value))
+        assert validate_record(schema, value) == [], value
