@@ -12,12 +12,99 @@ import logging
 from typing import Any
 
 import faust
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TP, Message
+from mode import ServiceT
+from mode.supervisors import CrashingSupervisor
 
 from pipeline.process import Processor, now_ms
+from pipeline.rollups.config import default_config_path, load_rollup_config
+from pipeline.rollups.stage import RollupStage
 from pipeline.settings import Settings, load_settings
-from pipeline.topics import BAD, ENRICHED, RAW
+from pipeline.topics import BAD, ENRICHED, PARTIALS, RAW
 
 log = logging.getLogger(__name__)
+
+
+class BatchDeliveryConsumer(aiokafka_driver.Consumer):
+    """faust's aiokafka consumer, handing each fetched batch to the streams in one guarded step.
+
+    faust's fetcher loop (``Consumer._drain_messages``) wraps every single
+    message in ``wait_first(callback(message), suspend_flow.wait())`` so that a
+    rebalance or a stop can interrupt a delivery blocked on a full stream
+    buffer. That costs four task creations and an ``asyncio.wait`` per message:
+    30-40 µs each (on uvloop too), a third of the worker's CPU time per event
+    (worker CPU 105-119 µs/event before, 65-75 µs/event after, with the
+    processing itself at 20-35 µs/event).
+
+    This loop keeps the same guard, once per fetched batch: the batch is
+    delivered message by message exactly as before (same read-offset, gap and
+    commit bookkeeping, same conductor callback) inside one ``wait_first``, so a
+    rebalance, stop or crash still cancels a delivery that is blocked. Messages
+    left undelivered are simply not marked read; faust seeks back to the
+    committed offsets after a rebalance, as it does for the per-message guard.
+    """
+
+    async def _drain_messages(self, fetcher: ServiceT) -> None:
+        callback = self.callback
+        getmany = self.getmany
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set  # type: ignore[attr-defined]
+        get_read_offset = self._read_offset.__getitem__
+        set_read_offset = self._read_offset.__setitem__
+        set_flag = self.diag.set_flag
+        unset_flag = self.diag.unset_flag
+        commit_every = self._commit_every
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        yield_every = 100  # as faust does: let the streams run during long batches
+
+        async def deliver(batch: list[tuple[TP, Message]]) -> None:
+            since_yield = 0
+            for tp, message in batch:
+                since_yield += 1
+                if since_yield > yield_every:
+                    await asyncio.sleep(0)
+                    since_yield = 0
+                offset = message.offset
+                read_offset = get_read_offset(tp)
+                if read_offset is not None and offset < read_offset:
+                    continue  # already delivered (faust drops these too)
+                if read_offset and offset - read_offset > 1 and acks_enabled_for(message.topic):
+                    await self._add_gap(tp, read_offset + 1, offset)
+                if commit_every is not None and self._n_acked >= commit_every:
+                    self._n_acked = 0
+                    await self.commit()
+                await callback(message)
+                set_read_offset(tp, offset)
+
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                set_flag(CONSUMER_FETCHING)
+                await self.sleep(0)
+                if not self.should_stop:
+                    batch = [item async for item in getmany(timeout=1.0)]
+                    if batch:
+                        await self.wait_first(deliver(batch), self.suspend_flow.wait())
+                    unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        finally:
+            unset_flag(CONSUMER_FETCHING)
+
+
+class BatchDeliveryTransport(aiokafka_driver.Transport):
+    """faust's aiokafka transport with :class:`BatchDeliveryConsumer` as its consumer."""
+
+    Consumer = BatchDeliveryConsumer
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -38,19 +125,32 @@ def create_app(settings: Settings) -> faust.App:
         web_port=settings.web_port or 6066,
         web_host="127.0.0.1",
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=settings.session_timeout / 10,
     )
+    # Before any topic is declared: the conductor and consumer come from here.
+    app.transport = BatchDeliveryTransport(app.conf.broker_consumer, app)
     raw = app.topic(settings.topic(RAW), key_serializer="raw", value_serializer="raw")
     enriched_topic = settings.topic(ENRICHED)
     bad_topic = settings.topic(BAD)
     processor = Processor(settings)
     app.rum_processor = processor  # type: ignore[attr-defined]
 
-    @app.agent(raw, name="enrich")
+    stage = _rollup_stage(app, settings)
+
+    # An agent that fails must take the worker down: faust's default supervisor
+    # would restart it past the failed batch, whose events were never
+    # acknowledged and would then not be read again until the next restart.
+    # Crashing hands the partitions to another worker, which replays them.
+    @app.agent(raw, name="enrich", supervisor_strategy=CrashingSupervisor)
     async def enrich(stream: Any) -> None:  # a faust.Stream; StreamT lacks take_events
-        """raw -> enriched | bad row, one output per input, in batches."""
+        """raw -> enriched | bad row (and rollup partials), one output per input, in batches."""
         producer = app.producer
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
             received = now_ms()
+            partitions = {(e.message.partition, e.message.generation_id) for e in events}
+            if stage is not None:
+                await stage.prepare(partitions)
             pending = []
             for event in events:
                 message = event.message
@@ -62,20 +162,44 @@ def create_app(settings: Settings) -> faust.App:
                     offset=message.offset,
                     received_at=received,
                 )
-                if out.enriched:
-                    # Same partition as the source: the enriched topic keeps the
-                    # raw topic's partitioning, null keys included.
+                if out.event is not None:
+                    # Same partition as the source: the enriched topic keeps
+                    # the raw topic's partitioning, null keys included.
                     sent = await producer.send(
                         enriched_topic, message.key, out.value, message.partition, None, None
                     )
+                    if stage is not None:
+                        verdicts = stage.apply(message.partition, message.offset, out.event, received)
+                        if verdicts:
+                            pending.append(await stage.late(message.key, out.event, verdicts))
                 else:
                     sent = await producer.send(bad_topic, message.key, out.value, None, None, None)
                 pending.append(sent)
-            # The batch is acknowledged (and its offsets become committable)
-            # only after Kafka has every output: a crash replays, never loses.
+            # take_events acknowledges the batch (its offsets become committable)
+            # when this body returns: only after Kafka has every output and the
+            # rollup state, so a crash replays, never loses or double counts.
             await asyncio.gather(*pending)
+            if stage is not None:
+                await stage.flush(p for p, _generation in partitions)
+
+    if stage is not None:
+        partials = app.topic(settings.topic(PARTIALS), key_serializer="raw", value_serializer="raw")
+
+        @app.agent(partials, name="merge", supervisor_strategy=CrashingSupervisor)
+        async def merge(stream: Any) -> None:
+            """Partials -> facet-index and rollup upserts."""
+            async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
+                await stage.merge(events)
 
     return app
+
+
+def _rollup_stage(app: faust.App, settings: Settings) -> RollupStage | None:
+    """The rollup stage when enabled, with its config validated now (start-up)."""
+    if not settings.rollups:
+        return None
+    path = settings.rollups_config or default_config_path()
+    return RollupStage(settings, load_rollup_config(path), lambda: app.producer)
 
 
 _app: faust.App | None = None

@@ -1,0 +1,206 @@
+"""The rollup stages on Kafka: state changelog, partials topic, merge agent, upserts.
+
+The logic lives in :mod:`pipeline.rollups.engine` (stage 1) and
+:mod:`pipeline.rollups.merge` (stage 2); this module moves their records
+between Kafka topics in the order that makes them exact under failure:
+
+1. the enrich agent calls :meth:`RollupStage.prepare` for a batch (restoring the
+   state of raw partitions this worker has just been given), :meth:`apply` for
+   each enriched action, and awaits :meth:`flush` before its events are
+   acknowledged: dirty partials go to the state changelog (same partition as the
+   raw topic) and to the partials topic, and only once Kafka has them all does
+   the partition's meta record follow;
+2. the merge agent reads the partials topic and writes facet-index and rollup
+   upserts (compacted topics).
+
+Ownership changes are detected by consumer generation: a raw partition seen
+with a new generation is restored from its changelog again, since another
+worker may have advanced it meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from pipeline.consume import topic_partitions
+from pipeline.rollups.config import RollupConfig
+from pipeline.rollups.engine import RollupEngine, Verdict
+from pipeline.rollups.merge import Merger, partial_message, route, tombstone_key
+from pipeline.settings import Settings
+from pipeline.topics import FACETS, LATE, PARTIALS, ROLLUPS, STATE
+
+log = logging.getLogger(__name__)
+
+
+def now_ms() -> int:
+    """Wall-clock time in epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+class TopicReader:
+    """Reads one partition of a topic from its beginning to its current end."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._consumer: AIOKafkaConsumer | None = None
+        # One read at a time: a read re-assigns the consumer to its partition.
+        self._lock = asyncio.Lock()
+
+    async def read(self, topic: str, partition: int) -> list[tuple[bytes, bytes | None]]:
+        """Every (key, value) of the partition, oldest first, up to the end offset at call time."""
+        async with self._lock:
+            return await self._read(topic, partition)
+
+    async def _read(self, topic: str, partition: int) -> list[tuple[bytes, bytes | None]]:
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.settings.bootstrap_servers,
+                group_id=None,
+                enable_auto_commit=False,
+                max_partition_fetch_bytes=16 * 1024 * 1024,
+            )
+            await consumer.start()
+            self._consumer = consumer
+        consumer = self._consumer
+        if consumer.partitions_for_topic(topic) is None:
+            await topic_partitions(consumer, topic)
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        records: list[tuple[bytes, bytes | None]] = []
+        while await consumer.position(tp) < end:
+            batch = await consumer.getmany(tp, timeout_ms=1000, max_records=10000)
+            records.extend((r.key, r.value) for r in batch.get(tp, ()))
+        return records
+
+    async def close(self) -> None:
+        """Stop the underlying consumer."""
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+
+class RollupStage:
+    """Stage 1 state handling for the enrich agent, and the merge agent's loop body."""
+
+    def __init__(self, settings: Settings, config: RollupConfig, producer: Callable[[], Any]) -> None:
+        self.settings = settings
+        self._producer = producer
+        self.engine = RollupEngine(config)
+        self.merger = Merger(config.grace_seconds, config.retention_seconds)
+        # One reader per stage: the enrich and merge agents restore concurrently.
+        self.reader = TopicReader(settings)
+        self.merge_reader = TopicReader(settings)
+        self.state_topic = settings.topic(STATE)
+        self.partials_topic = settings.topic(PARTIALS)
+        self.late_topic = settings.topic(LATE)
+        self.facets_topic = settings.topic(FACETS)
+        self.rollups_topic = settings.topic(ROLLUPS)
+        self._generation: dict[int, int] = {}
+        self._merge_generation: dict[int, int] = {}
+        self.partials_partitions = settings.partitions
+
+    @property
+    def producer(self) -> Any:
+        """The app's producer (created by faust at start, hence looked up on use)."""
+        return self._producer()
+
+    # -- stage 1, inside the enrich agent ----------------------------------------------
+    async def prepare(self, partitions: Iterable[tuple[int, int]]) -> None:
+        """Restore every (partition, generation) of the batch not restored for that generation."""
+        for partition, generation in set(partitions):
+            if self._generation.get(partition) != generation or not self.engine.loaded(partition):
+                started = time.monotonic()
+                records = await self.reader.read(self.state_topic, partition)
+                state = self.engine.load(partition, records)
+                self._generation[partition] = generation
+                log.info(
+                    "rollup state of partition %d restored: %d partials, offset %d, in %.2f s",
+                    partition,
+                    len(state.partials),
+                    state.offset,
+                    time.monotonic() - started,
+                )
+
+    def apply(self, partition: int, offset: int, event: dict[str, Any], received_ms: int) -> list[Verdict]:
+        """Aggregate one enriched action; the verdicts say whether it was late or in the future."""
+        return self.engine.apply(partition, offset, event, received_ms)
+
+    async def late(self, key: bytes | None, event: dict[str, Any], verdicts: list[Verdict]) -> Awaitable[Any]:
+        """Route a late or future action, with its reasons, to the late topic (never dropped)."""
+        reasons = [
+            {"kind": v.kind, "rollup": v.rollup, "interval": v.interval, "window_start": v.window_start}
+            for v in verdicts
+        ]
+        value = orjson.dumps({"reasons": reasons, "action": event})
+        return await self.producer.send(self.late_topic, key, value, None, None, None)
+
+    async def flush(self, partitions: Iterable[int]) -> None:
+        """Write dirty partials to the changelog and partials topic, then each meta record."""
+        metas = []
+        pending = []
+        for partition in partitions:
+            changes, meta = self.engine.flush(partition)
+            watermark = self.engine.partitions[partition].watermark
+            for partial, evicted in changes:
+                key = partial.key.encode()
+                routed = route(partial.key, self.partials_partitions)
+                if evicted:
+                    pending.append(
+                        await self.producer.send(self.state_topic, key, None, partition, None, None)
+                    )
+                    pending.append(
+                        await self.producer.send(
+                            self.partials_topic, tombstone_key(key, partition), None, routed, None, None
+                        )
+                    )
+                    continue
+                pending.append(
+                    await self.producer.send(self.state_topic, key, partial.to_bytes(), partition, None, None)
+                )
+                pkey, pvalue = partial_message(partial, watermark)
+                pending.append(
+                    await self.producer.send(self.partials_topic, pkey, pvalue, routed, None, None)
+                )
+            if meta is not None:
+                metas.append((partition, meta))
+        await asyncio.gather(*pending)
+        # The meta record says "everything up to this offset is above": only now is that true.
+        sent = [
+            await self.producer.send(self.state_topic, key, value, partition, None, None)
+            for partition, (key, value) in metas
+        ]
+        await asyncio.gather(*sent)
+
+    # -- stage 2, the merge agent -------------------------------------------------------
+    async def merge(self, events: list[Any]) -> None:
+        """Offer a batch of partials-topic records to the merger, then write the upserts."""
+        for event in events:
+            message = event.message
+            partition, generation = message.partition, message.generation_id
+            if self._merge_generation.get(partition) != generation:
+                self.merger.drop(partition)
+                for _key, value in await self.merge_reader.read(self.partials_topic, partition):
+                    self.merger.offer(value, partition)
+                self._merge_generation[partition] = generation
+            self.merger.offer(message.value, partition)
+        upserts = self.merger.flush(now_ms())
+        topics = {"facets": self.facets_topic, "rollups": self.rollups_topic}
+        sent = [
+            await self.producer.send(topics[u.topic], u.key, orjson.dumps(u.value), None, None, None)
+            for u in upserts
+        ]
+        await asyncio.gather(*sent)
+
+    async def close(self) -> None:
+        """Release the readers."""
+        await self.reader.close()
+        await self.merge_reader.close()
