@@ -59,18 +59,21 @@ def worker(web_port: int | None, data_dir: Path | None, loglevel: str | None) ->
 
     Start several (on one host or many) to share the work: they join one
     consumer group and split the raw topic's partitions between them.
-    Creates missing topics first. Exits with one line if Kafka is unreachable.
+    Validates the rollup config (RUM_ROLLUPS_CONFIG), creates missing topics,
+    then starts. Exits with one line if Kafka is unreachable.
     """
     settings = _settings(web_port=web_port, data_dir=data_dir, log_level=loglevel)
-    from pipeline.admin import create_topics
-
-    _run(create_topics(settings))
     _use_fast_event_loop()
     from faust.worker import Worker
 
+    from pipeline.admin import create_topics
     from pipeline.app import create_app
 
-    app = create_app(settings)
+    try:  # validates the rollup config before anything else
+        app = create_app(settings)
+    except PipelineError as exc:
+        raise click.ClickException(str(exc)) from None
+    _run(create_topics(settings))
     Worker(app, loglevel=settings.log_level.lower(), quiet=True).execute_from_commandline()
 
 
@@ -262,6 +265,39 @@ def demo(count: int, rate: float, seed: int | None, with_worker: bool) -> None:
         if proc:
             stop_worker(proc)
             console.print("worker stopped")
+
+
+@main.group("config")
+def config_group() -> None:
+    """Validate the facets, measures and rollups config (RUM_ROLLUPS_CONFIG)."""
+
+
+@config_group.command("check")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
+def config_check(file: Path | None) -> None:
+    """Validate FILE (default: RUM_ROLLUPS_CONFIG, else config/rollups.yaml) as a worker would.
+
+    Prints every error with the rollup, the key and, for filters, the column;
+    exits with status 1 when there is any. On success, summarizes the config.
+    """
+    from pipeline.rollups.config import default_config_path, format_duration, load_rollup_config
+
+    path = file or _settings().rollups_config or default_config_path()
+    try:
+        config = load_rollup_config(path)
+    except PipelineError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{path}: OK")
+    click.echo(f"  facets:   {', '.join(f.path for f in config.facets) or '(none)'}")
+    click.echo(f"  measures: {', '.join(m.path for m in config.measures) or '(none)'}")
+    for rollup in config.rollups:
+        intervals = ", ".join(format_duration(i) for i in rollup.intervals)
+        group = ", ".join(rollup.group_by) or "(no group)"
+        click.echo(
+            f"  rollup {rollup.name}: filter {rollup.filter.text or '*'!r}, by {group}, every {intervals}"
+        )
+    grace, retention = format_duration(config.grace_seconds), format_duration(config.retention_seconds)
+    click.echo(f"  grace {grace}, retention {retention}")
 
 
 @main.command("settings")

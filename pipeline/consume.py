@@ -18,6 +18,7 @@ async def topic_partitions(
     metadata update. A just-restarted broker may need a moment too.
     """
     deadline = time.monotonic() + timeout
+    consumer._client.add_topic(topic)  # an assigned consumer only asks for the topics it tracks
     while True:
         await consumer._client.force_metadata_update()
         partitions = consumer.partitions_for_topic(topic)
@@ -28,11 +29,19 @@ async def topic_partitions(
         await asyncio.sleep(0.5)
 
 
-async def assign_topics(consumer: AIOKafkaConsumer, topics: list[str], start: str = "beginning") -> None:
-    """Assign every partition of ``topics``, positioned at their ``beginning`` or current ``end``."""
+async def assign_topics(
+    consumer: AIOKafkaConsumer, topics: list[str], start: str = "beginning", add: bool = False
+) -> None:
+    """Assign every partition of ``topics``, positioned at their ``beginning`` or current ``end``.
+
+    With ``add``, the partitions join those already assigned (which keep their positions).
+    """
     parts = [tp for topic in topics for tp in await topic_partitions(consumer, topic)]
     ends = await consumer.end_offsets(parts) if start == "end" else {}
-    consumer.assign(parts)
+    kept = {tp: await consumer.position(tp) for tp in consumer.assignment()} if add else {}
+    consumer.assign([*kept, *parts])
+    for tp, position in kept.items():
+        consumer.seek(tp, position)
     if start == "end":
         for tp in parts:
             consumer.seek(tp, ends[tp])

@@ -1,8 +1,9 @@
 """`rum-pipeline demo`: push generated shop traffic through a worker and show what flowed.
 
-Reads the enriched and bad-row topics as a downstream consumer would, from the
-offsets they had when the demo started, and refreshes a summary while traffic
-flows. Stops the worker it started on exit or Ctrl-C.
+Reads the output topics as a downstream consumer would: the enriched and
+bad-row topics from the offsets they had when the demo started, the rollup and
+facet-index upserts from the beginning (the latest record per key is the
+truth), and refreshes a summary while traffic flows. Stops the worker it started on exit or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -27,72 +28,109 @@ from pipeline.consume import assign_topics
 from pipeline.generate import TrafficGenerator
 from pipeline.produce import Message, publish
 from pipeline.settings import Settings
-from pipeline.topics import BAD, ENRICHED, RAW
+from pipeline.topics import BAD, ENRICHED, FACETS, RAW, ROLLUPS
+
+#: The rollup the demo table shows (config/rollups.yaml).
+CART_ROLLUP = "cart_value_by_country"
+SETTLE_S = 3.0
 
 
 class Tally:
-    """Running counts of what came out of the pipeline."""
+    """What a downstream consumer of the output topics has seen so far."""
 
     def __init__(self) -> None:
         self.enriched = 0
         self.bad: Counter[str] = Counter()
-        self.facets: dict[str, Counter[str]] = {
-            k: Counter() for k in ("action", "country", "browser", "device", "os")
-        }
-        self.cart: dict[str, list[float]] = {}
+        #: Latest upsert per key of the rollup and facet-index topics.
+        self.rollups: dict[bytes, dict[str, Any]] = {}
+        self.facets: dict[bytes, dict[str, Any]] = {}
         self.sample: dict[str, Any] | None = None
 
     def add_enriched(self, event: dict[str, Any]) -> None:
-        """Count one enriched action."""
+        """Count one enriched action (and keep a checkout with geo as the sample)."""
         self.enriched += 1
-        name = event["action"]["target"]["name"]
-        country = event.get("geo", {}).get("country", "(no geo)")
-        self.facets["action"][name] += 1
-        self.facets["country"][country] += 1
-        self.facets["browser"][event.get("browser", {}).get("name", "(unknown)")] += 1
-        self.facets["device"][event.get("device", {}).get("type", "(unknown)")] += 1
-        self.facets["os"][event.get("os", {}).get("name", "(unknown)")] += 1
-        value = event.get("context", {}).get("value")
-        if name == "checkout" and isinstance(value, int | float):
-            self.cart.setdefault(country, []).append(float(value))
-            if self.sample is None and "geo" in event:
-                self.sample = event
+        if self.sample is None and event["action"]["target"]["name"] == "checkout" and "geo" in event:
+            self.sample = event
+
+    def cart_by_country(self) -> tuple[int | None, list[dict[str, Any]]]:
+        """The latest day window of the checkout rollup, one record per country."""
+        daily = [r for r in self.rollups.values() if r["rollup"] == CART_ROLLUP and r["interval"] == "1d"]
+        if not daily:
+            return None, []
+        latest = max(r["window_start"] for r in daily)
+        rows = [r for r in daily if r["window_start"] == latest]
+        return latest, sorted(rows, key=lambda r: -r["aggregations"]["count"])
+
+    def top_facets(self, interval: str = "1d") -> dict[str, list[tuple[Any, int]]]:
+        """The most frequent values of each facet in its latest window."""
+        latest: dict[str, int] = {}
+        for record in self.facets.values():
+            if record["kind"] == "value" and record["interval"] == interval:
+                latest[record["facet"]] = max(latest.get(record["facet"], 0), record["window_start"])
+        tops: dict[str, list[tuple[Any, int]]] = {}
+        for record in self.facets.values():
+            facet = record["facet"]
+            if (
+                record["kind"] == "value"
+                and record["interval"] == interval
+                and record["window_start"] == latest[facet]
+            ):
+                tops.setdefault(facet, []).append((record["value"], record["count"]))
+        return {f: sorted(v, key=lambda x: -x[1])[:6] for f, v in sorted(tops.items())}
 
     def render(self, produced: int, total: int) -> Group:
         """The summary as rich tables."""
         head = Table.grid(padding=(0, 2))
+        bad = str(sum(self.bad.values())) + (f" {dict(self.bad)}" if self.bad else "")
         head.add_row(
             "produced",
             f"{produced}/{total}",
             "enriched",
             str(self.enriched),
             "bad rows",
-            str(sum(self.bad.values())) + (f" {dict(self.bad)}" if self.bad else ""),
+            bad,
+            "rollup upserts seen",
+            str(len(self.rollups) + len(self.facets)),
         )
-        cart = Table(title="Average cart value by country (checkout)", title_justify="left")
-        for col in ("country", "checkouts", "avg EUR", "min", "max"):
+        window, rows = self.cart_by_country()
+        when = time.strftime("%Y-%m-%d", time.gmtime(window / 1000)) if window else "-"
+        cart = Table(
+            title=f"Average cart value by country, checkouts, {when}",
+            caption=f"rollup {CART_ROLLUP}, 1d window (UTC)",
+            title_justify="left",
+            caption_justify="left",
+        )
+        for col in ("country", "checkouts", "avg EUR", "p50", "p95", "min", "max", "buyers"):
             cart.add_column(col, justify="left" if col == "country" else "right")
-        ranked = sorted(self.cart.items(), key=lambda kv: -len(kv[1]))[:12]
-        for country, values in ranked:
+        for record in rows[:12]:
+            aggs = record["aggregations"]
             cart.add_row(
-                country,
-                str(len(values)),
-                f"{sum(values) / len(values):.2f}",
-                f"{min(values):.2f}",
-                f"{max(values):.2f}",
+                str(record["group"].get("geo.country") or "(no geo)"),
+                str(aggs["count"]),
+                _money(aggs.get("avg")),
+                _money(aggs.get("p50")),
+                _money(aggs.get("p95")),
+                _money(aggs.get("min")),
+                _money(aggs.get("max")),
+                f"{aggs.get('cardinality(usr.id)', 0):.0f}",
             )
-        facets = Table(title="Top facet values", title_justify="left")
-        for name in self.facets:
+        tops = self.top_facets()
+        facets = Table(title="Top facet values today - from the facet index", title_justify="left")
+        for name in tops:
             facets.add_column(name)
-        tops = {k: c.most_common(6) for k, c in self.facets.items()}
         for i in range(6):
             facets.add_row(*(f"{t[i][0]} ({t[i][1]})" if i < len(t) else "" for t in tops.values()))
         return Group(head, cart, facets)
 
 
+def _money(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 async def run_demo(settings: Settings, count: int, rate: float, seed: int, console: Console) -> Tally:
     """Produce ``count`` actions and follow them through the pipeline until all came out."""
     enriched_topic, bad_topic = settings.topic(ENRICHED), settings.topic(BAD)
+    rollups_topic, facets_topic = settings.topic(ROLLUPS), settings.topic(FACETS)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers, group_id=None, enable_auto_commit=False
     )
@@ -101,6 +139,9 @@ async def run_demo(settings: Settings, count: int, rate: float, seed: int, conso
     produced = 0
     try:
         await assign_topics(consumer, [enriched_topic, bad_topic], start="end")
+        # The upsert topics are read from the beginning, as a new downstream
+        # consumer would: the latest record per key is the truth.
+        await assign_topics(consumer, [rollups_topic, facets_topic], start="beginning", add=True)
 
         def sent(n: int) -> None:
             nonlocal produced
@@ -117,13 +158,18 @@ async def run_demo(settings: Settings, count: int, rate: float, seed: int, conso
                     for record in records:
                         if tp.topic == enriched_topic:
                             tally.add_enriched(orjson.loads(record.value))
-                        else:
+                        elif tp.topic == bad_topic:
                             tally.bad[orjson.loads(record.value)["kind"]] += 1
+                        elif tp.topic == rollups_topic:
+                            tally.rollups[record.key] = orjson.loads(record.value)
+                        else:
+                            tally.facets[record.key] = orjson.loads(record.value)
                 if batch:
                     last_change = time.monotonic()
                 live.update(tally.render(produced, count))
                 done = tally.enriched + sum(tally.bad.values())
-                if producing.done() and done >= count:
+                # Everything came out, and the upserts have settled for a moment.
+                if producing.done() and done >= count and time.monotonic() - last_change > SETTLE_S:
                     break
                 if producing.done() and time.monotonic() - last_change > 60:
                     console.print("[red]no output for 60 s: is the worker running? see its log")

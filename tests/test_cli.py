@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import click
 import pytest
@@ -63,3 +64,34 @@ def test_worker_without_kafka_exits_quickly_with_one_line() -> None:
     lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
     assert len(lines) == 1, lines
     assert "cannot reach Kafka" in lines[0]
+
+
+def test_config_check_names_every_error(tmp_path: Path) -> None:
+    bad = tmp_path / "rollups.yaml"
+    bad.write_text(
+        'rollups:\n  - name: x\n    filter: "@a:b)"\n    aggregations: [count, p42]\n    intervals: [1x]\n'
+    )
+    result = CliRunner().invoke(main, ["config", "check", str(bad)])
+    assert result.exit_code == 1
+    assert "rollups[0] (x).filter: unexpected ')' at column 5" in result.output
+    assert "rollups[0] (x).aggregations[1]: unknown aggregation 'p42'" in result.output
+    assert "rollups[0] (x).intervals[0]: bad interval '1x'" in result.output
+
+
+def test_config_check_accepts_the_default_config() -> None:
+    result = CliRunner().invoke(main, ["config", "check"], env={"RUM_ROLLUPS_CONFIG": None})
+    assert result.exit_code == 0, result.output
+    assert "rollup cart_value_by_country" in result.output
+
+
+def test_worker_refuses_a_bad_rollup_config(tmp_path: Path) -> None:
+    bad = tmp_path / "rollups.yaml"
+    bad.write_text("rollups:\n  - name: x\n    aggregations: [count]\n    intervals: [0m]\n")
+    env = {
+        "RUM_KAFKA_BOOTSTRAP": f"127.0.0.1:{_free_port()}",
+        "RUM_ROLLUPS_CONFIG": str(bad),
+        "PATH": "/usr/bin",
+    }
+    done = subprocess.run([CLI, "worker"], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0
+    assert "rollups[0] (x).intervals[0]" in done.stderr

@@ -26,13 +26,17 @@ def test_demo_shows_what_flowed(tmp_path: Path, test_mmdb: Path) -> None:
     )
     out = done.stdout
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "Average cart value by country (checkout)" in out
-    assert "Top facet values" in out
+    # Both tables come from the upsert topics, as a downstream consumer reads them.
+    assert "Average cart value by country, checkouts" in out
+    assert "rollup cart_value_by_country" in out
+    assert "Top facet values today - from the facet index" in out
     final = re.findall(r"produced\s+(\d+)/400\s+enriched\s+(\d+)\s+bad rows\s+(\d+)", out)[-1]
     produced, enriched, bad = map(int, final)
     assert produced == 400
     assert enriched + bad == 400 and 0 < bad < 40  # about 1 % malformed on purpose
     assert "United Kingdom" in out  # the test database geolocates the generator's 81.2.69.x visitors
+    upserts = int(re.findall(r"rollup upserts seen\s+(\d+)", out)[-1])
+    assert upserts > 0
     assert "worker stopped" in out
 
 
