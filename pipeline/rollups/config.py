@@ -35,6 +35,7 @@ from pydantic import (
 from pipeline.errors import ConfigError
 from pipeline.query.filter import Filter, FilterSyntaxError, parse_filter
 from pipeline.query.paths import normalize_path
+from pipeline.rollups.windows import format_interval, parse_interval
 
 DAY = 86400
 MAX_INTERVAL = 7 * DAY
@@ -68,28 +69,22 @@ def parse_duration(value: Any) -> int:
 
 def format_duration(seconds: int) -> str:
     """The shortest spelling of ``seconds``: 60 -> ``1m``, 86400 -> ``1d``, 90 -> ``90s``."""
-    for unit, size in (("d", DAY), ("h", 3600), ("m", 60)):
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+    return format_interval(seconds) if seconds > 0 else "0s"
 
 
 def _interval(value: Any) -> int:
-    """A tumbling window size: positive, at most 7d, aligned with days."""
-    try:
-        seconds = parse_duration(value)
-    except ValueError:
-        raise ValueError(f"bad interval {value!r} (use e.g. 30s, 1m, 1h, 1d)") from None
-    if seconds == 0:
+    """A tumbling window size: the rules of ``windows.parse_interval``, at most 7d."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = f"{value}s"  # whole seconds, checked by the same rules
+    if isinstance(value, str) and re.fullmatch(r"0+[smhd]", value):
         raise ValueError(f"bad interval {value!r}: must be positive")
+    try:
+        seconds = parse_interval(value)
+    except ValueError as exc:
+        reason = str(exc).split(": ", 1)[-1] if "divide a day" in str(exc) else "use e.g. 30s, 1m, 1h, 1d"
+        raise ValueError(f"bad interval {value!r} ({reason})") from None
     if seconds > MAX_INTERVAL:
         raise ValueError(f"bad interval {value!r}: at most 7d")
-    # Windows start at multiples of their size since the epoch; dividing a day
-    # (or being whole days) keeps them aligned on UTC midnights, as users expect.
-    if DAY % seconds and seconds % DAY:
-        raise ValueError(
-            f"bad interval {value!r}: must divide a day evenly (e.g. 1m, 5m, 1h) or be whole days"
-        )
     return seconds
 
 
