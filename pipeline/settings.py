@@ -69,6 +69,9 @@ class Settings(BaseSettings):
         1000, ge=1, description="Raw messages with more attributes are bad rows (kind size)."
     )
     rollups: bool = Field(True, description="Maintain the facet index and the measure rollups.")
+    flush_interval: float = Field(
+        1.0, ge=0.05, le=60, description="Seconds between rollup state flushes (and upsert updates)."
+    )
     rollups_config: Path | None = Field(
         None, description="YAML file declaring facets, measures and rollups. Default: config/rollups.yaml."
     )

@@ -114,6 +114,10 @@ class RollupStage:
         return self._producer()
 
     # -- stage 1, inside the enrich agent ----------------------------------------------
+    def needs_restore(self, partitions: Iterable[tuple[int, int]]) -> bool:
+        """True when a (partition, generation) of the batch is not restored for that generation."""
+        return any(self._generation.get(p) != g or not self.engine.loaded(p) for p, g in partitions)
+
     async def prepare(self, partitions: Iterable[tuple[int, int]]) -> None:
         """Restore every (partition, generation) of the batch not restored for that generation."""
         for partition, generation in set(partitions):
