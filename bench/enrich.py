@@ -7,6 +7,8 @@
     plain aiokafka consume -> produce pass-through of the same messages (the
     practical ceiling), measured in the same run. Rates come from the output
     records' timestamps (first to last), so process start-up is not counted.
+    The worker runs with RUM_ROLLUPS=false: this measures enrichment alone
+    (bench/rollups.py measures what the rollups cost on top).
 
 Every figure is the median of --runs runs with its spread (min-max); the
 machine is shared, so compare the ratios, not the absolute numbers.
@@ -173,6 +175,7 @@ def broker_run(base_env: dict[str, str], events: int, batch: int, tmp: Path) -> 
         "RUM_APP_ID": f"bench-{tag}",
         "RUM_DATA_DIR": str(tmp / tag),
         "RUM_WEB_PORT": "0",
+        "RUM_ROLLUPS": "false",  # enrichment alone: bench/rollups.py measures the rollups
     }
     settings = load_settings({k: v for k, v in env.items() if k.startswith("RUM_")})
     asyncio.run(create_topics(settings))

@@ -72,10 +72,13 @@ class TopicReader:
         if consumer.partitions_for_topic(topic) is None:
             await topic_partitions(consumer, topic)
         tp = TopicPartition(topic, partition)
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
+        begin = (await consumer.beginning_offsets([tp]))[tp]
         end = (await consumer.end_offsets([tp]))[tp]
         records: list[tuple[bytes, bytes | None]] = []
+        if begin >= end:  # empty (or fully compacted away): nothing to fetch
+            return records
+        consumer.assign([tp])
+        consumer.seek(tp, begin)
         while await consumer.position(tp) < end:
             batch = await consumer.getmany(tp, timeout_ms=1000, max_records=10000)
             records.extend((r.key, r.value) for r in batch.get(tp, ()))

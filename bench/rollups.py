@@ -1,0 +1,465 @@
+"""Rollup benchmark: what maintaining facets and rollups costs one worker, and how fresh they are.
+
+(a) Throughput: raw -> enriched actions/s of one `rum-pipeline worker` with the
+    rollups on (config/rollups.yaml, or RUM_ROLLUPS_CONFIG) beside one with
+    RUM_ROLLUPS=false, alternating in the same run. Each worker reads its own
+    freshly produced copy of the same generated traffic (dates in the last
+    hour) under its own topic prefix, consumer group and state folder. Rates
+    come from the enriched records' timestamps (first to last), so process
+    start-up is not counted. The target is rollups on >= 0.7x rollups off.
+(b) Freshness: with a worker running (rollups on), `checkout` actions are
+    produced at a steady rate, each carrying a unique ``context.probe_id``; a
+    rollup ``latency_probe`` grouped by that id (added to the default rollups
+    in a temporary config) makes every probe show up in its own upsert on the
+    rollup topic. Latency = first upsert of the probe's group - produce time
+    (taken just before the send), in ms, from the upsert record's timestamp
+    (the worker's send time) and from the local receive time.
+
+Figures are medians with their spread (min-max) or percentiles; the machine is
+shared, so compare the on/off ratio, measured in the same run, not the
+absolute rates. Every worker's log is scanned for errors.
+
+    python bench/rollups.py [--events 30000] [--runs 3] [--rate 500] [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from pipeline.admin import create_topics
+from pipeline.consume import assign_topics
+from pipeline.generate import TrafficGenerator
+from pipeline.produce import Message, make_producer, publish
+from pipeline.rollups.config import default_config_path
+from pipeline.settings import Settings, load_settings
+from pipeline.topics import ENRICHED, ROLLUPS, topic_specs
+
+CLI = str(Path(sys.executable).with_name("rum-pipeline"))
+#: Log lines that deserve a look after a run.
+SUSPICIOUS = ("Traceback", "ERROR", "CRITICAL", "Crashed", "crashed")
+#: The two throughput figures of a run: all records, and the later half of them.
+KINDS = ("whole", "steady")
+
+
+# -- shared with bench/memory.py ----------------------------------------------------------
+
+
+def bench_env(tmp: Path, **extra: str) -> dict[str, str]:
+    """The environment of one worker: its own topic prefix, consumer group and state folder."""
+    tag = uuid.uuid4().hex[:8]
+    env = dict(os.environ)
+    env.update(
+        RUM_TOPIC_PREFIX=f"bench{tag}.",
+        RUM_APP_ID=f"bench-{tag}",
+        RUM_DATA_DIR=str(tmp / tag),
+        RUM_WEB_PORT="0",
+    )
+    env.update(extra)
+    return env
+
+
+def settings_of(env: dict[str, str]) -> Settings:
+    """The settings a worker started with ``env`` sees."""
+    return load_settings({k: v for k, v in env.items() if k.startswith("RUM_")})
+
+
+@contextlib.contextmanager
+def worker(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A `rum-pipeline worker` child process for the duration of the block (SIGTERM, then SIGKILL)."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [CLI, "worker"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def log_problems(log: Path, limit: int = 20) -> list[str]:
+    """Lines of a worker log that look like errors (at most ``limit``)."""
+    lines = log.read_text(errors="replace").splitlines()
+    return [line for line in lines if any(word in line for word in SUSPICIOUS)][:limit]
+
+
+def tail(log: Path, lines: int = 30) -> str:
+    """The end of a worker log."""
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+async def delete_topics(settings: Settings) -> None:
+    """Delete every topic of ``settings``' prefix that the pipeline creates (the broker's disk is finite)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        names = [name for name, _spec in topic_specs(settings) if name in existing]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
+
+
+def summarize(values: list[float]) -> dict[str, float]:
+    """Median and spread of repeated measurements."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by nearest rank."""
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+# -- (a) throughput -----------------------------------------------------------------------
+
+
+async def enriched_rates(settings: Settings, expected: int, timeout: float) -> tuple[float, float]:
+    """(whole, steady) enriched records/s from their timestamps, once ``expected`` arrived.
+
+    ``whole`` is every record over first-to-last timestamp; ``steady`` is the
+    later half of the records over their own span, which leaves out start-up
+    work such as restoring the rollup state of each newly assigned partition.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        await assign_topics(consumer, [settings.topic(ENRICHED)])
+        stamps: list[int] = []
+        deadline = time.monotonic() + timeout
+        while len(stamps) < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500, max_records=20000)
+            for records in batch.values():
+                stamps.extend(r.timestamp for r in records)
+        if len(stamps) < expected:
+            raise RuntimeError(f"only {len(stamps)} of {expected} enriched records in {timeout} s")
+        stamps.sort()
+        half = stamps[len(stamps) // 2 :]
+        return _rate(len(stamps), stamps[0], stamps[-1]), _rate(len(half), half[0], half[-1])
+    finally:
+        await consumer.stop()
+
+
+def _rate(count: int, first_ms: int, last_ms: int) -> float:
+    """Records per second over a span of record timestamps."""
+    span = (last_ms - first_ms) / 1000
+    return count / span if span > 0 else float("inf")
+
+
+def throughput_run(messages: list[Message], rollups: bool, tmp: Path, keep: bool) -> tuple[float, float]:
+    """One worker over its own copy of ``messages``: (whole, steady) enriched actions/s."""
+    env = bench_env(tmp, RUM_ROLLUPS="true" if rollups else "false")
+    settings = settings_of(env)
+    asyncio.run(create_topics(settings))
+    log = tmp / f"worker-{'on' if rollups else 'off'}-{env['RUM_APP_ID']}.log"
+    try:
+        summary = asyncio.run(publish(settings, settings.topic("rum.actions.raw"), messages))
+        if summary.failed:
+            raise RuntimeError(f"{summary.failed} messages were not acknowledged")
+        with worker(env, log) as proc:
+            try:
+                return asyncio.run(enriched_rates(settings, len(messages), 300))
+            except RuntimeError:
+                print(f"worker exit code {proc.poll()}; log tail:\n{tail(log)}", file=sys.stderr)
+                raise
+    finally:
+        for line in log_problems(log) if log.exists() else ():
+            print(f"    [{'on' if rollups else 'off'} log] {line}")
+        if not keep:
+            asyncio.run(delete_topics(settings))
+
+
+# -- (b) freshness ------------------------------------------------------------------------
+
+
+def probe_config(tmp: Path) -> Path:
+    """The default rollup config plus ``latency_probe``, one group per ``context.probe_id``."""
+    config = yaml.safe_load(default_config_path().read_text())
+    config["rollups"].append(
+        {
+            "name": "latency_probe",
+            "filter": "@action.target.name:checkout",
+            "group_by": ["context.probe_id"],
+            "aggregations": ["count"],
+            "intervals": ["1m"],
+        }
+    )
+    path = tmp / "rollups-probe.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def probe_message(base: Message, probe_id: str, date_ms: int, value: float) -> Message:
+    """A realistic generated action turned into a ``checkout`` carrying ``probe_id``, dated now."""
+    event = orjson.loads(base.value)
+    event["date"] = date_ms
+    event["action"]["target"]["name"] = "checkout"
+    event["context"] = {"value": value, "currency": "EUR", "items": ["probe"], "probe_id": probe_id}
+    return Message(base.key, orjson.dumps(event))
+
+
+async def measure_latency(
+    settings: Settings, bases: list[Message], rate: float, seconds: float, timeout: float
+) -> dict[str, Any]:
+    """Produce probes at ``rate``/s for ``seconds``; latencies of their first rollup upserts."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+    )
+    await consumer.start()
+    await assign_topics(consumer, [settings.topic(ROLLUPS)])
+    producer = make_producer(settings)
+    await producer.start()
+    seen: dict[str, tuple[int, int]] = {}  # probe id -> (upsert timestamp, local receive), ms
+    stop = asyncio.Event()
+
+    async def watch() -> None:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            received = time.time_ns() // 1_000_000
+            for records in batch.values():
+                for record in records:
+                    if record.value is None:
+                        continue
+                    upsert = orjson.loads(record.value)
+                    if upsert.get("rollup") != "latency_probe":
+                        continue
+                    probe = upsert["group"].get("context.probe_id")
+                    if probe is not None and probe not in seen:
+                        seen[probe] = (record.timestamp, received)
+
+    watcher = asyncio.create_task(watch())
+    raw = settings.topic("rum.actions.raw")
+    sent: dict[str, int] = {}
+    try:
+        # Warm-up: one probe per raw partition, until each made it through (every
+        # partition assigned and its rollup state restored).
+        warm_started = time.monotonic()
+        partitions = sorted(producer.client.cluster.partitions_for_topic(raw) or ())
+        if not partitions:
+            await producer.client.force_metadata_update()
+            partitions = sorted(producer.client.cluster.partitions_for_topic(raw) or ())
+        for p in partitions:
+            warm = probe_message(bases[p % len(bases)], f"warm-{p}", _now(), 1.0)
+            await producer.send_and_wait(raw, warm.value, key=warm.key, partition=p)
+        while sum(1 for probe in seen if probe.startswith("warm-")) < len(partitions):
+            if time.monotonic() - warm_started > timeout:
+                raise RuntimeError(f"warm-up probes did not all reach the rollup topic in {timeout} s")
+            await asyncio.sleep(0.2)
+        warmup = time.monotonic() - warm_started
+        total = int(rate * seconds)
+        started = time.monotonic()
+        pending = []
+        for i in range(total):
+            delay = started + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            probe = f"p-{i:07d}"
+            date = _now()
+            message = probe_message(bases[i % len(bases)], probe, date, float(10 + i % 90))
+            sent[probe] = date
+            pending.append(await producer.send(raw, message.value, key=message.key))
+        await asyncio.gather(*pending)
+        produce_seconds = time.monotonic() - started
+        deadline = time.monotonic() + timeout
+        while len([p for p in sent if p in seen]) < len(sent) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+    finally:
+        stop.set()
+        await watcher
+        await producer.stop()
+        await consumer.stop()
+    found = [p for p in sent if p in seen]
+    by_stamp = [seen[p][0] - sent[p] for p in found]
+    by_receive = [seen[p][1] - sent[p] for p in found]
+    result: dict[str, Any] = {
+        "probes": len(sent),
+        "found": len(found),
+        "produce_rate": len(sent) / produce_seconds,
+        "warmup_s": warmup,
+    }
+    # The median of each quarter of the probes, in produce order: a backlog shows as a rising trend.
+    quarter = max(1, len(by_stamp) // 4)
+    result["p50_by_quarter_ms"] = [
+        percentile(by_stamp[q * quarter : (q + 1) * quarter], 50) for q in range(4) if by_stamp[q * quarter :]
+    ]
+    for name, values in (("upsert_timestamp_ms", by_stamp), ("received_ms", by_receive)):
+        if values:
+            result[name] = {
+                "p50": percentile(values, 50),
+                "p99": percentile(values, 99),
+                "max": max(values),
+                "min": min(values),
+            }
+    return result
+
+
+def _now() -> int:
+    """Wall-clock time in epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+def latency_run(tmp: Path, rate: float, seconds: float, keep: bool) -> dict[str, Any]:
+    """Start a worker with the probe rollup, measure, stop it."""
+    env = bench_env(tmp, RUM_ROLLUPS="true", RUM_ROLLUPS_CONFIG=str(probe_config(tmp)))
+    settings = settings_of(env)
+    asyncio.run(create_topics(settings))
+    bases = [Message(m.key, m.value) for m in TrafficGenerator(seed=11).messages(2000)]
+    log = tmp / f"worker-latency-{env['RUM_APP_ID']}.log"
+    try:
+        with worker(env, log) as proc:
+            try:
+                return asyncio.run(measure_latency(settings, bases, rate, seconds, 60))
+            except RuntimeError:
+                print(f"worker exit code {proc.poll()}; log tail:\n{tail(log)}", file=sys.stderr)
+                raise
+    finally:
+        for line in log_problems(log) if log.exists() else ():
+            print(f"    [latency log] {line}")
+        if not keep:
+            asyncio.run(delete_topics(settings))
+
+
+# -- main ---------------------------------------------------------------------------------
+
+
+def throughput_section(events: int, runs: int, seed: int, tmp: Path, keep: bool) -> dict[str, Any]:
+    """Alternating on/off runs over the same traffic; prints and returns the figures."""
+    generator = TrafficGenerator(seed=seed, start_ms=_now() - 3_600_000)
+    messages = [Message(m.key, m.value) for m in generator.messages(events)]
+    rates: dict[str, list[float]] = {f"{mode} {part}": [] for mode in ("on", "off") for part in KINDS}
+    for i in range(runs):
+        order = ("on", "off") if i % 2 == 0 else ("off", "on")
+        run = {mode: throughput_run(messages, mode == "on", tmp, keep) for mode in order}
+        for mode in order:
+            for part, rate in zip(KINDS, run[mode], strict=True):
+                rates[f"{mode} {part}"].append(rate)
+        for part in KINDS:
+            rates[f"ratio {part}"] = [
+                on / off for on, off in zip(rates[f"on {part}"], rates[f"off {part}"], strict=True)
+            ]
+        print(
+            f"  run {i + 1} ({' then '.join(order)}): "
+            + ", ".join(
+                f"{part}: on {run['on'][k]:,.0f}/s off {run['off'][k]:,.0f}/s "
+                f"ratio {run['on'][k] / run['off'][k]:.2f}"
+                for k, part in enumerate(KINDS)
+            )
+        )
+    print(f"one worker, rollups on vs off ({events} actions, median of {runs}, min-max):")
+    print(f"  {'':13} {'whole run':>24}   {'later half (steady)':>24}")
+    for label, mode in (("rollups on", "on"), ("rollups off", "off")):
+        cells = []
+        for part in KINDS:
+            v = rates[f"{mode} {part}"]
+            cells.append(f"{statistics.median(v):8,.0f}/s ({min(v):,.0f}-{max(v):,.0f})")
+        print(f"  {label:13} {cells[0]:>24}   {cells[1]:>24}")
+    cells = []
+    for part in KINDS:
+        v = rates[f"ratio {part}"]
+        cells.append(f"{statistics.median(v):8.2f}   ({min(v):.2f}-{max(v):.2f})")
+    print(f"  {'ratio on/off':13} {cells[0]:>24}   {cells[1]:>24}")
+    whole = statistics.median(rates["ratio whole"])
+    print(f"  target on/off >= 0.70 (whole run): {'met' if whole >= 0.7 else 'NOT met'}")
+    return {"events": events, **{name: summarize(values) for name, values in rates.items()}}
+
+
+def latency_section(rate: float, seconds: float, tmp: Path, keep: bool) -> dict[str, Any]:
+    """The freshness run; prints and returns the figures."""
+    latency = latency_run(tmp, rate, seconds, keep)
+    print(
+        f"produce -> first rollup upsert of its group ({latency['found']} of {latency['probes']} "
+        f"probes found, produced at {latency['produce_rate']:,.0f}/s; warm-up {latency['warmup_s']:.1f} s):"
+    )
+    for label, name in (
+        ("upsert record timestamp", "upsert_timestamp_ms"),
+        ("upsert received here", "received_ms"),
+    ):
+        if name in latency:
+            s = latency[name]
+            print(
+                f"  {label:24} p50 {s['p50']:7.0f} ms   p99 {s['p99']:7.0f} ms"
+                f"   (min {s['min']:.0f}, max {s['max']:.0f})"
+            )
+    quarters = ", ".join(f"{v:.0f}" for v in latency["p50_by_quarter_ms"])
+    print(f"  p50 of each quarter of the probes, in produce order: {quarters} ms")
+    return {"rate": rate, "seconds": seconds, **latency}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=30000, help="actions per throughput run")
+    parser.add_argument("--runs", type=int, default=3, help="on/off pairs; medians are reported")
+    parser.add_argument("--rate", type=float, default=500, help="probes/s for the latency part (0 = skip)")
+    parser.add_argument("--seconds", type=float, default=20, help="how long probes are produced")
+    parser.add_argument("--seed", type=int, default=5, help="seed of the generated traffic")
+    parser.add_argument("--keep-topics", action="store_true", help="do not delete the topics afterwards")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    parser.add_argument("--logs", type=Path, default=None, help="keep the worker logs in this folder")
+    args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows up when piped to a file
+    # Metadata warnings about topics this benchmark has just deleted are expected.
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+
+    report: dict[str, Any] = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]}}
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        if args.events and args.runs:
+            report["throughput"] = throughput_section(
+                args.events, args.runs, args.seed, tmp, args.keep_topics
+            )
+        if args.rate > 0 and args.seconds > 0:
+            report["latency"] = latency_section(args.rate, args.seconds, tmp, args.keep_topics)
+        if args.logs:
+            args.logs.mkdir(parents=True, exist_ok=True)
+            for log in tmp.glob("worker-*.log"):
+                shutil.copyfile(log, args.logs / log.name)
+    report["seconds"] = time.monotonic() - started
+    print(f"total {report['seconds']:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
