@@ -32,7 +32,14 @@ MEASURE_ROLLUP = "measure-rollup.v1"
 LATE_ACTION = "late-action.v1"
 
 #: Every schema name; ``<name>.json`` is its file in :data:`SCHEMAS_DIR`.
-SCHEMA_NAMES: tuple[str, ...] = (RAW_ACTION, ENRICHED_ACTION, BAD_ROW, FACET_INDEX, MEASURE_ROLLUP, LATE_ACTION)
+SCHEMA_NAMES: tuple[str, ...] = (
+    RAW_ACTION,
+    ENRICHED_ACTION,
+    BAD_ROW,
+    FACET_INDEX,
+    MEASURE_ROLLUP,
+    LATE_ACTION,
+)
 
 #: Replaces instance values in error messages: bad rows carry the payload
 #: already, and echoing a 1 MiB value into every message would bloat them.

@@ -72,7 +72,9 @@ class CompiledRollup:
             found = values(event)
             if len(found) == 1:
                 return [((path, _scalar(found[0])),)]
-            groups = [((path, v),) for v in dict.fromkeys(_scalar(v) for v in found)]
+            groups: list[tuple[tuple[str, Any], ...]] = [
+                ((path, v),) for v in dict.fromkeys(map(_scalar, found))
+            ]
             return groups if groups or self.skip_missing else [((path, None),)]
         choices = []
         for path, values in self.groups:
