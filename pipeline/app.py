@@ -171,7 +171,6 @@ def create_app(settings: Settings) -> faust.App:
     enriched_topic = settings.topic(ENRICHED)
     bad_topic = settings.topic(BAD)
     processor = Processor(settings)
-    app.rum_processor = processor  # type: ignore[attr-defined]
 
     stage = _rollup_stage(app, settings)
 
