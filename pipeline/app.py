@@ -240,7 +240,13 @@ def create_app(settings: Settings) -> faust.App:
         async def flush_rollups() -> None:
             """Flush rollup state (and acknowledge its events) when traffic pauses."""
             if flusher.due():
-                await flusher.flush()
+                try:
+                    await flusher.flush()
+                except Exception as exc:
+                    # Like the agents: a failed flush must stop the worker (its
+                    # events stay unacknowledged and are replayed elsewhere),
+                    # not leave a timer that keeps failing.
+                    await app.crash(exc)
 
     if stage is not None:
         partials = app.topic(settings.topic(PARTIALS), key_serializer="raw", value_serializer="raw")
