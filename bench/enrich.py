@@ -35,7 +35,7 @@ import user_agents
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from pipeline.admin import create_topics
-from pipeline.consume import assign_topics
+from pipeline.consume import assign_topics, make_reader
 from pipeline.enrich import build_enrichments
 from pipeline.enrich.browser import BrowserEnrichment, user_agent_fields
 from pipeline.generate import TrafficGenerator
@@ -106,12 +106,7 @@ def summarize(values: list[float]) -> dict[str, float]:
 
 async def _rate_of(settings: Settings, topic: str, expected: int, timeout: float) -> float:
     """Records/s of ``topic`` from its records' timestamps, once ``expected`` records arrived."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
+    consumer = make_reader(settings)
     await consumer.start()
     try:
         await assign_topics(consumer, [topic])

@@ -35,11 +35,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from aiokafka import AIOKafkaConsumer
 from rollups import bench_env, delete_topics, log_problems, settings_of, tail, worker
 
 from pipeline.admin import create_topics
-from pipeline.consume import topic_partitions
+from pipeline.consume import make_reader, topic_partitions
 from pipeline.generate import TrafficGenerator
 from pipeline.produce import Message, publish
 from pipeline.rollups.config import default_config_path, parse_duration
@@ -125,7 +124,7 @@ async def watch(
     timeout: float,
 ) -> list[Sample]:
     """Sample RSS and progress every ``interval`` s until every event is out, then ``after`` s more."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None)
+    consumer = make_reader(settings)
     await consumer.start()
     samples: list[Sample] = []
     try:

@@ -44,11 +44,10 @@ from typing import Any
 
 import orjson
 import yaml
-from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.admin import create_topics
-from pipeline.consume import assign_topics
+from pipeline.consume import assign_topics, make_reader
 from pipeline.generate import TrafficGenerator
 from pipeline.produce import Message, make_producer, publish
 from pipeline.rollups.config import default_config_path
@@ -149,13 +148,7 @@ async def enriched_rates(settings: Settings, expected: int, timeout: float) -> t
     later half of the records over their own span, which leaves out start-up
     work such as restoring the rollup state of each newly assigned partition.
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-    )
+    consumer = make_reader(settings)
     await consumer.start()
     try:
         await assign_topics(consumer, [settings.topic(ENRICHED)])
@@ -236,13 +229,7 @@ async def measure_latency(
     settings: Settings, bases: list[Message], rate: float, seconds: float, timeout: float
 ) -> dict[str, Any]:
     """Produce probes at ``rate``/s for ``seconds``; latencies of their first rollup upserts."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-    )
+    consumer = make_reader(settings)
     await consumer.start()
     await assign_topics(consumer, [settings.topic(ROLLUPS)])
     producer = make_producer(settings)

@@ -7,6 +7,24 @@ import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from pipeline.settings import Settings
+
+
+def make_reader(settings: Settings) -> AIOKafkaConsumer:
+    """A consumer outside any group that reads what it is assigned (start it before use).
+
+    Fetch limits match the 8 MiB raw and bad-row topics, so an oversized
+    record never stalls a reader.
+    """
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+
 
 async def topic_partitions(
     consumer: AIOKafkaConsumer, topic: str, timeout: float = 30

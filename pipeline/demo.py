@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from pipeline.consume import assign_topics
+from pipeline.consume import assign_topics, make_reader
 from pipeline.generate import TrafficGenerator
 from pipeline.produce import Message, publish
 from pipeline.settings import Settings
@@ -131,9 +130,7 @@ async def run_demo(settings: Settings, count: int, rate: float, seed: int, conso
     """Produce ``count`` actions and follow them through the pipeline until all came out."""
     enriched_topic, bad_topic = settings.topic(ENRICHED), settings.topic(BAD)
     rollups_topic, facets_topic = settings.topic(ROLLUPS), settings.topic(FACETS)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, group_id=None, enable_auto_commit=False
-    )
+    consumer = make_reader(settings)
     await consumer.start()
     tally = Tally()
     produced = 0

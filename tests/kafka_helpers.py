@@ -15,9 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer
-
-from pipeline.consume import assign_topics
+from pipeline.consume import assign_topics, make_reader
 from pipeline.settings import Settings, load_settings
 
 BOOTSTRAP = os.environ.get("RUM_KAFKA_BOOTSTRAP") or f"127.0.0.1:{os.environ.get('RUM_KAFKA_PORT', '9092')}"
@@ -81,14 +79,7 @@ def run_worker(env: dict[str, str], log: Path, name: str = "worker") -> Iterator
 
 
 async def _consume(settings: Settings, topic: str, expected: int, timeout: float) -> list:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        group_id=None,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-        fetch_max_bytes=64 * 1024 * 1024,
-    )
+    consumer = make_reader(settings)
     await consumer.start()
     try:
         await assign_topics(consumer, [topic])

@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 
-from pipeline.consume import assign_topics
+from pipeline.consume import assign_topics, make_reader
 from pipeline.process import Processor
 from pipeline.query.paths import compile_path, compile_values
 from pipeline.rollups.config import RollupConfig
@@ -76,12 +75,7 @@ def ground_truth(config: RollupConfig, settings: Settings, payloads: list[bytes]
 
 
 async def _latest(settings: Settings, topic: str) -> dict[bytes, dict[str, Any]]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=None,
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-    )
+    consumer = make_reader(settings)
     await consumer.start()
     try:
         await assign_topics(consumer, [topic])

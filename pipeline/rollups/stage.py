@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from pipeline.consume import topic_partitions
+from pipeline.consume import make_reader, topic_partitions
 from pipeline.rollups.config import RollupConfig
 from pipeline.rollups.engine import RollupEngine, Verdict
 from pipeline.rollups.merge import Merger, partial_message, route, tombstone_key
@@ -60,12 +60,7 @@ class TopicReader:
 
     async def _read(self, topic: str, partition: int) -> list[tuple[bytes, bytes | None]]:
         if self._consumer is None:
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.settings.bootstrap_servers,
-                group_id=None,
-                enable_auto_commit=False,
-                max_partition_fetch_bytes=16 * 1024 * 1024,
-            )
+            consumer = make_reader(self.settings)
             await consumer.start()
             self._consumer = consumer
         consumer = self._consumer
