@@ -265,7 +265,12 @@ def _rollup_stage(app: faust.App, settings: Settings) -> RollupStage | None:
     if not settings.rollups:
         return None
     path = settings.rollups_config or default_config_path()
-    return RollupStage(settings, load_rollup_config(path), lambda: app.producer)
+    partials = settings.topic(PARTIALS)
+
+    def owned_partials() -> set[int]:
+        return {tp.partition for tp in app.consumer.assignment() if tp.topic == partials}
+
+    return RollupStage(settings, load_rollup_config(path), lambda: app.producer, owned_partials)
 
 
 _app: faust.App | None = None

@@ -69,7 +69,6 @@ class Merger:
         self.clock = WindowClock()
         self.dirty: set[bytes] = set()
         self.final: set[bytes] = set()
-        self.loaded: set[int] = set()
 
     def offer(self, value: bytes | None, route_partition: int) -> None:
         """Take one partials-topic record (None = tombstone, nothing to merge)."""
@@ -88,6 +87,10 @@ class Merger:
             self.dirty.add(encoded)
             self.final.discard(encoded)
 
+    def route_partitions(self) -> set[int]:
+        """The partials partitions this merger holds keys of."""
+        return set(self.routes.values())
+
     def drop(self, route_partition: int) -> None:
         """Forget the keys of a partials partition this worker no longer owns."""
         gone = [k for k, q in self.routes.items() if q == route_partition]
@@ -96,7 +99,6 @@ class Merger:
                 table.pop(key, None)
             self.dirty.discard(key)
             self.final.discard(key)
-        self.loaded.discard(route_partition)
 
     def low_watermark(self) -> int | None:
         """The smallest watermark of the source partitions heard from."""

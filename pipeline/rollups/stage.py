@@ -89,9 +89,16 @@ class TopicReader:
 class RollupStage:
     """Stage 1 state handling for the enrich agent, and the merge agent's loop body."""
 
-    def __init__(self, settings: Settings, config: RollupConfig, producer: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        config: RollupConfig,
+        producer: Callable[[], Any],
+        owned_partials: Callable[[], set[int]],
+    ) -> None:
         self.settings = settings
         self._producer = producer
+        self._owned_partials = owned_partials
         self.engine = RollupEngine(config)
         self.merger = Merger(config.grace_seconds, config.retention_seconds)
         # One reader per stage: the enrich and merge agents restore concurrently.
@@ -185,6 +192,13 @@ class RollupStage:
     # -- stage 2, the merge agent -------------------------------------------------------
     async def merge(self, events: list[Any]) -> None:
         """Offer a batch of partials-topic records to the merger, then write the upserts."""
+        # Keys of partitions given to another worker must not be written again:
+        # a window turning final here would otherwise publish this worker's
+        # stale merge after the new owner's up-to-date one.
+        owned = self._owned_partials()
+        for partition in self.merger.route_partitions() - owned:
+            self.merger.drop(partition)
+            self._merge_generation.pop(partition, None)
         for event in events:
             message = event.message
             partition, generation = message.partition, message.generation_id

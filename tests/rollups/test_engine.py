@@ -225,3 +225,31 @@ def test_every_upsert_validates_against_its_schema() -> None:
         schema = FACET_INDEX if upsert.topic == "facets" else MEASURE_ROLLUP
         value = orjson.loads(orjson.dumps(upsert.value))
         assert validate_record(schema, value) == [], value
+
+
+def test_a_merger_forgets_the_partitions_it_gave_away() -> None:
+    events = make_events(300, seed=8)
+    kafka = FakeKafka()
+    engine = RollupEngine(CONFIG)
+    engine.load(0, [])
+    for offset, event in enumerate(events):
+        engine.apply(0, offset, event, receive_ms=event["date"])
+    kafka.write(engine, 0)
+
+    def route_of(value: bytes) -> int:  # facets on partition 0, rollups on partition 1
+        return 0 if orjson.loads(value)["partial"]["key"]["rollup"].startswith("facet:") else 1
+
+    merger = Merger(CONFIG.grace_seconds, CONFIG.retention_seconds)
+    for value in kafka.partials:
+        merger.offer(value, route_of(value))
+    assert merger.route_partitions() == {0, 1}
+    assert {u.topic for u in merger.flush(now_ms=0)} == {"facets", "rollups"}
+    merger.drop(1)  # partition 1 now belongs to another worker
+    assert merger.route_partitions() == {0}
+    # A later watermark makes every window final: only partition 0's keys may be written.
+    facet_partial = next(v for v in kafka.partials if route_of(v) == 0)
+    later = {"partial": orjson.loads(facet_partial)["partial"], "watermark": T0 + 100 * HOUR}
+    merger.offer(orjson.dumps(later), 0)
+    upserts = merger.flush(now_ms=0)
+    assert upserts and {u.topic for u in upserts} == {"facets"}
+    assert all(u.value["final"] for u in upserts)
