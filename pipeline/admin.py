@@ -6,7 +6,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaClient
+from aiokafka import AIOKafkaClient, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -77,6 +77,38 @@ async def create_topics(settings: Settings) -> list[TopicResult]:
                     raise PipelineError(f"cannot create topic {name}: error {code} {message}")
                 else:
                     results.append(TopicResult(name, settings.partitions, True))
+        await wait_for_leaders(settings, [r.name for r in results])
         return results
     finally:
         await admin.close()
+
+
+async def wait_for_leaders(settings: Settings, topics: list[str], timeout: float = 30.0) -> None:
+    """Wait until every partition of ``topics`` has a leader in fresh metadata.
+
+    A consumer group that joins while a just-created topic is still unknown
+    to the broker's metadata may get an empty assignment and keep it (seen
+    with faust: a second worker idled), so workers start only after this.
+    """
+    client = AIOKafkaClient(bootstrap_servers=settings.bootstrap_servers)
+    await client.bootstrap()
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            cluster = await client.fetch_all_metadata()
+            missing = [
+                t
+                for t in topics
+                if not cluster.partitions_for_topic(t)
+                or any(
+                    cluster.leader_for_partition(TopicPartition(t, p)) in (None, -1)
+                    for p in cluster.partitions_for_topic(t)
+                )
+            ]
+            if not missing:
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise PipelineError(f"topics without partition leaders after {timeout:.0f} s: {missing}")
+            await asyncio.sleep(0.2)
+    finally:
+        await client.close()
