@@ -35,7 +35,7 @@ import user_agents
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from pipeline.admin import create_topics
-from pipeline.consume import assign_topics, make_reader
+from pipeline.consume import record_timestamps
 from pipeline.enrich import build_enrichments
 from pipeline.enrich.browser import BrowserEnrichment, user_agent_fields
 from pipeline.generate import TrafficGenerator
@@ -106,22 +106,9 @@ def summarize(values: list[float]) -> dict[str, float]:
 
 async def _rate_of(settings: Settings, topic: str, expected: int, timeout: float) -> float:
     """Records/s of ``topic`` from its records' timestamps, once ``expected`` records arrived."""
-    consumer = make_reader(settings)
-    await consumer.start()
-    try:
-        await assign_topics(consumer, [topic])
-        stamps: list[int] = []
-        deadline = time.monotonic() + timeout
-        while len(stamps) < expected and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500, max_records=20000)
-            for records in batch.values():
-                stamps.extend(r.timestamp for r in records)
-        if len(stamps) < expected:
-            raise RuntimeError(f"only {len(stamps)} of {expected} records reached {topic} in {timeout} s")
-        span = (max(stamps) - min(stamps)) / 1000
-        return len(stamps) / span if span > 0 else float("inf")
-    finally:
-        await consumer.stop()
+    stamps = await record_timestamps(settings, topic, expected, timeout)
+    span = (stamps[-1] - stamps[0]) / 1000
+    return len(stamps) / span if span > 0 else float("inf")
 
 
 async def passthrough(settings: Settings, source: str, target: str, expected: int, batch: int) -> None:

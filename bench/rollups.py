@@ -47,7 +47,7 @@ import yaml
 from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.admin import create_topics
-from pipeline.consume import assign_topics, make_reader
+from pipeline.consume import assign_topics, make_reader, record_timestamps
 from pipeline.generate import TrafficGenerator
 from pipeline.produce import Message, make_producer, publish
 from pipeline.rollups.config import default_config_path
@@ -148,23 +148,9 @@ async def enriched_rates(settings: Settings, expected: int, timeout: float) -> t
     later half of the records over their own span, which leaves out start-up
     work such as restoring the rollup state of each newly assigned partition.
     """
-    consumer = make_reader(settings)
-    await consumer.start()
-    try:
-        await assign_topics(consumer, [settings.topic(ENRICHED)])
-        stamps: list[int] = []
-        deadline = time.monotonic() + timeout
-        while len(stamps) < expected and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500, max_records=20000)
-            for records in batch.values():
-                stamps.extend(r.timestamp for r in records)
-        if len(stamps) < expected:
-            raise RuntimeError(f"only {len(stamps)} of {expected} enriched records in {timeout} s")
-        stamps.sort()
-        half = stamps[len(stamps) // 2 :]
-        return _rate(len(stamps), stamps[0], stamps[-1]), _rate(len(half), half[0], half[-1])
-    finally:
-        await consumer.stop()
+    stamps = await record_timestamps(settings, settings.topic(ENRICHED), expected, timeout)
+    half = stamps[len(stamps) // 2 :]
+    return _rate(len(stamps), stamps[0], stamps[-1]), _rate(len(half), half[0], half[-1])
 
 
 def _rate(count: int, first_ms: int, last_ms: int) -> float:

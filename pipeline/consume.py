@@ -65,3 +65,25 @@ async def assign_topics(
             consumer.seek(tp, ends[tp])
     else:
         await consumer.seek_to_beginning(*parts)
+
+
+async def record_timestamps(settings: Settings, topic: str, expected: int, timeout: float) -> list[int]:
+    """The timestamps (ms) of ``topic``'s records from the beginning, sorted, once ``expected`` arrived.
+
+    Raises RuntimeError when fewer arrive within ``timeout`` seconds.
+    """
+    consumer = make_reader(settings)
+    await consumer.start()
+    try:
+        await assign_topics(consumer, [topic])
+        stamps: list[int] = []
+        deadline = time.monotonic() + timeout
+        while len(stamps) < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500, max_records=20000)
+            for records in batch.values():
+                stamps.extend(r.timestamp for r in records)
+        if len(stamps) < expected:
+            raise RuntimeError(f"only {len(stamps)} of {expected} records reached {topic} in {timeout} s")
+        return sorted(stamps)
+    finally:
+        await consumer.stop()
