@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help run test test-unit broker broker-stop topics lint bench-enrich install kcat
+.PHONY: help run test test-unit broker broker-stop topics lint bench-enrich install kcat browser
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -33,8 +33,11 @@ topics: broker  ## create the pipeline's topics (idempotent)
 run: $(STAMP)  ## run the pipeline on bundled demo traffic and show what flowed (Ctrl-C stops it)
 	@scripts/run-demo.sh
 
-test: $(STAMP) kcat  ## run every test; starts the broker the Kafka tests need and stops it after
-	@scripts/test.sh
+browser:  ## install headless Chromium (Debian's) and the browser tests' node packages when missing
+	@scripts/install-browser.sh
+
+test: $(STAMP) kcat browser  ## run every test; starts the broker the Kafka tests need and stops it after
+	@RUM_REQUIRE_BROWSER=1 scripts/test.sh
 
 test-unit: $(STAMP)  ## run the tests that need no broker
 	$(VENV)/bin/pytest -m "not kafka" -q
