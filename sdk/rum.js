@@ -118,7 +118,12 @@ export function createRum(env = browserEnvironment()) {
       return
     }
     const { before, full } = batch.add(line, size)
-    if (before) send(before, 'fetch')
+    if (before) {
+      // The 30 s count starts again with the line that opened the new batch.
+      env.clearTimeout(timer)
+      timer = null
+      send(before, 'fetch')
+    }
     if (full) flush('fetch')
     else if (timer === null) timer = env.setTimeout(() => flush('fetch'), LIMITS.flushIntervalMs)
   }

@@ -163,6 +163,20 @@ describe('batching', () => {
     assert.equal(page.requests.length, 2)
   })
 
+  test('a batch sent for its size leaves the next one its full 30 s', async () => {
+    const { page, rum } = started()
+    const note = 'n'.repeat(9000)
+    rum.addAction('a', { note })
+    await page.advance(20_000)
+    rum.addAction('b', { note }) // does not fit: "a" leaves now, "b" opens a new batch
+    await settle()
+    assert.equal(page.requests.length, 1)
+    await page.advance(LIMITS.flushIntervalMs - 1)
+    assert.equal(page.requests.length, 1)
+    await page.advance(1)
+    assert.deepEqual(page.sent().map((e) => e.action.target.name), ['a', 'b'])
+  })
+
   test('requests use the wire format: text/plain NDJSON POST with keepalive, without cookies', async () => {
     const { page, rum } = started()
     rum.addAction('a')
