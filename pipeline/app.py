@@ -19,6 +19,8 @@ from faust.types import TP, Message
 from mode import ServiceT
 from mode.supervisors import CrashingSupervisor
 
+from pipeline.kafka_auth import broker_credentials
+from pipeline.metrics import FaustProbe, WorkerMetrics
 from pipeline.process import Processor, now_ms
 from pipeline.rollups.config import default_config_path, load_rollup_config
 from pipeline.rollups.stage import RollupStage
@@ -144,11 +146,16 @@ class RollupFlusher:
             await self.flush_locked()
 
 
-def create_app(settings: Settings) -> faust.App:
-    """A faust app with the enrichment agent, configured from ``settings``."""
+def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faust.App:
+    """A faust app with the enrichment agent, configured from ``settings``.
+
+    ``metrics`` (made here when not given) reads the app's counters; its HTTP
+    server starts with the app unless the caller started it before.
+    """
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
+        broker_credentials=broker_credentials(settings),
         datadir=str(settings.data_dir),
         store="rocksdb://",
         topic_partitions=settings.partitions,
@@ -173,6 +180,15 @@ def create_app(settings: Settings) -> faust.App:
     processor = Processor(settings)
 
     stage = _rollup_stage(app, settings)
+    metrics = metrics or WorkerMetrics(settings)
+    metrics.bind(processor, stage, FaustProbe(app, settings.topic(RAW), stage))
+    batch_seconds = metrics.batch_seconds
+
+    @app.task
+    async def serve_metrics() -> None:
+        """Give the metrics server this loop (for lag and readiness); start it if nobody did."""
+        metrics.attach_loop(asyncio.get_running_loop())
+        metrics.serve()
 
     # An agent that fails must take the worker down: faust's default supervisor
     # would restart it past the failed batch, whose events were never
@@ -205,6 +221,7 @@ def create_app(settings: Settings) -> faust.App:
                     await flusher.flush_locked()
 
     async def _enrich_batch(events: list[Any], producer: Any) -> None:
+        started = time.perf_counter()
         received = now_ms()
         if stage is not None:
             await stage.prepare({(e.message.partition, e.message.generation_id) for e in events})
@@ -233,6 +250,7 @@ def create_app(settings: Settings) -> faust.App:
                 sent = await producer.send(bad_topic, message.key, out.value, None, None, None)
             pending.append(sent)
         await asyncio.gather(*pending)
+        batch_seconds.observe(time.perf_counter() - started)
 
     if flusher is not None:
 

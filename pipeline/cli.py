@@ -11,14 +11,17 @@ import click
 
 from pipeline import __version__
 from pipeline.errors import PipelineError
+from pipeline.logs import configure_logging
 from pipeline.settings import Settings, load_settings
 
 
 def _settings(**overrides: Any) -> Settings:
     try:
-        return load_settings(**overrides)
+        settings = load_settings(**overrides)
     except PipelineError as exc:
         raise click.ClickException(str(exc)) from None
+    configure_logging(settings)  # RUM_LOG_FORMAT, RUM_LOG_LEVEL
+    return settings
 
 
 def _run(coro: Any) -> Any:
@@ -53,8 +56,17 @@ def main() -> None:
     default=None,
     help="Folder for this worker's local state (RUM_DATA_DIR). One per worker on a host.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port of /metrics, /healthz and /ready (RUM_METRICS_PORT, default 9464; 0 turns it off). "
+    "When taken, a free port is used and logged.",
+)
 @click.option("--loglevel", "-l", default=None, help="debug, info, warning or error (RUM_LOG_LEVEL).")
-def worker(web_port: int | None, data_dir: Path | None, loglevel: str | None) -> None:
+def worker(
+    web_port: int | None, data_dir: Path | None, metrics_port: int | None, loglevel: str | None
+) -> None:
     """Start a worker: raw -> enriched | bad rows.
 
     Start several (on one host or many) to share the work: they join one
@@ -62,19 +74,28 @@ def worker(web_port: int | None, data_dir: Path | None, loglevel: str | None) ->
     Validates the rollup config (RUM_ROLLUPS_CONFIG), creates missing topics,
     then starts. Exits with one line if Kafka is unreachable.
     """
-    settings = _settings(web_port=web_port, data_dir=data_dir, log_level=loglevel)
+    settings = _settings(web_port=web_port, data_dir=data_dir, metrics_port=metrics_port, log_level=loglevel)
     _use_fast_event_loop()
     from faust.worker import Worker
 
     from pipeline.admin import create_topics
     from pipeline.app import create_app
+    from pipeline.metrics import WorkerMetrics
 
+    metrics = WorkerMetrics(settings)
     try:  # validates the rollup config before anything else
-        app = create_app(settings)
+        app = create_app(settings, metrics)
     except PipelineError as exc:
         raise click.ClickException(str(exc)) from None
     _run(create_topics(settings))
-    Worker(app, loglevel=settings.log_level.lower(), quiet=True).execute_from_commandline()
+    try:  # /healthz answers, and /ready says why not yet, while the worker joins its group
+        metrics.serve()
+    except PipelineError as exc:
+        raise click.ClickException(str(exc)) from None
+    # Logging is already configured (RUM_LOG_FORMAT): the worker must not replace it.
+    worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True, override_logging=False)
+    worker.spinner = None  # faust drops its terminal spinner when it sets up logging; so do we
+    worker.execute_from_commandline()
 
 
 def _use_fast_event_loop() -> None:

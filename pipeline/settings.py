@@ -11,7 +11,7 @@ import json
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -80,6 +80,18 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(
         "info", pattern="^(?i)(debug|info|warning|error|critical)$", description="Log level."
+    )
+    # metrics and logs
+    metrics_port: int = Field(
+        9464,
+        ge=0,
+        le=65535,
+        description="Port of a worker's Prometheus /metrics, /healthz and /ready (0 = off). "
+        "When taken, the worker logs a warning and uses a free port.",
+    )
+    metrics_host: str = Field("0.0.0.0", min_length=1, description="Address the metrics server binds.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text, or json: one JSON object per line (time, level, logger, message)."
     )
 
     @model_validator(mode="after")

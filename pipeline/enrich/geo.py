@@ -58,6 +58,20 @@ _DEFAULT_FILE = "GeoLite2-City.mmdb"
 _SETTING = "RUM_GEOIP_DATABASE"
 _WARNING_PATH = "network.client.ip"
 
+def without_addresses(text: str) -> str:
+    """``text`` with every word that is an IPv4 or IPv6 address replaced by ``<ip>``, for logs."""
+    words = text.split(" ")
+    for i, word in enumerate(words):
+        bare = word.rstrip(".,;:)").lstrip("(")
+        if bare and any(c.isdigit() for c in bare):
+            try:
+                ipaddress.ip_address(bare)
+            except ValueError:
+                continue
+            words[i] = word.replace(bare, "<ip>")
+    return " ".join(words)
+
+
 #: os.stat fields that change when the file is replaced or rewritten.
 _Signature = tuple[int, int, int, int]
 
@@ -261,8 +275,12 @@ class GeoEnrichment:
             counts["lookup_errors"] += 1
             if not self._lookup_error_logged:  # once per loaded file, not once per event
                 self._lookup_error_logged = True
+                # The reader's message names the address looked up ("Error
+                # looking up 81.2.69.142. ..."): never log a client's IP.
                 log.warning(
-                    "GeoIP lookup failed in %s (further failures are only counted): %s", self._path, exc
+                    "GeoIP lookup failed in %s (further failures are only counted): %s",
+                    self._path,
+                    without_addresses(str(exc)),
                 )
             return
         if type(result) is dict:

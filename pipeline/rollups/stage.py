@@ -112,6 +112,8 @@ class RollupStage:
         self._generation: dict[int, int] = {}
         self._merge_generation: dict[int, int] = {}
         self.partials_partitions = settings.partitions
+        #: Records read and written, for metrics (read by pipeline.metrics at scrape time).
+        self.counts = {"partials_in": 0, "partials": 0, "late": 0, "facets": 0, "rollups": 0}
 
     @property
     def producer(self) -> Any:
@@ -150,6 +152,7 @@ class RollupStage:
             for v in verdicts
         ]
         value = orjson.dumps({"reasons": reasons, "action": event})
+        self.counts["late"] += 1
         return await self.producer.send(self.late_topic, key, value, None, None, None)
 
     async def flush(self, partitions: Iterable[int]) -> None:
@@ -158,6 +161,7 @@ class RollupStage:
         pending = []
         for partition in partitions:
             changes, meta = self.engine.flush(partition)
+            self.counts["partials"] += len(changes)  # one partials-topic record each, tombstones included
             watermark = self.engine.partitions[partition].watermark
             for partial, evicted in changes:
                 key = partial.key.encode()
@@ -208,6 +212,7 @@ class RollupStage:
                     self.merger.offer(value, partition)
                 self._merge_generation[partition] = generation
             self.merger.offer(message.value, partition)
+        self.counts["partials_in"] += len(events)
         upserts = self.merger.flush(now_ms())
         topics = {"facets": self.facets_topic, "rollups": self.rollups_topic}
         sent = [
@@ -215,6 +220,8 @@ class RollupStage:
             for u in upserts
         ]
         await asyncio.gather(*sent)
+        for u in upserts:
+            self.counts[u.topic] += 1
 
     async def close(self) -> None:
         """Release the readers."""
