@@ -288,6 +288,107 @@ def demo(count: int, rate: float, seed: int | None, with_worker: bool) -> None:
             console.print("worker stopped")
 
 
+@main.command()
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    type=click.Choice(["parse", "schema", "size", "enrichment"]),
+    help="Only bad rows of this kind (repeatable).",
+)
+@click.option("--since", default=None, help="Only rows that failed at or after: ISO time or an age (2h, 7d).")
+@click.option("--until", default=None, help="Only rows that failed before: ISO time or an age (30m).")
+@click.option("--error", default=None, help="Only rows with an error matching this regex ('<path>: <msg>').")
+@click.option(
+    "--source-partition",
+    "partitions",
+    multiple=True,
+    type=click.IntRange(min=0),
+    help="Only inputs from this raw partition (repeatable).",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N rows not yet recovered.")
+@click.option(
+    "--patch",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="RFC 6902 JSON Patch applied to each payload; rows it does not apply to stay unrecovered.",
+)
+@click.option(
+    "--schema",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Raw-action JSON Schema to check with instead of the bundled one: the schema the running "
+    "workers validate with, when they are newer than this installation.",
+)
+@click.option("--apply", is_flag=True, help="Publish (default: a dry run, nothing published).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+def recover(
+    kinds: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    error: str | None,
+    partitions: tuple[int, ...],
+    limit: int | None,
+    patch: Path | None,
+    schema: Path | None,
+    apply: bool,
+    progress: bool,
+) -> None:
+    """Re-publish bad rows to the raw topic, repaired, each rejected input at most once.
+
+    Reads the bad topic up to its current end, keeps the rows the filters
+    select, applies --patch, and checks each payload as a worker would: only
+    payloads a worker accepts are published; the rest are counted as still
+    invalid with their errors. Without --apply nothing is published.
+
+    Each input is published once, ever: a compacted ledger topic records it in
+    the same Kafka transaction, so running recover again (with any filters,
+    or after a crash) skips it. A second run started while one is going stops
+    the first one (same transactional id).
+
+    \b
+    Examples:
+      rum-pipeline recover --kind schema --since 2h
+      rum-pipeline recover --error 'missing.*type' --patch fix.json
+      rum-pipeline recover --error 'missing.*type' --patch fix.json --apply
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from pipeline.process import now_ms
+    from pipeline.recover import Checker, Planner, Selection, compile_error_pattern, load_patch, parse_time
+    from pipeline.recover_run import render, run_recovery
+
+    settings = _settings()
+    try:
+        now = now_ms()
+        selection = Selection(
+            kinds=frozenset(kinds),
+            since_ms=parse_time(since, now) if since else None,
+            until_ms=parse_time(until, now) if until else None,
+            error=compile_error_pattern(error) if error else None,
+            source_partitions=frozenset(partitions),
+        )
+        planner = Planner(
+            selection, Checker(settings, schema), set(), load_patch(patch) if patch else None, limit
+        )
+    except PipelineError as exc:
+        raise click.ClickException(str(exc)) from None
+    console = Console()
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    with Progress(*columns, disable=not progress, transient=True, console=Console(stderr=True)) as bar:
+        task = bar.add_task("reading bad rows", total=None)
+
+        def advance(scanned: int, total: int, published: int) -> None:
+            note = f", published {published}" if apply else ""
+            bar.update(task, completed=scanned, total=total, description=f"reading bad rows{note}")
+
+        summary = _run(run_recovery(settings, planner, apply=apply, on_progress=advance))
+    render(summary, console, apply)
+    if not apply and summary.outcomes["ready"]:
+        console.print("dry run: nothing was published; add --apply to publish")
+
+
 @main.group("config")
 def config_group() -> None:
     """Validate the facets, measures and rollups config (RUM_ROLLUPS_CONFIG)."""

@@ -16,6 +16,8 @@ LATE = "rum.actions.late"
 STATE = "rum.internal.rollup-state"
 #: Partial aggregates on their way to the merge stage, routed by rollup window.
 PARTIALS = "rum.internal.rollup-partials"
+#: Ledger of recovered bad rows (rum-pipeline recover), keyed by the rejected input's position.
+RECOVERED = "rum.internal.recovered"
 
 # Raw actions may be larger than Kafka's 1 MiB default: they must still reach
 # the worker so that they become bad rows of kind "size" instead of being
@@ -56,6 +58,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(
         PARTIALS, "internal: partial aggregates per source partition for the merge stage", compacted=True
     ),
+    TopicSpec(RECOVERED, "internal: ledger of recovered bad rows, one entry per input", compacted=True),
 )
 
 
