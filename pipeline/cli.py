@@ -352,6 +352,8 @@ def recover(
       rum-pipeline recover --error 'missing.*type' --patch fix.json
       rum-pipeline recover --error 'missing.*type' --patch fix.json --apply
     """
+    import logging
+
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -360,6 +362,9 @@ def recover(
     from pipeline.recover_run import render, run_recovery
 
     settings = _settings()
+    if settings.log_level.lower() != "debug":
+        # aiokafka notes every topic a reader asks about at INFO; they would drown the report.
+        logging.getLogger("aiokafka").setLevel(logging.WARNING)
     try:
         now = now_ms()
         selection = Selection(
