@@ -44,7 +44,7 @@ PATCH = Path(__file__).parents[1] / "fixtures" / "recover" / "add-type.json"
 GOOD, FIXABLE, UNFIXABLE, GARBAGE = 400, 60, 10, 5
 
 
-def _inputs(seed: int) -> tuple[list[Message], dict[str, bytes], list[bytes]]:
+def _inputs(seed: int, fixable: int = FIXABLE) -> tuple[list[Message], dict[str, bytes], list[bytes]]:
     """Good actions, actions without ``type`` (the patch fixes them), others it does not, and non-JSON.
 
     Returns the messages in a shuffled order, the fixed form of each fixable
@@ -53,7 +53,7 @@ def _inputs(seed: int) -> tuple[list[Message], dict[str, bytes], list[bytes]]:
     """
     start = int(time.time() * 1000) - 30_000
     generated = list(
-        TrafficGenerator(seed=seed, start_ms=start, span_ms=20_000).messages(GOOD + FIXABLE + UNFIXABLE)
+        TrafficGenerator(seed=seed, start_ms=start, span_ms=20_000).messages(GOOD + fixable + UNFIXABLE)
     )
     messages, fixed, good = [], {}, []
     for index, m in enumerate(generated):
@@ -63,7 +63,7 @@ def _inputs(seed: int) -> tuple[list[Message], dict[str, bytes], list[bytes]]:
             messages.append(Message(m.key, m.value))
             continue
         del event["type"]
-        if index >= GOOD + FIXABLE:
+        if index >= GOOD + fixable:
             event["action"]["type"] = "click"  # still invalid once the patch added the type
         else:
             fixed[event["action"]["id"]] = orjson.dumps({"type": "action", **event})
@@ -249,5 +249,49 @@ def test_a_run_interrupted_mid_transaction_is_reconciled(tmp_path: Path, test_mm
 
             out = _recover(env, "--patch", str(PATCH), "--apply")
             assert _row(out, "already recovered") == FIXABLE and _row(out, "published") == 0
+        finally:
+            assert worker.process.poll() is None, worker.tail()
+
+
+def test_concurrent_runs_publish_each_input_once(tmp_path: Path, test_mmdb: Path) -> None:
+    """Two runs at once: the later fences the earlier, whatever the interleaving; nothing is doubled."""
+    env = isolated_env(tmp_path, RUM_GEOIP_DATABASE=str(test_mmdb), RUM_ROLLUPS="false")
+    settings = settings_from(env)
+    subprocess.run([CLI, "topics", "create"], env=env, check=True, capture_output=True)
+    fixable = 800
+    messages, fixed, _good = _inputs(seed=13, fixable=fixable)
+    asyncio.run(publish(settings, settings.topic(RAW), messages))
+
+    with run_worker(env, tmp_path / "worker.log") as worker:
+        try:
+            assert (
+                len(consume(settings, settings.topic(BAD), fixable + UNFIXABLE + GARBAGE))
+                == len(messages) - GOOD
+            )
+            command = [CLI, "recover", "--no-progress", "--kind", "schema", "--patch", str(PATCH), "--apply"]
+            runs = [
+                subprocess.Popen(
+                    command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+                )
+            ]
+            time.sleep(0.5)
+            runs.append(
+                subprocess.Popen(
+                    command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+                )
+            )
+            outputs = [(run.wait(timeout=300), run.stdout.read()) for run in runs if run.stdout]
+            assert any(code == 0 for code, _ in outputs), outputs
+            for code, out in outputs:
+                assert code == 0 or "took over" in out or "run recover again" in out, out
+            out = _recover(env, "--kind", "schema", "--patch", str(PATCH), "--apply")
+            assert _row(out, "already recovered") + _row(out, "published") == fixable
+
+            enriched = consume(settings, settings.topic(ENRICHED), GOOD + fixable)
+            ids = _enriched_ids(enriched)
+            assert len(enriched) == GOOD + fixable
+            assert {i: ids[i] for i in fixed} == dict.fromkeys(fixed, 1)
+            ledger = asyncio.run(read_ledger(settings, settings.topic(RECOVERED)))
+            assert len(ledger.recovered) == fixable and ledger.marker and ledger.marker["finished"]
         finally:
             assert worker.process.poll() is None, worker.tail()
