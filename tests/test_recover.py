@@ -9,8 +9,10 @@ from typing import Any
 
 import orjson
 import pytest
+from click.testing import CliRunner
 
 from pipeline.badrows import make_bad_row
+from pipeline.cli import main
 from pipeline.errors import PipelineError
 from pipeline.process import Processor
 from pipeline.recover import (
@@ -309,3 +311,23 @@ def test_records_that_are_not_bad_rows_are_counted_unreadable(settings: Settings
     assert outcomes == ["unreadable", "unreadable", None, "unreadable"]
     assert planner.summary.outcomes["unreadable"] == 3 and planner.summary.matched == 1
     assert "size says 4" in planner.summary.examples["unreadable"][2].errors[0][1]
+
+
+def test_recover_names_a_bad_option_before_touching_kafka(tmp_path: Path, test_mmdb: Path) -> None:
+    # A port nobody listens on: the options are checked first, so each error is the option's own.
+    env = {"RUM_KAFKA_BOOTSTRAP": "127.0.0.1:1", "RUM_GEOIP_DATABASE": str(test_mmdb)}
+    patch = tmp_path / "fix.json"
+    patch.write_text('{"op": "add", "path": "/type", "value": "action"}')
+    schema = tmp_path / "schema.json"
+    schema.write_text('{"type": "no such type"}')
+    cases = {
+        ("--since", "yesterday"): "cannot read the time 'yesterday'",
+        ("--error", "value ["): "not a valid regular expression",
+        ("--patch", str(patch)): "must be a non-empty JSON array",
+        ("--schema", str(schema)): "not a valid JSON Schema",
+    }
+    for args, message in cases.items():
+        result = CliRunner().invoke(main, ["recover", *args], env=env)
+        assert result.exit_code == 1 and message in result.output, result.output
+    result = CliRunner().invoke(main, ["recover", "--kind", "typo"], env=env)
+    assert result.exit_code == 2 and "'typo' is not one of" in result.output

@@ -225,7 +225,9 @@ def test_a_run_interrupted_mid_transaction_is_reconciled(tmp_path: Path, test_mm
             bad = consume(settings, settings.topic(BAD), FIXABLE + UNFIXABLE + GARBAGE)
             loop = asyncio.new_event_loop()
             zombie = loop.run_until_complete(_interrupted_run(settings, bad, interrupted))
-            # The open transaction's records are already enriched by the worker.
+            # The open transaction's records are already enriched by the worker: it reads the raw topic
+            # read_uncommitted. Should workers read read_committed one day, this fails, and the
+            # reconciliation of aborted runs (pipeline/recover_run.py find_orphans) must change with it.
             enriched = consume(settings, settings.topic(ENRICHED), GOOD + interrupted)
             assert len(enriched) == GOOD + interrupted
 
