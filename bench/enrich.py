@@ -39,6 +39,7 @@ from pipeline.consume import record_timestamps
 from pipeline.enrich import build_enrichments
 from pipeline.enrich.browser import BrowserEnrichment, user_agent_fields
 from pipeline.generate import TrafficGenerator
+from pipeline.kafka_auth import client_kwargs
 from pipeline.process import Processor
 from pipeline.produce import Message, publish
 from pipeline.schemas import schema_errors
@@ -120,12 +121,14 @@ async def passthrough(settings: Settings, source: str, target: str, expected: in
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         max_partition_fetch_bytes=16 * 1024 * 1024,
+        **client_kwargs(settings),
     )
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,
         acks="all",
         enable_idempotence=True,
         max_request_size=16 * 1024 * 1024,
+        **client_kwargs(settings),
     )
     await consumer.start()
     await producer.start()
@@ -183,7 +186,7 @@ def broker_run(base_env: dict[str, str], events: int, batch: int, tmp: Path) -> 
 async def _create(settings: Settings, topic: str) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **client_kwargs(settings))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, settings.partitions, 1)])

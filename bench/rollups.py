@@ -49,6 +49,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from pipeline.admin import create_topics
 from pipeline.consume import assign_topics, make_reader, record_timestamps
 from pipeline.generate import TrafficGenerator
+from pipeline.kafka_auth import client_kwargs
 from pipeline.produce import Message, make_producer, publish
 from pipeline.rollups.config import default_config_path
 from pipeline.settings import Settings, load_settings
@@ -115,7 +116,7 @@ def tail(log: Path, lines: int = 30) -> str:
 
 async def delete_topics(settings: Settings) -> None:
     """Delete every topic of ``settings``' prefix that the pipeline creates (the broker's disk is finite)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **client_kwargs(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -11,6 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from pipeline.errors import KafkaUnavailableError, PipelineError
+from pipeline.kafka_auth import client_kwargs, describe_failure
 from pipeline.settings import Settings
 from pipeline.topics import topic_specs
 
@@ -18,7 +19,9 @@ from pipeline.topics import topic_specs
 async def check_reachable(settings: Settings, timeout: float = 15.0) -> None:
     """Raise KafkaUnavailableError unless the cluster answers a metadata request in time."""
     client = AIOKafkaClient(
-        bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=int(timeout * 1000)
+        bootstrap_servers=settings.bootstrap_servers,
+        request_timeout_ms=int(timeout * 1000),
+        **client_kwargs(settings),
     )
     # aiokafka logs every failed attempt; the one line raised below says it all.
     kafka_log = logging.getLogger("aiokafka")
@@ -27,9 +30,15 @@ async def check_reachable(settings: Settings, timeout: float = 15.0) -> None:
     try:
         await asyncio.wait_for(client.bootstrap(), timeout)
     except Exception as exc:
+        # A failed login or TLS handshake is not "unreachable": say which setting to fix.
+        reason = None if isinstance(exc, asyncio.TimeoutError) else await describe_failure(settings)
+        if reason:
+            raise KafkaUnavailableError(f"cannot connect to Kafka at {reason}") from None
+        protocol = settings.security_protocol
+        hint = f", security protocol {protocol}" if protocol != "PLAINTEXT" else ""
         raise KafkaUnavailableError(
             f"cannot reach Kafka at {settings.kafka_bootstrap} within {timeout:.0f} s "
-            f"({type(exc).__name__}); start one with 'make broker' or set RUM_KAFKA_BOOTSTRAP"
+            f"({type(exc).__name__}{hint}); start one with 'make broker' or set RUM_KAFKA_BOOTSTRAP"
         ) from None
     finally:
         kafka_log.setLevel(level)
@@ -49,7 +58,7 @@ class TopicResult:
 async def create_topics(settings: Settings) -> list[TopicResult]:
     """Create every topic that is missing; existing topics are left as they are."""
     await check_reachable(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **client_kwargs(settings))
     await admin.start()
     try:
         names = [name for name, _ in topic_specs(settings)]
@@ -90,7 +99,7 @@ async def wait_for_leaders(settings: Settings, topics: list[str], timeout: float
     to the broker's metadata may get an empty assignment and keep it (seen
     with faust: a second worker idled), so workers start only after this.
     """
-    client = AIOKafkaClient(bootstrap_servers=settings.bootstrap_servers)
+    client = AIOKafkaClient(bootstrap_servers=settings.bootstrap_servers, **client_kwargs(settings))
     await client.bootstrap()
     try:
         deadline = asyncio.get_running_loop().time() + timeout

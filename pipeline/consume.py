@@ -7,6 +7,7 @@ import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from pipeline.kafka_auth import client_kwargs
 from pipeline.settings import Settings
 
 
@@ -23,6 +24,7 @@ def make_reader(settings: Settings) -> AIOKafkaConsumer:
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=16 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,
+        **client_kwargs(settings),
     )
 
 

@@ -12,6 +12,8 @@ from typing import IO
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from pipeline.admin import check_reachable
+from pipeline.kafka_auth import client_kwargs
 from pipeline.settings import Settings
 
 # Gather delivery results in chunks: one await per message would cap the
@@ -70,6 +72,7 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
         linger_ms=5,
         max_batch_size=256 * 1024,
         max_request_size=16 * 1024 * 1024,
+        **client_kwargs(settings),
     )
 
 
@@ -82,6 +85,9 @@ async def publish(
 ) -> ProduceSummary:
     """Publish every message; wait for every acknowledgement; pace to ``rate`` msg/s if > 0."""
     summary = ProduceSummary()
+    # A failed start says only "Unable to bootstrap" (after logging each
+    # attempt); this check fails first with the reason (login, TLS, network).
+    await check_reachable(settings)
     producer = make_producer(settings)
     await producer.start()
     started = time.monotonic()

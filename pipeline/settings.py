@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.errors import ConfigError
@@ -81,6 +81,73 @@ class Settings(BaseSettings):
     log_level: str = Field(
         "info", pattern="^(?i)(debug|info|warning|error|critical)$", description="Log level."
     )
+    # kafka security
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How clients talk to Kafka: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None,
+        validate_default=True,
+        description="SASL mechanism (SASL_* protocols): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.",
+    )
+    sasl_username: str | None = Field(
+        None, min_length=1, validate_default=True, description="SASL user name (SASL_* protocols)."
+    )
+    sasl_password: SecretStr | None = Field(
+        None, validate_default=True, description="SASL password (SASL_* protocols); never shown."
+    )
+    ssl_cafile: Path | None = Field(
+        None,
+        description="PEM file of the CAs that sign the brokers' certificates (SSL, SASL_SSL). "
+        "Default: the system's CAs.",
+    )
+    ssl_certfile: Path | None = Field(
+        None, description="PEM client certificate, for TLS client authentication (SSL, SASL_SSL)."
+    )
+    ssl_keyfile: Path | None = Field(
+        None, description="PEM private key of RUM_SSL_CERTFILE, when that file does not hold it."
+    )
+    ssl_check_hostname: bool = Field(
+        True, description="Check that a broker's TLS certificate names the host connected to."
+    )
+
+    @field_validator("security_protocol", "sasl_mechanism", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator(
+        "sasl_mechanism", "sasl_username", "sasl_password", "ssl_cafile", "ssl_certfile", "ssl_keyfile"
+    )
+    @classmethod
+    def _check_security(cls, value: Any, info: ValidationInfo) -> Any:
+        # Fields validate in order: security_protocol (and ssl_certfile for the
+        # key) are in info.data unless they failed themselves.
+        protocol = info.data.get("security_protocol")
+        if protocol is None:
+            return value
+        name = info.field_name or ""
+        if name.startswith("sasl_"):
+            wanted, kinds = protocol.startswith("SASL_"), "SASL_PLAINTEXT or SASL_SSL"
+            missing = value is None or (isinstance(value, SecretStr) and not value.get_secret_value())
+            if wanted and missing:
+                raise ValueError(f"required with RUM_SECURITY_PROTOCOL={protocol}")
+        else:
+            wanted, kinds = protocol in ("SSL", "SASL_SSL"), "SSL or SASL_SSL"
+            missing = value is None
+        if missing:
+            return value
+        if not wanted:
+            raise ValueError(f"only used with RUM_SECURITY_PROTOCOL={kinds}, which is {protocol}")
+        if isinstance(value, Path):
+            if not value.is_file():
+                raise ValueError("no such file")
+            if not os.access(value, os.R_OK):
+                raise ValueError("file not readable")
+            if name == "ssl_keyfile" and info.data.get("ssl_certfile", value) is None:
+                raise ValueError("needs RUM_SSL_CERTFILE, the certificate this key belongs to")
+        return value
+
     # metrics and logs
     metrics_port: int = Field(
         9464,
@@ -162,8 +229,11 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Se
         # _env_prefix lookups are disabled: values were gathered above from the given mapping.
         return Settings.model_validate(values)
     except ValidationError as exc:
+        secret = {n for n, f in Settings.model_fields.items() if "SecretStr" in str(f.annotation)}
         lines = []
         for err in exc.errors():
             key = ".".join(str(p) for p in err["loc"]) or "settings"
-            lines.append(f"  RUM_{key.upper()}: {err['msg']} (got {err.get('input')!r})")
+            # Never echo a secret, nor the whole input of a model-level check (it holds them all).
+            shown = "" if not err["loc"] or key in secret else f" (got {err.get('input')!r})"
+            lines.append(f"  RUM_{key.upper()}: {err['msg']}{shown}")
         raise ConfigError("invalid settings:\n" + "\n".join(lines)) from None

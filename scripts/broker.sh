@@ -12,6 +12,8 @@
 # Settings: RUM_KAFKA_PORT (default 9092; the controller uses the next port),
 # RUM_KAFKA_BOOTSTRAP (when set, nothing is started: that cluster is used),
 # RUM_BROKER_HEAP (default 512m), RUM_CACHE_DIR (default ~/.cache/rum-pipeline).
+# Besides PLAINTEXT on the port, the broker listens with SASL_PLAINTEXT (mechanism PLAIN,
+# user rum, password rum-secret) on port + 2, for tests of the security settings.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,6 +23,10 @@ LIBS="$CACHE/kafka-$KAFKA_VERSION/libs"
 STATE="$ROOT/.broker"
 PORT=${RUM_KAFKA_PORT:-9092}
 CONTROLLER_PORT=$((PORT + 1))
+# A SASL_PLAINTEXT listener (mechanism PLAIN, one user) to test the security settings against.
+SASL_PORT=$((PORT + 2))
+SASL_USER=rum
+SASL_PASSWORD=rum-secret
 PIDFILE="$STATE/broker.pid"
 LOG="$STATE/logs/server.log"
 PY=${PYTHON:-"$ROOT/.venv/bin/python"}
@@ -74,11 +80,13 @@ write_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$SASL_USER="$SASL_PASSWORD";
 log.dirs=$STATE/data
 num.partitions=1
 offsets.topic.replication.factor=1
