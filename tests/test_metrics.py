@@ -28,8 +28,10 @@ from pipeline.rollups.config import default_config_path, load_rollup_config
 from pipeline.rollups.stage import RollupStage
 from pipeline.settings import Settings, load_settings
 
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+
+def parse_samples(text: str) -> Samples:
     """Every sample of an exposition, keyed by (name, sorted labels)."""
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -38,8 +40,8 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-def scrape(metrics: WorkerMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return samples(generate_latest(metrics.registry).decode())
+def scrape(metrics: WorkerMetrics) -> Samples:
+    return parse_samples(generate_latest(metrics.registry).decode())
 
 
 @pytest.fixture
@@ -128,7 +130,8 @@ def test_two_workers_in_one_process_keep_separate_counts(settings: Settings) -> 
     assert scrape(b)[("rum_batch_duration_seconds_count", ())] == 0
 
 
-def _get(url: str) -> tuple[int, str]:
+def http_get(url: str) -> tuple[int, str]:
+    """Status and body of a GET, errors included."""
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
             return response.status, response.read().decode()
@@ -150,14 +153,14 @@ def server(settings: Settings) -> Iterator[tuple[MetricsServer, list[Readiness]]
 def test_server_answers_metrics_health_and_readiness(server: tuple[MetricsServer, list[Readiness]]) -> None:
     srv, state = server
     base = f"http://127.0.0.1:{srv.port}"
-    assert _get(f"{base}/healthz") == (200, "ok\n")
-    assert _get(f"{base}/ready") == (503, "not ready: starting\n")
+    assert http_get(f"{base}/healthz") == (200, "ok\n")
+    assert http_get(f"{base}/ready") == (503, "not ready: starting\n")
     state[0] = Readiness(True, "partitions assigned")
-    assert _get(f"{base}/ready") == (200, "ready: partitions assigned\n")
-    status, body = _get(f"{base}/metrics")
+    assert http_get(f"{base}/ready") == (200, "ready: partitions assigned\n")
+    status, body = http_get(f"{base}/metrics")
     assert status == 200
-    assert samples(body)[("rum_batch_duration_seconds_count", ())] == 1
-    assert _get(f"{base}/nothing-here")[0] == 404
+    assert parse_samples(body)[("rum_batch_duration_seconds_count", ())] == 1
+    assert http_get(f"{base}/nothing-here")[0] == 404
 
 
 def test_taken_port_falls_back_to_a_free_one(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
@@ -172,7 +175,7 @@ def test_taken_port_falls_back_to_a_free_one(settings: Settings, caplog: pytest.
             actual = metrics.serve()
         try:
             assert actual is not None and actual != port
-            assert _get(f"http://127.0.0.1:{actual}/healthz")[0] == 200
+            assert http_get(f"http://127.0.0.1:{actual}/healthz")[0] == 200
             warning = [r for r in caplog.records if r.levelno == logging.WARNING]
             assert len(warning) == 1 and f"port {port} is in use" in warning[0].getMessage()
             assert warning[0].port == actual  # type: ignore[attr-defined]

@@ -7,14 +7,11 @@ import json
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import orjson
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.consume import make_reader, topic_partitions
 from pipeline.generate import exact_malformed
@@ -23,6 +20,7 @@ from pipeline.produce import Message, publish
 from pipeline.settings import Settings
 from pipeline.topics import BAD, ENRICHED, FACETS, LATE, PARTIALS, RAW, ROLLUPS
 from tests.kafka_helpers import CLI, WorkerProcess, isolated_env, run_worker, settings_from
+from tests.test_metrics import Samples, http_get, parse_samples
 
 pytestmark = pytest.mark.kafka
 
@@ -56,14 +54,6 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def _listening_port(worker: WorkerProcess, timeout: float = 60) -> int:
     """The metrics port the worker logged (JSON log lines)."""
     deadline = time.monotonic() + timeout
@@ -76,17 +66,10 @@ def _listening_port(worker: WorkerProcess, timeout: float = 60) -> int:
     raise AssertionError(f"the worker never logged its metrics port:\n{worker.tail()}")
 
 
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
 def _scrape(port: int) -> Samples:
-    status, body = _get(f"http://127.0.0.1:{port}/metrics")
+    status, body = http_get(f"http://127.0.0.1:{port}/metrics")
     assert status == 200
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(body)
-        for s in family.samples
-    }
+    return parse_samples(body)
 
 
 def _events(samples: Samples) -> Samples:
@@ -140,11 +123,11 @@ def test_worker_metrics_equal_what_was_produced(tmp_path: Path, test_mmdb: Path)
     with run_worker(env, tmp_path / "worker.log") as worker:
         port = _listening_port(worker)
         base = f"http://127.0.0.1:{port}"
-        assert _get(f"{base}/healthz") == (200, "ok\n")
+        assert http_get(f"{base}/healthz") == (200, "ok\n")
         ready_seen = []
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            status, _ = _get(f"{base}/ready")
+            status, _ = http_get(f"{base}/ready")
             ready_seen.append(status)
             if status == 200:
                 break
@@ -181,7 +164,7 @@ def test_worker_metrics_equal_what_was_produced(tmp_path: Path, test_mmdb: Path)
             name: asyncio.run(_records_written(settings, settings.topic(name)))
             for name in (FACETS, ROLLUPS, PARTIALS, LATE)
         }
-        assert _get(f"{base}/ready")[0] == 200
+        assert http_get(f"{base}/ready")[0] == 200
         assert worker.process.poll() is None, worker.tail()
         # While it runs, every line the worker writes is one JSON object. (At exit the
         # datasketches extension may print a line of its own, outside logging.)
