@@ -20,7 +20,9 @@ def _settings(**overrides: Any) -> Settings:
         settings = load_settings(**overrides)
     except PipelineError as exc:
         raise click.ClickException(str(exc)) from None
-    configure_logging(settings)  # RUM_LOG_FORMAT, RUM_LOG_LEVEL
+    # A command's output is for a person: its logs are warnings and errors (and
+    # everything with RUM_LOG_LEVEL=debug). The worker logs at RUM_LOG_LEVEL.
+    configure_logging(settings, level=None if settings.log_level.lower() == "debug" else "warning")
     return settings
 
 
@@ -75,6 +77,7 @@ def worker(
     then starts. Exits with one line if Kafka is unreachable.
     """
     settings = _settings(web_port=web_port, data_dir=data_dir, metrics_port=metrics_port, log_level=loglevel)
+    configure_logging(settings)  # RUM_LOG_FORMAT, RUM_LOG_LEVEL
     _use_fast_event_loop()
     from faust.worker import Worker
 
