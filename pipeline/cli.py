@@ -391,7 +391,16 @@ def recover(
             note = f", published {published}" if apply else ""
             bar.update(task, completed=scanned, total=total, description=f"reading bad rows{note}")
 
-        summary = _run(run_recovery(settings, planner, apply=apply, on_progress=advance))
+        try:
+            summary = asyncio.run(run_recovery(settings, planner, apply=apply, on_progress=advance))
+        except PipelineError as exc:
+            failure = str(exc)
+        else:
+            failure = ""
+    if failure:
+        if planner.summary.scanned:  # what was done before it stopped
+            render(planner.summary, console, apply)
+        raise click.ClickException(failure)
     render(summary, console, apply)
     if not apply and summary.outcomes["ready"]:
         console.print("dry run: nothing was published; add --apply to publish")

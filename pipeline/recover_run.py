@@ -198,21 +198,9 @@ class Publisher:
 
     async def commit(self, decisions: list[Decision], ledger: dict[bytes, dict[str, Any]]) -> None:
         """In one transaction: each decision's payload to the raw topic, its ledger entry, and ``ledger``."""
-        producer = self.producer
+        futures: list[asyncio.Future[Any]] = []
         try:
-            await producer.begin_transaction()
-            futures = [
-                await producer.send(self.raw_topic, d.value, key=d.key, headers=raw_headers(d))
-                for d in decisions
-            ]
-            written = await asyncio.gather(*futures)
-            now = _now_ms()
-            for decision, meta in zip(decisions, written, strict=True):
-                entry = ledger_entry(decision, (meta.topic, meta.partition, meta.offset), now)
-                await producer.send(self.ledger_topic, orjson.dumps(entry), key=decision.source.encode())
-            for key, value in ledger.items():
-                await producer.send(self.ledger_topic, orjson.dumps(value), key=key)
-            await producer.commit_transaction()
+            await self._commit(decisions, ledger, futures)
         except ProducerFenced:
             raise PipelineError(
                 "another `rum-pipeline recover --apply` started and took over; this run stopped "
@@ -220,11 +208,45 @@ class Publisher:
             ) from None
         except Exception as exc:
             with contextlib.suppress(Exception):
-                await producer.abort_transaction()
+                await self.producer.abort_transaction()
             raise PipelineError(
                 f"publishing failed ({type(exc).__name__}: {exc}); run recover again: it reconciles "
                 "what this run left and publishes the rest"
             ) from exc
+        finally:
+            # On failure every pending send fails the same way: report it once (above), not per send.
+            for future in futures:
+                future.add_done_callback(_retrieve)
+
+    async def _commit(
+        self,
+        decisions: list[Decision],
+        ledger: dict[bytes, dict[str, Any]],
+        futures: list[asyncio.Future[Any]],
+    ) -> None:
+        producer = self.producer
+        await producer.begin_transaction()
+        for d in decisions:
+            futures.append(await producer.send(self.raw_topic, d.value, key=d.key, headers=raw_headers(d)))
+        written = await asyncio.gather(*futures)
+        now = _now_ms()
+        for decision, meta in zip(decisions, written, strict=True):
+            value = orjson.dumps(ledger_entry(decision, (meta.topic, meta.partition, meta.offset), now))
+            futures.append(await producer.send(self.ledger_topic, value, key=decision.source.encode()))
+        for key, entry in ledger.items():
+            futures.append(await producer.send(self.ledger_topic, orjson.dumps(entry), key=key))
+        await producer.commit_transaction()
+
+
+def _quiet_fencing(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Loop exception handler: a fenced run is reported once, not by every internal future of the producer."""
+    if not isinstance(context.get("exception"), ProducerFenced):
+        loop.default_exception_handler(context)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 async def _topics_present(settings: Settings, names: list[str]) -> set[str]:
@@ -249,6 +271,7 @@ async def run_recovery(
     """
     raw, bad, ledger_topic = settings.topic(RAW), settings.topic(BAD), settings.topic(RECOVERED)
     summary = planner.summary
+    asyncio.get_running_loop().set_exception_handler(_quiet_fencing)
     if apply:
         await create_topics(settings)  # the ledger topic may be new to this cluster
     present = await _topics_present(settings, [raw, bad, ledger_topic])
@@ -330,13 +353,20 @@ async def _scan(
 def render(summary: Summary, console: Console, apply: bool) -> None:
     """Print examples of each outcome, the counts by kind and the summary table."""
     say = functools.partial(console.print, highlight=False, markup=False, soft_wrap=True)
+    ready = summary.outcomes["ready"]
+    if not apply:
+        ready_title = "to publish"
+    elif summary.published == ready:
+        ready_title = "published"
+    else:  # the run stopped before publishing all
+        ready_title = f"ready (published: {summary.published} of {ready})"
     for d in summary.examples.get("unreadable", []):
         say(f"unreadable: {d.bad.position}: {d.errors[0][1]}")
     for outcome in ("ready", "still invalid", "patch failed"):
         examples = summary.examples.get(outcome, [])
         if not examples:
             continue
-        title = {"ready": "published" if apply else "to publish"}.get(outcome, outcome)
+        title = {"ready": ready_title}.get(outcome, outcome)
         say(f"{title} (first {len(examples)} of {summary.outcomes[outcome]}):")
         for d in examples:
             row = d.bad.row
@@ -351,7 +381,7 @@ def render(summary: Summary, console: Console, apply: bool) -> None:
                 say(f"    changes: {short(changes.to_string(), 400)}")
     if summary.ready_by_kind:
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(summary.ready_by_kind.items()))
-        say(f"{'published' if apply else 'to publish'} by kind: {kinds}")
+        say(f"{ready_title} by kind: {kinds}")
     title = "recovery" if apply else "recovery (dry run: nothing published)"
     table = Table(title=title, title_justify="left")
     table.add_column("bad rows")
