@@ -112,6 +112,36 @@ def _use_fast_event_loop() -> None:
     mode.loop.use("uvloop")
 
 
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (RUM_INTAKE_HOST; 0.0.0.0 = all).")
+@click.option("--port", type=int, default=None, help="Port to listen on (RUM_INTAKE_PORT; 0 = any free).")
+@click.option("--loglevel", "-l", default=None, help="debug, info, warning or error (RUM_LOG_LEVEL).")
+def intake(host: str | None, port: int | None, loglevel: str | None) -> None:
+    """Start the HTTP intake: browsers and SDKs post RUM events, custom actions go to Kafka.
+
+    Takes the browser SDK's batches at POST /api/v2/rum (and through its proxy
+    option, ?ddforward=...), server-side actions at POST /v1/actions, and
+    answers 202 only once Kafka acknowledged every accepted event. Prints
+    "intake: listening on http://HOST:PORT" when ready. Client tokens:
+    RUM_INTAKE_CLIENT_TOKENS; see the README's "HTTP intake" section.
+    """
+    settings = _settings(intake_host=host, intake_port=port, log_level=loglevel)
+    from pipeline.intake.run import configure_logging, serve
+
+    configure_logging(settings.log_level)
+    _use_fast_event_loop_for_asyncio()
+    _run(serve(settings))
+
+
+def _use_fast_event_loop_for_asyncio() -> None:
+    """Run plain asyncio programs on uvloop when it is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 @main.group()
 def topics() -> None:
     """Create and inspect the pipeline's Kafka topics."""

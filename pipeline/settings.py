@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from enum import StrEnum
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Any, Literal
 
@@ -81,6 +82,7 @@ class Settings(BaseSettings):
     log_level: str = Field(
         "info", pattern="^(?i)(debug|info|warning|error|critical)$", description="Log level."
     )
+
     # kafka security
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="How clients talk to Kafka: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
@@ -147,6 +149,72 @@ class Settings(BaseSettings):
             if name == "ssl_keyfile" and info.data.get("ssl_certfile", value) is None:
                 raise ValueError("needs RUM_SSL_CERTFILE, the certificate this key belongs to")
         return value
+
+    # intake
+    intake_host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="Address the HTTP intake listens on (0.0.0.0: every interface).",
+    )
+    intake_port: int = Field(8080, ge=0, le=65535, description="Port of the HTTP intake (0: any free port).")
+    intake_client_tokens: dict[str, str] = Field(
+        default_factory=dict,
+        description="Client tokens the intake accepts: token=application_id[,...] or a JSON object; "
+        "application * = any. Empty: the intake is open to anyone.",
+    )
+    intake_trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = Field(
+        (),
+        description="CIDRs of reverse proxies whose X-Forwarded-For the intake believes, comma-separated.",
+    )
+    intake_cors_origins: tuple[str, ...] = Field(
+        ("*",), description="Origins browsers may post from, comma-separated (* = any origin)."
+    )
+    intake_max_payload_bytes: int = Field(
+        5 * 1024 * 1024, ge=1024, description="Largest request body, compressed or not (larger: 413)."
+    )
+    intake_max_event_bytes: int = Field(
+        1024 * 1024, ge=64, description="Events of this many bytes or more are rejected by the intake."
+    )
+    intake_max_in_flight_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="Request bytes the intake holds at once; beyond it new requests get 429.",
+    )
+    intake_kafka_timeout: float = Field(
+        10.0, gt=0, le=300, description="Seconds the intake waits for Kafka's acknowledgement before 503."
+    )
+
+    @field_validator("intake_client_tokens", mode="before")
+    @classmethod
+    def _parse_tokens(cls, value: Any) -> dict[str, str]:
+        from pipeline.intake.config import parse_client_tokens
+
+        return parse_client_tokens(value)
+
+    @field_validator("intake_trusted_proxies", mode="before")
+    @classmethod
+    def _parse_proxies(cls, value: Any) -> tuple[IPv4Network | IPv6Network, ...]:
+        from pipeline.intake.config import parse_networks
+
+        return parse_networks(value)
+
+    @field_validator("intake_cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: Any) -> tuple[str, ...]:
+        from pipeline.intake.config import parse_origins
+
+        return parse_origins(value)
+
+    @model_validator(mode="after")
+    def _check_intake_limits(self) -> Settings:
+        errors = []
+        if self.intake_max_event_bytes > self.intake_max_payload_bytes:
+            errors.append("RUM_INTAKE_MAX_EVENT_BYTES must not exceed RUM_INTAKE_MAX_PAYLOAD_BYTES")
+        if self.intake_max_in_flight_bytes < self.intake_max_payload_bytes:
+            errors.append("RUM_INTAKE_MAX_IN_FLIGHT_BYTES must be at least RUM_INTAKE_MAX_PAYLOAD_BYTES")
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
 
     # metrics and logs
     metrics_port: int = Field(

@@ -12,6 +12,8 @@ BAD = "rum.actions.bad"
 FACETS = "rum.facets.index"
 ROLLUPS = "rum.measures.rollup"
 LATE = "rum.actions.late"
+#: RUM events other than custom actions (views, resources, errors, clicks...) received by the intake.
+OTHER = "rum.events.other"
 #: Rollup state of each raw partition (same partition numbers as the raw topic).
 STATE = "rum.internal.rollup-state"
 #: Partial aggregates on their way to the merge stage, routed by rollup window.
@@ -54,6 +56,11 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(FACETS, "facet index upserts: distinct values with counts per window", compacted=True),
     TopicSpec(ROLLUPS, "measure rollup upserts per rollup, group and window", compacted=True),
     TopicSpec(LATE, "actions too late (or too far in the future) for a window, with the reasons"),
+    TopicSpec(
+        OTHER,
+        "intake: RUM events other than custom actions, kept as received (plus intake stamps)",
+        configs={"max.message.bytes": _LARGE},
+    ),
     TopicSpec(STATE, "internal: rollup state changelog, partitioned like the raw topic", compacted=True),
     TopicSpec(
         PARTIALS, "internal: partial aggregates per source partition for the merge stage", compacted=True

@@ -5,6 +5,7 @@ No Docker engine runs where the tests run, so the file is checked statically.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -37,20 +38,28 @@ def _resolves(command: list[str]) -> bool:
     return not isinstance(group, click.Group)
 
 
+def _environment(service: dict) -> dict[str, str]:
+    """A service's environment as Compose passes it, with ${VAR:-default} taken as its default."""
+    env = {}
+    for key, value in service["environment"].items():
+        match = re.fullmatch(r"\$\{\w+:-(.*)\}", str(value))
+        env[key] = match.group(1) if match else str(value)
+    return env
+
+
 def test_services_present(compose: dict) -> None:
-    assert set(compose["services"]) >= {"kafka", "topics-init", "worker"}
+    assert set(compose["services"]) >= {"kafka", "topics-init", "worker", "intake"}
     kafka = compose["services"]["kafka"]
     assert kafka["image"].startswith("apache/kafka:4.")
     assert "controller" in kafka["environment"]["KAFKA_PROCESS_ROLES"]
     assert "healthcheck" in kafka
 
 
-@pytest.mark.parametrize("service", ["topics-init", "worker"])
+@pytest.mark.parametrize("service", ["topics-init", "worker", "intake"])
 def test_project_services_run_real_commands_with_valid_settings(compose: dict, service: str) -> None:
     spec = compose["services"][service]
     assert _resolves(spec["command"]), spec["command"]
-    env = {k: str(v) for k, v in spec["environment"].items()}
-    settings = load_settings(env)  # raises on any unknown or invalid RUM_* key
+    settings = load_settings(_environment(spec))  # raises on any unknown or invalid RUM_* key
     host, _, port = settings.kafka_bootstrap.partition(":")
     kafka_env = compose["services"]["kafka"]["environment"]
     assert f"//{host}:{port}" in kafka_env["KAFKA_ADVERTISED_LISTENERS"]
@@ -63,6 +72,15 @@ def test_worker_is_scalable(compose: dict) -> None:
     assert "ports" not in worker
     assert worker["depends_on"]["topics-init"]["condition"] == "service_completed_successfully"
     assert "healthcheck" in worker
+
+
+def test_intake_listens_on_every_interface_at_its_published_port(compose: dict) -> None:
+    intake = compose["services"]["intake"]
+    settings = load_settings(_environment(intake))
+    assert settings.intake_host == "0.0.0.0"
+    assert f"{settings.intake_port}:{settings.intake_port}" in intake["ports"]
+    assert f"127.0.0.1:{settings.intake_port}/healthz" in " ".join(intake["healthcheck"]["test"])
+    assert intake["depends_on"]["topics-init"]["condition"] == "service_completed_successfully"
 
 
 def test_dockerfile_installs_the_project() -> None:

@@ -1,0 +1,319 @@
+"""The intake's HTTP application (aiohttp): endpoints, token check, limits, CORS, metrics.
+
+Endpoints:
+
+- ``POST /api/v2/rum``: batches of the browser SDK, newline-delimited JSON,
+  possibly deflate-compressed; the client token is the ``dd-api-key`` query
+  parameter.
+- ``POST <any path>?ddforward=<path and query>``: the SDK's ``proxy`` option;
+  ``ddforward`` carries the original ``/api/v2/rum?...`` path and query.
+- ``POST /v1/actions``: one action object or a JSON array of them, for
+  server-side producers; token in the ``DD-API-KEY`` header or query.
+- ``GET /healthz`` and ``GET /metrics`` (Prometheus text format).
+
+A request is answered 202 only after Kafka acknowledged every accepted event;
+see :func:`create_app` for the other status codes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from pipeline.intake.body import BodyError, content_encoding, decompress
+from pipeline.intake.clientip import client_ip
+from pipeline.intake.events import Batch, Stamps, parse_actions, parse_ndjson
+from pipeline.intake.metrics import IntakeMetrics
+from pipeline.intake.sink import EventSink, SinkUnavailable
+from pipeline.settings import Settings
+from pipeline.topics import OTHER, RAW
+
+log = logging.getLogger("rum.intake")
+
+RUM_PATH = "/api/v2/rum"
+ACTIONS_PATH = "/v1/actions"
+#: Options for the aiohttp runner: bodies are decompressed by the intake
+#: itself, under its size limit, never by the HTTP layer.
+RUNNER_OPTIONS: dict[str, Any] = {"auto_decompress": False}
+#: Rejected events listed in a response; the count covers all of them.
+MAX_LISTED_REJECTIONS = 100
+#: Seconds a client should wait before sending again (429 and 503).
+RETRY_AFTER_BUSY = 1
+RETRY_AFTER_UNAVAILABLE = 5
+
+_TOPIC_NAMES = {"raw": RAW, "other": OTHER}
+_SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
+_SINK: web.AppKey[Any] = web.AppKey("sink", object)
+_METRICS: web.AppKey[IntakeMetrics] = web.AppKey("metrics", IntakeMetrics)
+
+
+class ByteBudget:
+    """Bytes of request bodies held at once; a request that does not fit is refused, not queued."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def try_acquire(self, size: int) -> bool:
+        """Reserve ``size`` bytes if they fit; False otherwise."""
+        if self.used + size > self.limit:
+            return False
+        self.used += size
+        return True
+
+    def release(self, size: int) -> None:
+        """Give back ``size`` reserved bytes."""
+        self.used -= size
+
+
+_BUDGET: web.AppKey[ByteBudget] = web.AppKey("budget", ByteBudget)
+
+
+def now_ms() -> int:
+    """Wall-clock time in epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+def _error(status: int, message: str, retry_after: int | None = None) -> web.Response:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return web.json_response({"error": message}, status=status, headers=headers, dumps=_dumps)
+
+
+def _dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
+class _Refused(Exception):
+    """Ends a request early with a ready response."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+def create_app(settings: Settings, sink: EventSink, metrics: IntakeMetrics | None = None) -> web.Application:
+    """The intake application. Run it with :data:`RUNNER_OPTIONS` (no automatic decompression).
+
+    Status codes: 202 accepted (all, or some: the body lists each rejected
+    event with its line and reason); 400 nothing acceptable (every event
+    rejected, or a corrupt body); 403 missing or unknown client token; 404 no
+    such endpoint; 413 payload too large (also once decompressed); 415
+    unsupported encoding; 429 the intake holds too many bytes already; 503
+    Kafka did not acknowledge (or is not connected). 429 and 503 carry
+    Retry-After; the SDK retries them (and 408 and 5xx), never other 4xx.
+    """
+    metrics = metrics or IntakeMetrics()
+    metrics.kafka_ready.set_function(lambda: 1.0 if sink.ready else 0.0)
+    app = web.Application(middlewares=[_middleware])
+    app[_SETTINGS] = settings
+    app[_SINK] = sink
+    app[_METRICS] = metrics
+    app[_BUDGET] = ByteBudget(settings.intake_max_in_flight_bytes)
+    app.router.add_post(RUM_PATH, _rum, name="rum")
+    app.router.add_post(ACTIONS_PATH, _actions, name="actions")
+    app.router.add_get("/healthz", _healthz, name="healthz")
+    app.router.add_get("/metrics", _metrics, name="metrics")
+    app.router.add_route("OPTIONS", "/{tail:.*}", _preflight, name="preflight")
+    app.router.add_post("/{tail:.*}", _proxy, name="proxy")
+    return app
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turns every outcome into a JSON response, adds CORS headers and counts requests."""
+    try:
+        response = await handler(request)
+    except _Refused as refused:
+        response = refused.response
+    except web.HTTPException as exc:
+        response = _error(exc.status, exc.reason)
+    except Exception:
+        log.exception("intake: unexpected error on %s %s", request.method, request.path)
+        response = _error(500, "internal error")
+    _add_cors(request, response)
+    route = request.match_info.route
+    endpoint = (route.name or "unknown") if route is not None else "unknown"
+    request.app[_METRICS].requests.labels(endpoint, str(response.status)).inc()
+    return response
+
+
+def _allowed_origin(request: web.Request) -> str | None:
+    origins = request.app[_SETTINGS].intake_cors_origins
+    origin = request.headers.get("Origin")
+    if "*" in origins:
+        return "*"
+    if origin and origin.rstrip("/") in origins:
+        return origin
+    return None
+
+
+def _add_cors(request: web.Request, response: web.StreamResponse) -> None:
+    allowed = _allowed_origin(request)
+    if allowed is None:
+        return
+    response.headers["Access-Control-Allow-Origin"] = allowed
+    if allowed != "*":
+        response.headers["Vary"] = "Origin"
+    response.headers["Access-Control-Expose-Headers"] = "Retry-After"
+
+
+async def _preflight(request: web.Request) -> web.Response:
+    """CORS preflight: allow POST with the headers the browser asks for."""
+    response = web.Response(status=204)
+    if _allowed_origin(request) is not None:
+        response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+        requested = request.headers.get("Access-Control-Request-Headers")
+        response.headers["Access-Control-Allow-Headers"] = requested or "Content-Type, DD-API-KEY"
+        response.headers["Access-Control-Max-Age"] = "86400"
+    return response
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    """200 when connected to Kafka, 503 while not (the HTTP server itself is up either way)."""
+    ready = request.app[_SINK].ready
+    body = {"status": "ok" if ready else "unavailable", "kafka": "connected" if ready else "not connected"}
+    return web.json_response(body, status=200 if ready else 503, dumps=_dumps)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition of the intake's metrics."""
+    body = generate_latest(request.app[_METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _rum(request: web.Request) -> web.Response:
+    """SDK batches at the Datadog intake path."""
+    return await _ingest(request, request.query, ndjson=True)
+
+
+async def _proxy(request: web.Request) -> web.Response:
+    """The SDK's proxy mode: the original path and query travel in ``ddforward``."""
+    forward = request.query.get("ddforward")
+    if forward is None:
+        return _error(
+            404, f"no endpoint at {request.path}; post to {RUM_PATH}, {ACTIONS_PATH} or use ddforward"
+        )
+    target = urlsplit(forward)
+    if target.path != RUM_PATH:
+        return _error(404, f"ddforward path {target.path!r} is not handled; only {RUM_PATH} is")
+    return await _ingest(request, dict(parse_qsl(target.query)), ndjson=True)
+
+
+async def _actions(request: web.Request) -> web.Response:
+    """Server-side producers: one action or a JSON array of actions."""
+    return await _ingest(request, request.query, ndjson=False)
+
+
+def _application(request: web.Request, params: Mapping[str, str]) -> str | None:
+    """The application of the request's client token; raises _Refused 403 without a valid one."""
+    tokens = request.app[_SETTINGS].intake_client_tokens
+    if not tokens:
+        return None  # an open intake (warned about at start)
+    token = params.get("dd-api-key") or request.headers.get("DD-API-KEY")
+    if not token:
+        raise _Refused(_error(403, "missing client token (dd-api-key query parameter or DD-API-KEY header)"))
+    application = tokens.get(token)
+    if application is None:
+        raise _Refused(_error(403, "unknown client token"))
+    return application
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > limit:
+            raise _Refused(_error(413, f"payload is more than {limit} bytes"))
+    return bytes(body)
+
+
+async def _ingest(request: web.Request, params: Mapping[str, str], *, ndjson: bool) -> web.Response:
+    received = now_ms()
+    app = request.app
+    settings, sink, metrics, budget = app[_SETTINGS], app[_SINK], app[_METRICS], app[_BUDGET]
+    application = _application(request, params)
+    limit = settings.intake_max_payload_bytes
+    length = request.content_length
+    if length is not None and length > limit:
+        return _error(413, f"payload is {length} bytes, more than {limit}")
+    try:
+        encoding = content_encoding(request.headers, params)
+    except BodyError as exc:
+        return _error(exc.status, exc.message)
+    if not sink.ready:
+        return _error(503, "Kafka is not available; send again later", RETRY_AFTER_UNAVAILABLE)
+    held = length if length is not None else limit
+    if not budget.try_acquire(held):
+        return _error(429, "the intake is busy; send again later", RETRY_AFTER_BUSY)
+    metrics.in_flight_bytes.inc(held)
+    try:
+        body = await _read_body(request, limit)
+        if encoding is not None:
+            try:
+                body = decompress(body, encoding, limit)
+            except BodyError as exc:
+                return _error(exc.status, exc.message)
+            if len(body) > held:
+                if not budget.try_acquire(len(body) - held):
+                    return _error(429, "the intake is busy; send again later", RETRY_AFTER_BUSY)
+                metrics.in_flight_bytes.inc(len(body) - held)
+                held = len(body)
+        stamps = Stamps(
+            client_ip=client_ip(
+                request.remote, request.headers.getall("X-Forwarded-For", []), settings.intake_trusted_proxies
+            ),
+            user_agent=request.headers.get("User-Agent"),
+            received_at=received,
+            application=application,
+            keep_event_ip=not ndjson,
+        )
+        if ndjson:
+            batch = parse_ndjson(body, stamps, settings.intake_max_event_bytes)
+        else:
+            try:
+                batch = parse_actions(body, stamps, settings.intake_max_event_bytes)
+            except ValueError as exc:
+                return _error(400, str(exc))
+        return await _produce(batch, sink, metrics, received, ndjson)
+    finally:
+        budget.release(held)
+        metrics.in_flight_bytes.dec(held)
+
+
+async def _produce(
+    batch: Batch, sink: EventSink, metrics: IntakeMetrics, received: int, ndjson: bool
+) -> web.Response:
+    for rejection in batch.rejections:
+        metrics.rejected.labels(rejection.reason).inc()
+    if batch.records:
+        started = time.perf_counter()
+        try:
+            await sink.write(batch.records, received)
+        except SinkUnavailable as exc:
+            log.warning("intake: %s", exc)
+            return _error(503, f"{exc}; send again later", RETRY_AFTER_UNAVAILABLE)
+        metrics.ack_seconds.observe(time.perf_counter() - started)
+        for route, count in Counter(record.route for record in batch.records).items():
+            metrics.accepted.labels(_TOPIC_NAMES[route]).inc(count)
+    position = "line" if ndjson else "index"
+    body = {
+        "accepted": len(batch.records),
+        "rejected_count": len(batch.rejections),
+        "rejected": [
+            {position: r.position, "reason": r.reason, "error": r.message}
+            for r in batch.rejections[:MAX_LISTED_REJECTIONS]
+        ],
+    }
+    status = 400 if batch.rejections and not batch.records else 202
+    return web.json_response(body, status=status, dumps=_dumps)

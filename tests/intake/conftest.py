@@ -1,0 +1,87 @@
+"""Intake tests without a broker: the aiohttp test client and a sink kept in memory.
+
+The sink is the intake's own :class:`~pipeline.intake.sink.EventSink`
+interface, not a stand-in for Kafka: how Kafka behaves is tested against the
+real broker in tests/integration/test_intake.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import zlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from pipeline.intake.events import Record
+from pipeline.intake.metrics import IntakeMetrics
+from pipeline.intake.server import RUNNER_OPTIONS, create_app
+from pipeline.intake.sink import SinkUnavailable
+from pipeline.settings import Settings, load_settings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run ``async def`` tests of this folder on a fresh event loop."""
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    names = pyfuncitem._fixtureinfo.argnames
+    asyncio.run(pyfuncitem.obj(**{name: pyfuncitem.funcargs[name] for name in names}))
+    return True
+
+
+class MemorySink:
+    """An EventSink that keeps what it is given; ``fail`` makes it refuse like an unreachable store."""
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+        self.timestamps: list[int] = []
+        self.ready = True
+        self.fail: str | None = None
+        self.writes = 0
+
+    async def write(self, records: Sequence[Record], timestamp_ms: int) -> None:
+        self.writes += 1
+        if self.fail:
+            raise SinkUnavailable(self.fail)
+        self.records.extend(records)
+        self.timestamps.append(timestamp_ms)
+
+
+def intake_settings(**env: str) -> Settings:
+    """Settings from the given RUM_* values only (the test process environment is ignored)."""
+    return load_settings(dict(env))
+
+
+@asynccontextmanager
+async def intake(
+    settings: Settings | None = None, sink: Any = None, metrics: IntakeMetrics | None = None
+) -> AsyncIterator[TestClient]:
+    """A running intake app on a loopback port and a client for it."""
+    app = create_app(settings or intake_settings(), sink if sink is not None else MemorySink(), metrics)
+    server = TestServer(app)
+    # Started here: the runner options (no automatic decompression) are
+    # start_server arguments; TestClient would start it without them.
+    await server.start_server(**RUNNER_OPTIONS)
+    async with TestClient(server) as client:
+        yield client
+
+
+def sdk_deflate(lines: Sequence[bytes]) -> bytes:
+    """Compress like the browser SDK's worker: zlib stream, one sync flush per event, then the end."""
+    compressor = zlib.compressobj(wbits=zlib.MAX_WBITS)
+    chunks = [compressor.compress(line) + compressor.flush(zlib.Z_SYNC_FLUSH) for line in lines]
+    return b"".join(chunks) + compressor.flush()
+
+
+@pytest.fixture
+def sdk_batch() -> bytes:
+    """A batch as @datadog/browser-rum v7 sends it: a view, a custom action, a click and an error."""
+    return (FIXTURES / "sdk-batch.ndjson").read_bytes()
