@@ -172,8 +172,8 @@ class WorkerMetrics:
             return self.on_loop(self.probe.readiness)
         except TimeoutError as exc:
             return Readiness(False, str(exc))
-        except RuntimeError as exc:  # the loop is closed: the worker is stopping
-            return Readiness(False, f"stopping ({exc})")
+        except Exception as exc:  # the loop is closed (stopping), or the consumer is changing
+            return Readiness(False, f"cannot tell: {exc}")
 
     def lags(self) -> list[PartitionLag]:
         """Consumer lag per assigned partition (empty when the loop cannot answer)."""
@@ -181,7 +181,7 @@ class WorkerMetrics:
             return []
         try:
             return self.on_loop(self.probe.lags)
-        except (TimeoutError, RuntimeError) as exc:
+        except Exception as exc:  # a scrape must not fail for want of lag figures
             log.debug("consumer lag unavailable: %s", exc)
             return []
 

@@ -214,3 +214,16 @@ def test_a_worker_that_has_not_joined_its_group_is_not_ready(settings: Settings)
     state = probe.readiness()
     assert not state.ready and "assign" in state.reason
     assert probe.lags() == []
+
+
+def test_a_stopped_worker_is_not_ready_and_still_scrapes(settings: Settings) -> None:
+    metrics = WorkerMetrics(settings, process_metrics=False)
+    create_app(settings.model_copy(update={"web_port": 0}), metrics)  # binds its probe
+    loop = asyncio.new_event_loop()
+    loop.close()
+    metrics.attach_loop(loop)
+    state = metrics.readiness()
+    assert not state.ready and "closed" in state.reason
+    got = scrape(metrics)
+    assert got[("rum_ready", ())] == 0
+    assert not any(name == "rum_consumer_lag" for name, _ in got)
