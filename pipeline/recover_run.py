@@ -36,6 +36,7 @@ from pipeline.admin import check_reachable, create_topics
 from pipeline.badrows import original_payload
 from pipeline.consume import topic_partitions
 from pipeline.errors import PipelineError
+from pipeline.kafka_auth import client_kwargs
 from pipeline.recover import (
     HEADER_BAD_ROW,
     HEADER_SOURCE,
@@ -77,6 +78,7 @@ def _reader(settings: Settings, isolation: str) -> AIOKafkaConsumer:
         isolation_level=isolation,
         max_partition_fetch_bytes=16 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,
+        **client_kwargs(settings),
     )
 
 
@@ -186,6 +188,7 @@ class Publisher:
             acks="all",
             linger_ms=5,
             max_request_size=16 * 1024 * 1024,
+            **client_kwargs(settings),
         )
 
     async def start(self) -> None:
@@ -251,7 +254,7 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 
 async def _topics_present(settings: Settings, names: list[str]) -> set[str]:
     await check_reachable(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **client_kwargs(settings))
     await admin.start()
     try:
         return set(await admin.list_topics()) & set(names)
