@@ -83,3 +83,11 @@ def test_local_broker_port_moves_the_default_bootstrap() -> None:
     assert load_settings({"RUM_KAFKA_PORT": "9192"}).kafka_bootstrap == "127.0.0.1:9192"
     explicit = load_settings({"RUM_KAFKA_PORT": "9192", "RUM_KAFKA_BOOTSTRAP": "kafka:29092"})
     assert explicit.kafka_bootstrap == "kafka:29092"
+
+
+def test_only_the_given_mapping_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUM_KAFKA_PORT", "19092")
+    monkeypatch.setenv("RUM_PARTITIONS", "3")
+    settings = load_settings({})
+    assert settings.kafka_bootstrap == "127.0.0.1:9092"
+    assert settings.partitions == 12
