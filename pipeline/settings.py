@@ -12,10 +12,10 @@ import os
 from enum import StrEnum
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from pipeline.errors import ConfigError
 
@@ -169,16 +169,18 @@ class Settings(BaseSettings):
         description="Address the HTTP intake listens on (0.0.0.0: every interface).",
     )
     intake_port: int = Field(8080, ge=0, le=65535, description="Port of the HTTP intake (0: any free port).")
-    intake_client_tokens: dict[str, str] = Field(
+    # NoDecode: these arrive as plain text (pairs, CIDRs) that the validators
+    # below parse, not as the JSON pydantic-settings expects for containers.
+    intake_client_tokens: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
         description="Client tokens the intake accepts: token=application_id[,...] or a JSON object; "
         "application * = any. Empty: the intake is open to anyone.",
     )
-    intake_trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = Field(
+    intake_trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = Field(
         (),
         description="CIDRs of reverse proxies whose X-Forwarded-For the intake believes, comma-separated.",
     )
-    intake_cors_origins: tuple[str, ...] = Field(
+    intake_cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         ("*",), description="Origins browsers may post from, comma-separated (* = any origin)."
     )
     intake_max_payload_bytes: int = Field(

@@ -62,8 +62,7 @@ class KafkaSink:
         return self._connected.is_set()
 
     async def run(self) -> None:
-        """Connect (retrying until it works), create missing topics, then stay connected."""
-        from pipeline.admin import create_topics
+        """Connect (retrying until it works), create missing topics, then turn ready and return."""
         from pipeline.produce import make_producer
 
         warned = False
@@ -71,10 +70,12 @@ class KafkaSink:
             producer = make_producer(self.settings)
             try:
                 await producer.start()
-                await create_topics(self.settings)
-            except Exception as exc:
+                break
+            except BaseException as exc:
                 with contextlib.suppress(Exception):
                     await producer.stop()
+                if not isinstance(exc, Exception):
+                    raise  # cancelled while connecting: the intake is stopping
                 if not warned:
                     log.warning(
                         "intake: Kafka at %s is not available (%s); answering 503 until it is",
@@ -82,12 +83,29 @@ class KafkaSink:
                         exc,
                     )
                     warned = True
+            await asyncio.sleep(self.retry_seconds)
+        self._producer = producer
+        await self._create_topics()
+        self._connected.set()
+        log.info("intake: connected to Kafka at %s", self.settings.kafka_bootstrap)
+
+    async def _create_topics(self, attempts: int = 5) -> None:
+        """Create missing topics, like a worker does; retried, but never fatal."""
+        from pipeline.admin import create_topics
+
+        for attempt in range(1, attempts + 1):
+            try:
+                await create_topics(self.settings)
+                return
+            except Exception as exc:
+                # A busy cluster times out now and then: try again. If it keeps
+                # failing (no permission, say), serve anyway: the topics may
+                # exist or be created by `rum-pipeline topics create`, and until
+                # they do, sends time out into 503s, which clients retry.
+                log.warning(
+                    "intake: could not check or create the topics (%d/%d): %s", attempt, attempts, exc
+                )
                 await asyncio.sleep(self.retry_seconds)
-                continue
-            self._producer = producer
-            self._connected.set()
-            log.info("intake: connected to Kafka at %s", self.settings.kafka_bootstrap)
-            return
 
     async def stop(self) -> None:
         """Flush what is pending and close the producer."""

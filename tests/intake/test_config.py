@@ -62,3 +62,14 @@ def test_limits_must_be_consistent() -> None:
                 "RUM_INTAKE_MAX_EVENT_BYTES": "1024",
             }
         )
+
+
+def test_values_from_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Plain text in real environment variables, not JSON: how a container passes them.
+    monkeypatch.setenv("RUM_INTAKE_CLIENT_TOKENS", "pub1=shop,pub2=*")
+    monkeypatch.setenv("RUM_INTAKE_TRUSTED_PROXIES", "10.0.0.0/8")
+    monkeypatch.setenv("RUM_INTAKE_CORS_ORIGINS", "https://shop.example")
+    settings = load_settings()
+    assert settings.intake_client_tokens == {"pub1": "shop", "pub2": "*"}
+    assert settings.intake_trusted_proxies == (ipaddress.ip_network("10.0.0.0/8"),)
+    assert settings.intake_cors_origins == ("https://shop.example",)
