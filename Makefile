@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help run test test-unit broker broker-stop topics lint bench-enrich install kcat browser
+.PHONY: help run test test-unit broker broker-stop topics lint bench-enrich chaos install kcat browser
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -49,3 +49,7 @@ lint: $(STAMP)  ## ruff and mypy
 
 bench-enrich: broker  ## benchmark the enrichment hot path and one worker against a plain aiokafka pass-through
 	$(PY) bench/enrich.py
+
+CHAOS_PORT ?= 19092
+chaos: $(STAMP)  ## failure scenarios against ground truth, on a broker of their own (CHAOS_PORT, .broker-chaos)
+	@RUM_KAFKA_PORT=$(CHAOS_PORT) RUM_BROKER_DIR=.broker-chaos scripts/broker.sh with $(PY) bench/chaos.py $(CHAOS_ARGS)

@@ -11,7 +11,8 @@
 #
 # Settings: RUM_KAFKA_PORT (default 9092; the controller uses the next port),
 # RUM_KAFKA_BOOTSTRAP (when set, nothing is started: that cluster is used),
-# RUM_BROKER_HEAP (default 512m), RUM_CACHE_DIR (default ~/.cache/rum-pipeline).
+# RUM_BROKER_HEAP (default 512m), RUM_CACHE_DIR (default ~/.cache/rum-pipeline),
+# RUM_BROKER_DIR (state: data, logs, pid; default .broker, relative to the repository).
 # Besides PLAINTEXT on the port, the broker listens with SASL_PLAINTEXT (mechanism PLAIN,
 # user rum, password rum-secret) on port + 2, for tests of the security settings.
 set -euo pipefail
@@ -20,7 +21,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT/broker/pom.xml")
 CACHE=${RUM_CACHE_DIR:-$HOME/.cache/rum-pipeline}
 LIBS="$CACHE/kafka-$KAFKA_VERSION/libs"
-STATE="$ROOT/.broker"
+STATE=${RUM_BROKER_DIR:-.broker}
+[[ "$STATE" = /* ]] || STATE="$ROOT/$STATE"
 PORT=${RUM_KAFKA_PORT:-9092}
 CONTROLLER_PORT=$((PORT + 1))
 # A SASL_PLAINTEXT listener (mechanism PLAIN, one user) to test the security settings against.
