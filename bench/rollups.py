@@ -397,6 +397,23 @@ def latency_section(rate: float, seconds: float, tmp: Path, keep: bool) -> dict[
     return {"rate": rate, "seconds": seconds, **latency}
 
 
+def headline(report: dict[str, Any]) -> dict[str, float | None]:
+    """The machine-readable summary: median rates and ratio of the whole runs, latency percentiles in s."""
+    throughput = report.get("throughput", {})
+    latency = report.get("latency", {}).get("upsert_timestamp_ms", {})
+
+    def median(name: str) -> float | None:
+        return throughput[name]["median"] if name in throughput else None
+
+    return {
+        "on_per_s": median("on whole"),
+        "off_per_s": median("off whole"),
+        "ratio": median("ratio whole"),
+        "latency_p50_s": latency["p50"] / 1000 if "p50" in latency else None,
+        "latency_p99_s": latency["p99"] / 1000 if "p99" in latency else None,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -407,7 +424,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20, help="how long probes are produced")
     parser.add_argument("--seed", type=int, default=5, help="seed of the generated traffic")
     parser.add_argument("--keep-topics", action="store_true", help="do not delete the topics afterwards")
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="also write the figures to this JSON file: on_per_s, off_per_s, ratio (medians over the "
+        "whole runs), latency_p50_s, latency_p99_s (null when that part was skipped), then the details",
+    )
     parser.add_argument("--logs", type=Path, default=None, help="keep the worker logs in this folder")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # progress shows up when piped to a file
@@ -431,7 +454,7 @@ def main() -> int:
     report["seconds"] = time.monotonic() - started
     print(f"total {report['seconds']:.0f} s")
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+        args.json.write_text(json.dumps({**headline(report), **report}, indent=2))
     return 0
 
 

@@ -10,6 +10,12 @@ before the raw offsets may be committed: the dirty partials, tombstones of
 evicted windows, and last a ``meta`` record with the partition's watermark and
 the offset up to which everything was applied.
 
+Actions are aggregated in batches: ``apply`` decides at once what depends on
+the order of events (replay, lateness against the watermark, the watermark
+itself) and queues the action; ``flush`` (or ``aggregate``) then groups the
+queued actions by partial and updates each partial once for all of them. A
+partial's state and offset stamp are the same as with one update per action.
+
 Exactly once in effect: after a crash the new owner loads the changelog
 (:meth:`RollupEngine.load`) and the raw partition is replayed from its last
 committed offset. Events at or below ``meta.offset`` are skipped whole (their
@@ -26,21 +32,32 @@ sees every value of a facet window, also counts the distinct values exactly.
 from __future__ import annotations
 
 import itertools
+from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from pipeline.query.paths import MISSING, compile_path, compile_values
+from pipeline.query.paths import compile_path, compile_values
 from pipeline.rollups.aggregations import AggregationSet
+from pipeline.rollups.batch import merged_indexes, rollup_slots, scalar, window_unit
 from pipeline.rollups.config import RollupConfig
 from pipeline.rollups.partials import Partial, RollupKey
-from pipeline.rollups.windows import SECOND_MS, classify, format_interval, parse_interval, window_start
+from pipeline.rollups.windows import (
+    FUTURE_TOLERANCE_MS,
+    SECOND_MS,
+    classify,
+    format_interval,
+    parse_interval,
+    window_start,
+)
 
 #: A partial's identity on the hot path: (rollup, interval seconds, window start, group).
 #: Cheaper to build and hash than a RollupKey, which is made once per new partial.
 SlotKey = tuple[str, int, int, tuple[tuple[str, Any], ...]]
+#: A queued action: raw offset, enriched event, and the intervals (seconds) it is late for (None: none).
+Pending = tuple[int, dict[str, Any], frozenset[int] | None]
 
 #: Changelog key of a partition's meta record (never a valid RollupKey encoding).
 META_KEY = b"__meta__"
@@ -62,6 +79,8 @@ class CompiledRollup:
     #: Facets count values: an event without the attribute has none to count.
     #: Rollups group it under a null value instead, so that it is not lost.
     skip_missing: bool = False
+    #: True when the filter selects every event (no need to evaluate it).
+    always: bool = False
 
     def group_keys(self, event: Any) -> list[tuple[tuple[str, Any], ...]]:
         """Every group the event belongs to: a list attribute gives one group per element."""
@@ -71,23 +90,16 @@ class CompiledRollup:
             path, values = self.groups[0]
             found = values(event)
             if len(found) == 1:
-                return [((path, _scalar(found[0])),)]
+                return [((path, scalar(found[0])),)]
             groups: list[tuple[tuple[str, Any], ...]] = [
-                ((path, v),) for v in dict.fromkeys(map(_scalar, found))
+                ((path, v),) for v in dict.fromkeys(map(scalar, found))
             ]
             return groups if groups or self.skip_missing else [((path, None),)]
         choices = []
         for path, values in self.groups:
             found = values(event)
-            choices.append([(path, v) for v in dict.fromkeys(_scalar(v) for v in found)] or [(path, None)])
+            choices.append([(path, v) for v in dict.fromkeys(scalar(v) for v in found)] or [(path, None)])
         return [tuple(combo) for combo in itertools.product(*choices)]
-
-
-def _scalar(value: Any) -> Any:
-    """Group values are JSON scalars; anything else is grouped by its JSON text."""
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def compile_rollups(config: RollupConfig) -> list[CompiledRollup]:
@@ -103,6 +115,7 @@ def compile_rollups(config: RollupConfig) -> list[CompiledRollup]:
                 groups=tuple((path, compile_values(path)) for path in spec.group_by),
                 intervals=tuple(spec.intervals),
                 aggregations=AggregationSet.of(tuple(a.name for a in spec.aggregations)),
+                always=not spec.filter.text.strip(),
             )
         )
     # Facets are indexed per hour and per day: finer windows would multiply the
@@ -118,6 +131,7 @@ def compile_rollups(config: RollupConfig) -> list[CompiledRollup]:
                 intervals=intervals,
                 aggregations=AggregationSet.of(("count",)),
                 skip_missing=True,
+                always=True,
             )
         )
     return compiled
@@ -148,6 +162,12 @@ class PartitionState:
     seen: int = -1
     dirty: set[SlotKey] = field(default_factory=set)
     evicted: set[Partial] = field(default_factory=set)
+    #: Actions applied but not aggregated yet, in offset order.
+    pending: list[Pending] = field(default_factory=list)
+    #: No partial's window ends before this (ms): eviction has nothing to do below it.
+    earliest_end: int | None = None
+    #: The highest offset stamp among restored partials: actions up to it may be in some already.
+    replay_until: int = -1
 
 
 @dataclass(frozen=True)
@@ -167,6 +187,7 @@ class RollupEngine:
         self.config = config
         self.rollups = compile_rollups(config)
         self.intervals = sorted({i for rollup in self.rollups for i in rollup.intervals})
+        self.window_unit = window_unit(self.intervals)
         self.grace_ms = config.grace_seconds * SECOND_MS
         self.retention_ms = config.retention_seconds * SECOND_MS
         self.partitions: dict[int, PartitionState] = {}
@@ -191,6 +212,8 @@ class RollupEngine:
                 partial = Partial.from_bytes(value)
                 state.partials[_slot(partial.key)] = partial
         state.seen = state.offset
+        state.replay_until = max((p.last_offset for p in state.partials.values()), default=-1)
+        state.earliest_end = min((s[2] + s[1] * SECOND_MS for s in state.partials), default=None)
         self.partitions[partition] = state
         return state
 
@@ -200,67 +223,133 @@ class RollupEngine:
 
     # -- hot path ------------------------------------------------------------------
     def apply(self, partition: int, offset: int, event: dict[str, Any], receive_ms: int) -> list[Verdict]:
-        """Aggregate one enriched action read at ``offset``; return its late/future verdicts."""
+        """Take one enriched action read at ``offset``; return its late/future verdicts.
+
+        Replay, lateness and the watermark are decided here, in offset order; the
+        action itself is queued and aggregated at the next ``aggregate``/``flush``.
+        """
         state = self.partitions[partition]
         if offset <= state.offset:  # flushed before a crash: everything about it is done
             self.counts["replayed"] += 1
             return []
-        state.seen = max(state.seen, offset)
+        if offset > state.seen:
+            state.seen = offset
         event_ms = event.get("date")
         if not isinstance(event_ms, int):
             return []
         watermark = state.watermark
-        # Window and verdict depend on the interval only: computed once per event.
-        windows = {
-            interval: (
-                classify(event_ms, watermark, self.grace_ms, receive_ms, interval_s=interval),
-                window_start(event_ms, interval),
-            )
+        self.counts["applied"] += 1
+        if event_ms > receive_ms + FUTURE_TOLERANCE_MS:
+            future = [
+                Verdict("future", rollup.name, format_interval(interval), window_start(event_ms, interval))
+                for rollup in self.rollups
+                if rollup.matches(event)
+                for interval in rollup.intervals
+            ]
+            self.counts["future"] += len(future)
+            return future  # not aggregated, and the watermark stays where it was
+        if watermark is None or event_ms + self.grace_ms >= watermark:
+            # Every window ends after the event, so none of them is final: on time everywhere.
+            state.pending.append((offset, event, None))
+            if watermark is None or event_ms > watermark:
+                state.watermark = event_ms
+            return []
+        late = frozenset(
+            interval
             for interval in self.intervals
-        }
-        verdicts: list[Verdict] = []
+            if classify(event_ms, watermark, self.grace_ms, receive_ms, interval_s=interval) == "late"
+        )
+        state.pending.append((offset, event, late or None))
+        verdicts = [
+            Verdict("late", rollup.name, format_interval(interval), window_start(event_ms, interval))
+            for rollup in self.rollups
+            if late and rollup.matches(event)
+            for interval in rollup.intervals
+            if interval in late
+        ]
+        self.counts["late"] += len(verdicts)
+        return verdicts
+
+    def aggregate(self, partition: int) -> None:
+        """Add the queued actions of a partition to their partials, one update per partial."""
+        state = self.partitions[partition]
+        pending = state.pending
+        if not pending:
+            return
+        state.pending = []
+        if pending[0][0] <= state.replay_until:
+            # Right after a restore, some partials may hold some of these actions
+            # already: those actions go one by one through the offset check.
+            cut = bisect_right([offset for offset, _, _ in pending], state.replay_until)
+            for offset, event, late in pending[:cut]:
+                self._aggregate_one(state, offset, event, late)
+            pending = pending[cut:]
+            if not pending:
+                return
+        state.replay_until = -1  # every later action is new to every partial
+        self._aggregate_batch(state, pending)
+
+    def _aggregate_batch(self, state: PartitionState, pending: list[Pending]) -> None:
+        """The batched path: every action is above every partial's offset stamp."""
+        events = [event for _, event, _ in pending]
+        late = [lateness for _, _, lateness in pending]
+        unit = self.window_unit
+        window_ids = [event["date"] // unit for event in events]
+        # A partial includes every action of the partition up to the last one queued
+        # that reached it, and none after: its stamp is the offset of that action.
+        offsets = [offset for offset, _, _ in pending]
+        items: dict[tuple[str, int], tuple[str, ...]] = {}  # cardinality items per (attribute, event)
+        for rollup in self.rollups:
+            late_name = rollup.name + LATE_SUFFIX
+            slots = rollup_slots(rollup, events, window_ids, late, unit, LATE_SUFFIX)
+            for slot, lists in slots.items():
+                partial = self._partial(
+                    state, slot, _LATE_COUNT if slot[0] == late_name else rollup.aggregations
+                )
+                if partial.aggregations.counts_only:
+                    last = max(indexes[-1] for indexes in lists)
+                    partial.add_count(sum(map(len, lists)), offsets[last])
+                else:
+                    indexes = merged_indexes(lists)
+                    batch = [events[i] for i in indexes]
+                    measures = [rollup.measure(e) for e in batch] if rollup.measure is not None else None
+                    partial.add_many(measures, batch, offsets[indexes[-1]], items)
+                state.dirty.add(slot)
+
+    def _aggregate_one(
+        self, state: PartitionState, offset: int, event: dict[str, Any], late: frozenset[int] | None
+    ) -> None:
+        """The one-action path, with the offset check of every partial (``Partial.apply``)."""
+        event_ms = event["date"]
         for rollup in self.rollups:
             if not rollup.matches(event):
                 continue
             measure = rollup.measure(event) if rollup.measure else None
-            if measure is MISSING:
-                measure = None
             groups = None
             for interval in rollup.intervals:
-                verdict, start = windows[interval]
-                if verdict == "on_time":
-                    groups = groups if groups is not None else rollup.group_keys(event)
-                    for group in groups:
-                        slot = (rollup.name, interval, start, group)
-                        self._add(state, slot, rollup.aggregations, offset, measure, event)
-                else:
-                    verdicts.append(Verdict(verdict, rollup.name, format_interval(interval), start))
-                    if verdict == "late":  # counted in its own rollup, so nothing is lost
-                        slot = (rollup.name + LATE_SUFFIX, interval, start, ())
-                        self._add(state, slot, _LATE_COUNT, offset, None, event)
-        future = any(v.kind == "future" for v in verdicts)
-        if not future and (watermark is None or event_ms > watermark):
-            state.watermark = event_ms
-        self.counts["applied"] += 1
-        for noted in verdicts:
-            self.counts[noted.kind] += 1
-        return verdicts
+                start = window_start(event_ms, interval)
+                if late is not None and interval in late:
+                    slot: SlotKey = (rollup.name + LATE_SUFFIX, interval, start, ())
+                    if self._partial(state, slot, _LATE_COUNT).apply(offset, None, event):
+                        state.dirty.add(slot)
+                    continue
+                groups = groups if groups is not None else rollup.group_keys(event)
+                for group in groups:
+                    slot = (rollup.name, interval, start, group)
+                    if self._partial(state, slot, rollup.aggregations).apply(offset, measure, event):
+                        state.dirty.add(slot)
 
-    def _add(
-        self,
-        state: PartitionState,
-        slot: SlotKey,
-        aggregations: AggregationSet,
-        offset: int,
-        measure: Any,
-        event: dict[str, Any],
-    ) -> None:
+    @staticmethod
+    def _partial(state: PartitionState, slot: SlotKey, aggregations: AggregationSet) -> Partial:
+        """The partial of ``slot``, created empty when the partition has none yet."""
         partial = state.partials.get(slot)
         if partial is None:
             key = RollupKey(slot[0], format_interval(slot[1]), slot[2], slot[3])
             partial = state.partials[slot] = Partial(key, state.partition, aggregations)
-        if partial.apply(offset, measure, event):
-            state.dirty.add(slot)
+            end = slot[2] + slot[1] * SECOND_MS
+            if state.earliest_end is None or end < state.earliest_end:
+                state.earliest_end = end
+        return partial
 
     # -- flush -----------------------------------------------------------------------
     def evict(self, partition: int) -> int:
@@ -269,10 +358,13 @@ class RollupEngine:
         if state.watermark is None:
             return 0
         horizon = state.watermark - self.retention_ms
-        old = [slot for slot, p in state.partials.items() if p.key.window_end < horizon]
+        if state.earliest_end is not None and state.earliest_end >= horizon:
+            return 0  # the common case: no window old enough, no scan
+        old = [slot for slot in state.partials if slot[2] + slot[1] * SECOND_MS < horizon]
         for slot in old:
             state.evicted.add(state.partials.pop(slot))
             state.dirty.discard(slot)
+        state.earliest_end = min((s[2] + s[1] * SECOND_MS for s in state.partials), default=None)
         return len(old)
 
     def flush(self, partition: int) -> tuple[list[tuple[Partial, bool]], tuple[bytes, bytes] | None]:
@@ -283,6 +375,7 @@ class RollupEngine:
         means that everything below its offset is there too.
         """
         state = self.partitions[partition]
+        self.aggregate(partition)
         self.evict(partition)
         changes = [(state.partials[slot], False) for slot in state.dirty]
         changes.extend((partial, True) for partial in state.evicted)

@@ -24,9 +24,10 @@ from typing import Any
 
 import orjson
 
+from pipeline.rollups.aggregations import AggregationSet
 from pipeline.rollups.engine import FACET_PREFIX, LATE_SUFFIX
 from pipeline.rollups.partials import MergedRollup, Partial, RollupKey
-from pipeline.rollups.windows import SECOND_MS, WindowClock, is_final
+from pipeline.rollups.windows import SECOND_MS, WindowClock, is_final, parse_interval
 
 
 def route(key: RollupKey, partitions: int) -> int:
@@ -40,8 +41,22 @@ def route(key: RollupKey, partitions: int) -> int:
 
 def partial_message(partial: Partial, watermark: int | None) -> tuple[bytes, bytes]:
     """Key and value of a partial on the partials topic (compacted per key and source partition)."""
-    key = partial.key.encode() + b"@" + str(partial.partition).encode()
-    return key, orjson.dumps({"partial": partial.to_dict(), "watermark": watermark})
+    return partial_record(partial.encoded_key, partial.partition, partial.to_bytes(), watermark)
+
+
+def partial_record(
+    encoded_key: bytes, partition: int, partial_bytes: bytes, watermark: int | None
+) -> tuple[bytes, bytes]:
+    """``partial_message`` from a partial already encoded (``Partial.to_bytes``) for its changelog.
+
+    The value is ``{"partial": <partial>, "watermark": <ms or null>}``, written
+    around the encoded partial rather than encoding it a second time.
+    """
+    mark = b"null" if watermark is None else str(int(watermark)).encode()
+    return (
+        encoded_key + b"@" + str(partition).encode(),
+        b'{"partial":' + partial_bytes + b',"watermark":' + mark + b"}",
+    )
 
 
 def tombstone_key(rollup_key: bytes, source_partition: int) -> bytes:
@@ -69,21 +84,39 @@ class Merger:
         self.clock = WindowClock()
         self.dirty: set[bytes] = set()
         self.final: set[bytes] = set()
+        #: Window end (ms) of every merged key, read without parsing the interval again.
+        self.ends: dict[bytes, int] = {}
+        #: Keys of each facet window, to count its distinct values without a scan.
+        self.facet_windows: dict[tuple[str, str, int], set[bytes]] = {}
+        #: The low watermark at the last flush: finality and eviction only move when it does.
+        self._low: int | None = None
 
     def offer(self, value: bytes | None, route_partition: int) -> None:
-        """Take one partials-topic record (None = tombstone, nothing to merge)."""
+        """Take one partials-topic record (None = tombstone, nothing to merge).
+
+        Only the partial's key and offset stamp are read here; its state is
+        deserialised when the merged record is next written, and never if a newer
+        partial from the same source partition replaces it first.
+        """
         if value is None:
             return
         data = orjson.loads(value)
-        partial = Partial.from_dict(data["partial"])
+        partial = data["partial"]
         if data["watermark"] is not None:
-            self.clock.advance(partial.partition, data["watermark"])
-        encoded = partial.key.encode()
+            self.clock.advance(int(partial["partition"]), data["watermark"])
+        # ``RollupKey.encode`` is the compact JSON of this very dict (same field order).
+        encoded = orjson.dumps(partial["key"])
         merged = self.merged.get(encoded)
         if merged is None:
-            merged = self.merged[encoded] = MergedRollup(partial.key, partial.aggregations)
+            key = RollupKey.from_dict(partial["key"])
+            merged = self.merged[encoded] = MergedRollup(
+                key, AggregationSet.of(tuple(partial["aggregations"]))
+            )
             self.routes[encoded] = route_partition
-        if merged.offer(partial):
+            self.ends[encoded] = key.window_end
+            if is_facet(key.rollup):
+                self.facet_windows.setdefault(_window(key), set()).add(encoded)
+        if merged.offer_dict(partial):
             self.dirty.add(encoded)
             self.final.discard(encoded)
 
@@ -95,10 +128,21 @@ class Merger:
         """Forget the keys of a partials partition this worker no longer owns."""
         gone = [k for k, q in self.routes.items() if q == route_partition]
         for key in gone:
-            for table in (self.merged, self.routes):
-                table.pop(key, None)
-            self.dirty.discard(key)
-            self.final.discard(key)
+            self._forget(key)
+
+    def _forget(self, key: bytes) -> None:
+        merged = self.merged.pop(key, None)
+        self.routes.pop(key, None)
+        self.ends.pop(key, None)
+        self.dirty.discard(key)
+        self.final.discard(key)
+        if merged is not None and is_facet(merged.key.rollup):
+            window = _window(merged.key)
+            keys = self.facet_windows.get(window)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self.facet_windows[window]
 
     def low_watermark(self) -> int | None:
         """The smallest watermark of the source partitions heard from."""
@@ -108,60 +152,57 @@ class Merger:
     def flush(self, now_ms: int) -> list[Upsert]:
         """Upserts for what changed and for windows that just became final; evicts old windows."""
         low = self.low_watermark()
-        for key, merged in self.merged.items():
-            if (
-                key not in self.final
-                and key not in self.dirty
-                and is_final(merged.key.window_end, low, self.grace_ms)
-            ):
-                self.dirty.add(key)
+        if low != self._low:
+            # Finality only changes when the low watermark moves: no scan otherwise.
+            for key, end in self.ends.items():
+                if key not in self.final and key not in self.dirty and is_final(end, low, self.grace_ms):
+                    self.dirty.add(key)
         out = []
         facet_windows: set[tuple[str, str, int]] = set()
         for key in sorted(self.dirty):
             merged = self.merged[key]
-            final = is_final(merged.key.window_end, low, self.grace_ms)
+            final = is_final(self.ends[key], low, self.grace_ms)
             if final:
                 self.final.add(key)
             out.append(to_upsert(merged, final, now_ms))
             if is_facet(merged.key.rollup):
-                facet_windows.add((merged.key.rollup, merged.key.interval, merged.key.window_start))
+                facet_windows.add(_window(merged.key))
         self.dirty.clear()
         if facet_windows:
             out.extend(self._facet_summaries(facet_windows, low, now_ms))
-        if low is not None:
-            for key in [k for k, m in self.merged.items() if m.key.window_end < low - self.retention_ms]:
-                del self.merged[key]
-                self.routes.pop(key, None)
-                self.final.discard(key)
+        if low is not None and low != self._low:
+            horizon = low - self.retention_ms
+            for key in [k for k, end in self.ends.items() if end < horizon]:
+                self._forget(key)
+        self._low = low
         return out
 
     def _facet_summaries(
         self, windows: set[tuple[str, str, int]], low: int | None, now_ms: int
     ) -> list[Upsert]:
         """The distinct-value count of each facet window that changed."""
-        values: dict[tuple[str, str, int], int] = dict.fromkeys(windows, 0)
-        ends: dict[tuple[str, str, int], int] = {}
-        for merged in self.merged.values():
-            window = (merged.key.rollup, merged.key.interval, merged.key.window_start)
-            if window in values:
-                values[window] += 1
-                ends[window] = merged.key.window_end
         out = []
-        for (rollup, interval, start), count in sorted(values.items()):
+        for rollup, interval, start in sorted(windows):
+            keys = self.facet_windows.get((rollup, interval, start), set())
+            end = start + parse_interval(interval) * SECOND_MS
             facet = rollup[len(FACET_PREFIX) :]
-            final = is_final(ends[(rollup, interval, start)], low, self.grace_ms)
+            final = is_final(end, low, self.grace_ms)
             record = {
                 "kind": "facet",
                 "facet": facet,
                 "interval": interval,
                 "window_start": start,
-                "window_end": ends[(rollup, interval, start)],
-                "unique_values": count,
+                "window_end": end,
+                "unique_values": len(keys),
                 "final": final,
                 "updated_at": now_ms,
             }
             out.append(Upsert("facets", orjson.dumps([facet, None, interval, start]), record))
         return out
+
+
+def _window(key: RollupKey) -> tuple[str, str, int]:
+    return (key.rollup, key.interval, key.window_start)
 
 
 def is_facet(rollup: str) -> bool:

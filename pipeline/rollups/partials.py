@@ -85,7 +85,7 @@ class RollupKey:
 class Partial:
     """The aggregate state of one rollup key for ONE source partition."""
 
-    __slots__ = ("aggregations", "emitted_offset", "key", "last_offset", "partition", "state")
+    __slots__ = ("_encoded_key", "aggregations", "emitted_offset", "key", "last_offset", "partition", "state")
 
     def __init__(
         self,
@@ -104,6 +104,35 @@ class Partial:
         self.last_offset = last_offset
         #: ``last_offset`` at the last emission, so a restored partial knows it is dirty.
         self.emitted_offset = emitted_offset
+        self._encoded_key: bytes | None = None
+
+    @property
+    def encoded_key(self) -> bytes:
+        """``key.encode()``, computed once (the key never changes)."""
+        if self._encoded_key is None:
+            self._encoded_key = self.key.encode()
+        return self._encoded_key
+
+    def add_many(
+        self,
+        measures: list[Any] | None,
+        events: list[dict[str, Any]],
+        last_offset: int,
+        items: dict[tuple[str, int], tuple[str, ...]] | None = None,
+    ) -> None:
+        """Add several new events at once, the last one read at ``last_offset``; equal to ``apply`` each.
+
+        The caller guarantees the events are above ``last_offset`` of this
+        partial (no replay among them). ``items`` caches the cardinality items of
+        an event between partials (see ``AggregationSet.add_many``).
+        """
+        self.aggregations.add_many(self.state, measures, events, items)
+        self.last_offset = max(self.last_offset, last_offset)
+
+    def add_count(self, count: int, last_offset: int) -> None:
+        """``add_many`` for a count-only partial: ``count`` new events, the last one at ``last_offset``."""
+        self.state["count"] += count
+        self.last_offset = max(self.last_offset, last_offset)
 
     def apply(self, offset: int, measure: Any, event: dict[str, Any]) -> bool:
         """Add the event at source ``offset``; False (and no change) if it was already applied.
@@ -163,14 +192,25 @@ class Partial:
 class MergedRollup:
     """The latest partial of every source partition for one rollup key, and their merge."""
 
-    __slots__ = ("_merged", "aggregations", "key", "partials")
+    __slots__ = ("_merged", "_raw", "aggregations", "key", "partials")
 
     def __init__(self, key: RollupKey, aggregations: AggregationSet) -> None:
         self.key = key
         self.aggregations = aggregations
         #: Latest partial per source partition.
         self.partials: dict[int, Partial] = {}
+        #: Newer partials offered in their JSON form (``Partial.to_dict``), read only when needed:
+        #: a partial superseded before the next merge is never deserialised.
+        self._raw: dict[int, tuple[int, dict[str, Any]]] = {}
         self._merged: State | None = None
+
+    def stamp(self, partition: int) -> int:
+        """``last_offset`` of the latest partial kept for ``partition`` (-1 when none)."""
+        raw = self._raw.get(partition)
+        if raw is not None:
+            return raw[0]
+        current = self.partials.get(partition)
+        return -1 if current is None else current.last_offset
 
     def offer(self, partial: Partial) -> bool:
         """Keep ``partial`` if it is newer than what its partition sent before; True if kept.
@@ -186,25 +226,59 @@ class MergedRollup:
                 f"partial aggregations {list(partial.aggregations.names)} differ from "
                 f"{list(self.aggregations.names)} for {self.key}"
             )
-        current = self.partials.get(partial.partition)
-        if current is not None and partial.last_offset <= current.last_offset:
+        if partial.last_offset <= self.stamp(partial.partition):
             return False
+        self._raw.pop(partial.partition, None)
         self.partials[partial.partition] = partial
         self._merged = None
         return True
 
+    def offer_dict(self, data: dict[str, Any]) -> bool:
+        """``offer`` for a partial in its ``Partial.to_dict`` form, deserialised only when merged.
+
+        The caller has checked that ``data`` is for this key (the merger finds
+        the rollup by the encoded key); aggregations are checked when it is read.
+        """
+        partition, last_offset = int(data["partition"]), int(data["last_offset"])
+        if last_offset <= self.stamp(partition):
+            return False
+        self._raw[partition] = (last_offset, data)
+        self._merged = None
+        return True
+
+    def _load_raw(self) -> None:
+        """Deserialise the partials offered as dicts (and check them as ``offer`` would)."""
+        raw, self._raw = self._raw, {}
+        names = list(self.aggregations.names)
+        for stamp, data in raw.values():
+            if data["aggregations"] != names:
+                raise ValueError(
+                    f"partial aggregations {data['aggregations']} differ from {names} for {self.key}"
+                )
+            # The key was matched by its encoding: no need to parse it again.
+            partial = Partial(
+                self.key,
+                int(data["partition"]),
+                self.aggregations,
+                self.aggregations.load(data["state"]),
+                stamp,
+                int(data.get("emitted_offset", -1)),
+            )
+            self.partials[partial.partition] = partial
+
     def state(self) -> State:
         """The merge of every partition's latest state, in partition order (deterministic)."""
         if self._merged is None:
-            merged = self.aggregations.initialize()
-            for partition in sorted(self.partials):
-                self.aggregations.merge(merged, self.partials[partition].state)
-            self._merged = merged
+            if self._raw:
+                self._load_raw()
+            self._merged = self.aggregations.merge_all(
+                [self.partials[partition].state for partition in sorted(self.partials)]
+            )
         return self._merged
 
     def offsets(self) -> dict[int, int]:
         """``last_offset`` per source partition: how far each partition is reflected."""
-        return {p: self.partials[p].last_offset for p in sorted(self.partials)}
+        return {p: self.stamp(p) for p in sorted(set(self.partials) | set(self._raw))}
 
     def record(self, *, updated_at_ms: int, final: bool) -> dict[str, Any]:
         """The measure-rollup upsert record for this key.
@@ -227,6 +301,8 @@ class MergedRollup:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form for the merge stage's own changelog table."""
+        if self._raw:
+            self._load_raw()
         return {
             "key": self.key.to_dict(),
             "aggregations": list(self.aggregations.names),

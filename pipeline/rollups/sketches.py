@@ -47,6 +47,9 @@ from __future__ import annotations
 
 import base64
 import math
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Sequence
+from itertools import accumulate
 from typing import Any
 
 import orjson
@@ -111,6 +114,38 @@ class QuantileSketch:
         if value is None:
             return None
         return float(min(max(value, self._sketch._min), self._sketch._max))
+
+    def quantiles(self, qs: Sequence[float]) -> list[float | None]:
+        """``quantile`` of each of ``qs``, with one pass over the bins for all of them.
+
+        The library walks the bins in Python once per quantile; here the running
+        counts are summed once (in the same order, hence to the same floats) and
+        each rank is found by bisection, so the answers are those of ``quantile``.
+        """
+        sk = self._sketch
+        total = sk._count
+        negative, positive = sk._negative_store, sk._store
+        running: dict[int, list[float]] = {}
+        out: list[float | None] = []
+        for q in qs:
+            if q < 0 or q > 1 or total == 0:
+                out.append(None)
+                continue
+            rank = q * (total - 1)
+            if rank < negative.count:
+                counts = running.get(-1) or running.setdefault(-1, list(accumulate(negative.bins)))
+                index = bisect_left(counts, negative.count - rank - 1 + 1)  # first running count >= rank + 1
+                key = index + negative.offset if index < len(counts) else negative.max_key
+                value = -sk._mapping.value(key)
+            elif rank < sk._zero_count + negative.count:
+                value = 0.0
+            else:
+                counts = running.get(1) or running.setdefault(1, list(accumulate(positive.bins)))
+                index = bisect_right(counts, rank - sk._zero_count - negative.count)  # first count > rank
+                key = index + positive.offset if index < len(counts) else positive.max_key
+                value = sk._mapping.value(key)
+            out.append(float(min(max(value, sk._min), sk._max)))
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """The portable JSON-friendly form described in the module docstring."""
@@ -273,6 +308,24 @@ class CardinalitySketch:
             return False
         self._sketch.update(item)
         return True
+
+    def add_items(self, items: Iterable[str]) -> None:
+        """Count items that are already ``canonical_item`` texts (no conversion, no check)."""
+        update = self._sketch.update
+        for item in items:
+            update(item)
+
+    @classmethod
+    def union_of(cls, sketches: Iterable[CardinalitySketch]) -> CardinalitySketch:
+        """A new sketch counting the union of ``sketches``; equal to merging them one by one."""
+        union: hll_union | None = None
+        for sketch in sketches:
+            if sketch._sketch.is_empty():
+                continue
+            if union is None:
+                union = hll_union(HLL_LG_K)
+            union.update(sketch._sketch)
+        return cls() if union is None else cls(union.get_result(HLL_TYPE))
 
     def merge(self, other: CardinalitySketch) -> None:
         """Union ``other`` into this sketch; ``other`` is left unchanged."""

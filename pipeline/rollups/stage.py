@@ -32,7 +32,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pipeline.consume import make_reader, topic_partitions
 from pipeline.rollups.config import RollupConfig
 from pipeline.rollups.engine import RollupEngine, Verdict
-from pipeline.rollups.merge import Merger, partial_message, route, tombstone_key
+from pipeline.rollups.merge import Merger, partial_record, route, tombstone_key
+from pipeline.rollups.records import RecordBatches
 from pipeline.settings import Settings
 from pipeline.topics import FACETS, LATE, PARTIALS, ROLLUPS, STATE
 
@@ -158,40 +159,28 @@ class RollupStage:
     async def flush(self, partitions: Iterable[int]) -> None:
         """Write dirty partials to the changelog and partials topic, then each meta record."""
         metas = []
-        pending = []
+        records = RecordBatches()
         for partition in partitions:
             changes, meta = self.engine.flush(partition)
             self.counts["partials"] += len(changes)  # one partials-topic record each, tombstones included
             watermark = self.engine.partitions[partition].watermark
             for partial, evicted in changes:
-                key = partial.key.encode()
+                key = partial.encoded_key
                 routed = route(partial.key, self.partials_partitions)
                 if evicted:
-                    pending.append(
-                        await self.producer.send(self.state_topic, key, None, partition, None, None)
-                    )
-                    pending.append(
-                        await self.producer.send(
-                            self.partials_topic, tombstone_key(key, partition), None, routed, None, None
-                        )
-                    )
+                    records.add(self.state_topic, partition, key, None)
+                    records.add(self.partials_topic, routed, tombstone_key(key, partition), None)
                     continue
-                pending.append(
-                    await self.producer.send(self.state_topic, key, partial.to_bytes(), partition, None, None)
-                )
-                pkey, pvalue = partial_message(partial, watermark)
-                pending.append(
-                    await self.producer.send(self.partials_topic, pkey, pvalue, routed, None, None)
-                )
+                value = partial.to_bytes()  # encoded once, for both topics
+                records.add(self.state_topic, partition, key, value)
+                records.add(self.partials_topic, routed, *partial_record(key, partition, value, watermark))
             if meta is not None:
                 metas.append((partition, meta))
-        await asyncio.gather(*pending)
+        await records.send_and_wait(self.producer)
         # The meta record says "everything up to this offset is above": only now is that true.
-        sent = [
-            await self.producer.send(self.state_topic, key, value, partition, None, None)
-            for partition, (key, value) in metas
-        ]
-        await asyncio.gather(*sent)
+        for partition, (key, value) in metas:
+            records.add(self.state_topic, partition, key, value)
+        await records.send_and_wait(self.producer)
 
     # -- stage 2, the merge agent -------------------------------------------------------
     async def merge(self, events: list[Any]) -> None:

@@ -24,6 +24,7 @@ This module imports nothing from the project so that configuration code can use
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Literal
 
 SECOND_MS = 1000
@@ -47,6 +48,11 @@ def parse_interval(text: str) -> int:
     """
     if not isinstance(text, str):
         raise ValueError(f"interval must be a string like '1m', got {text!r}")
+    return _parse_interval(text)
+
+
+@lru_cache(maxsize=256)  # called for every rollup key made or read: the same few texts again and again
+def _parse_interval(text: str) -> int:
     match = _INTERVAL.fullmatch(text)
     if match is None:
         raise ValueError(

@@ -279,3 +279,16 @@ def test_hll_round_trip_is_standard_datasketches_image() -> None:
     restored.add("one more")
     assert restored.estimate() > sketch.estimate()
     assert CardinalitySketch().is_empty() and len(CardinalitySketch().to_bytes()) == 8
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.one_of(values_st, st.floats(min_value=1e-300, max_value=1e300)), max_size=300),
+    st.lists(st.floats(min_value=-0.5, max_value=1.5), min_size=1, max_size=8),
+    st.booleans(),
+)
+def test_quantiles_at_once_equal_one_by_one(values: list[float], qs: list[float], restored: bool) -> None:
+    sketch = sketch_of(values)
+    if restored:  # bins laid out by from_dict rather than by the library's own adds
+        sketch = QuantileSketch.from_dict(sketch.to_dict())
+    assert sketch.quantiles(qs + QUANTILES) == [sketch.quantile(q) for q in qs + QUANTILES]
