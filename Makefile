@@ -50,6 +50,9 @@ lint: $(STAMP)  ## ruff and mypy
 bench-enrich: broker  ## benchmark the enrichment hot path and one worker against a plain aiokafka pass-through
 	$(PY) bench/enrich.py
 
+bench-intake: broker  ## load-test the HTTP intake (~30 s): requests/s, events/s, p99, acknowledged = in Kafka
+	$(PY) bench/intake.py $(BENCH_INTAKE_ARGS)
+
 CHAOS_PORT ?= 19092
 chaos: $(STAMP)  ## failure scenarios against ground truth, on a broker of their own (CHAOS_PORT, .broker-chaos)
 	@RUM_KAFKA_PORT=$(CHAOS_PORT) RUM_BROKER_DIR=.broker-chaos scripts/broker.sh with $(PY) bench/chaos.py $(CHAOS_ARGS)

@@ -5,14 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import signal
 import socket
-import subprocess
-import time
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,18 +20,18 @@ import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from pipeline.intake.child import running_intake
 from pipeline.schemas import ENRICHED_ACTION, RAW_ACTION, SCHEMAS_DIR, validate_record
 from pipeline.settings import Settings
 from pipeline.topics import BAD, ENRICHED, OTHER, RAW, topic_specs
 from tests.intake.conftest import FIXTURES, sdk_deflate
-from tests.kafka_helpers import CLI, consume, isolated_env, run_worker, settings_from
+from tests.kafka_helpers import consume, isolated_env, run_worker, settings_from
 
 pytestmark = pytest.mark.kafka
 
 TOKEN, APPLICATION = "pub-test-1", "a1b2c3d4-0000-4000-8000-00000000c0de"
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0"
 SDK_BATCH = (FIXTURES / "sdk-batch.ndjson").read_bytes()
-LISTENING = re.compile(rb"intake: listening on (http://\S+)")
 #: Makes the environment of an intake for one test (see the intake_env fixture).
 MakeEnv = Callable[..., dict[str, str]]
 
@@ -56,62 +52,6 @@ def action(n: int, session: str = "s-1") -> bytes:
 def sdk_url(base: str, token: str = TOKEN, extra: str = "") -> str:
     query = f"ddsource=browser&dd-api-key={token}&dd-evp-origin=browser&dd-request-id=r1&batch_time=1{extra}"
     return f"{base}/api/v2/rum?{query}"
-
-
-@dataclass
-class Intake:
-    """A running `rum-pipeline intake` process."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-@contextmanager
-def run_intake(env: dict[str, str], log: Path, ready: bool = True) -> Iterator[Intake]:
-    """Start the intake on a free port; wait for its listening line and, if ``ready``, for Kafka."""
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [CLI, "intake", "--port", "0"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        match = None
-        while match is None:
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "no listening line: " + log.read_text()
-            time.sleep(0.1)
-            match = LISTENING.search(log.read_bytes())
-        intake = Intake(match.group(1).decode(), proc, log)
-        if ready:
-            asyncio.run(_wait_healthy(intake.url))
-        yield intake
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-async def _wait_healthy(url: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
-        while True:
-            async with session.get(f"{url}/healthz") as response:
-                if response.status == 200:
-                    return
-            assert time.monotonic() < deadline, "the intake never connected to Kafka"
-            await asyncio.sleep(0.2)
 
 
 @dataclass
@@ -171,7 +111,7 @@ async def _delete_topics(settings: Settings) -> None:
 def test_sdk_batch_lands_in_kafka_stamped_and_routed(tmp_path: Path, intake_env: MakeEnv) -> None:
     env = intake_env()
     settings = settings_from(env)
-    with run_intake(env, tmp_path / "intake.log") as intake:
+    with running_intake(env, tmp_path / "intake.log") as intake:
         answer = post(sdk_url(intake.url), SDK_BATCH, {"Content-Type": "text/plain;charset=UTF-8"})
         assert answer.status == 202, answer.body
         assert answer.body == {"accepted": 4, "rejected_count": 0, "rejected": []}
@@ -197,7 +137,7 @@ def test_sdk_batch_lands_in_kafka_stamped_and_routed(tmp_path: Path, intake_env:
 def test_every_rejection_path_and_only_accepted_events_in_kafka(tmp_path: Path, intake_env: MakeEnv) -> None:
     env = intake_env()
     settings = settings_from(env)
-    with run_intake(env, tmp_path / "intake.log") as intake:
+    with running_intake(env, tmp_path / "intake.log") as intake:
         missing = post(f"{intake.url}/api/v2/rum?ddsource=browser", action(0))
         unknown = post(sdk_url(intake.url, token="nope"), action(0))
         assert (missing.status, unknown.status) == (403, 403)
@@ -232,7 +172,7 @@ def test_broker_down_gives_503_and_acknowledges_nothing(tmp_path: Path, intake_e
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
     env = intake_env(RUM_KAFKA_BOOTSTRAP=f"127.0.0.1:{closed}", RUM_INTAKE_KAFKA_TIMEOUT="2")
-    with run_intake(env, tmp_path / "intake.log", ready=False) as intake:
+    with running_intake(env, tmp_path / "intake.log", ready=False) as intake:
         answers = [post(sdk_url(intake.url), SDK_BATCH) for _ in range(3)]
         health = asyncio.run(_get(f"{intake.url}/healthz"))
         metrics = asyncio.run(_get(f"{intake.url}/metrics"))
@@ -253,7 +193,7 @@ def test_forwarded_for_is_believed_only_from_a_trusted_proxy(tmp_path: Path, int
     env = intake_env(RUM_INTAKE_TRUSTED_PROXIES="127.0.0.1/32")
     settings = settings_from(env)
     xff = {"X-Forwarded-For": "6.6.6.6, 81.2.69.142"}
-    with run_intake(env, tmp_path / "intake.log") as intake:
+    with running_intake(env, tmp_path / "intake.log") as intake:
         assert post(sdk_url(intake.url), action(1, "trusted"), xff).status == 202
         # Same request from 127.0.0.2, which is not a trusted proxy: the header is ignored.
         assert (
@@ -273,7 +213,7 @@ def test_proxy_mode_with_a_deflate_body_reaches_the_enriched_topic(
         f"/api/v2/rum?ddsource=browser&dd-api-key={TOKEN}&dd-evp-encoding=deflate&batch_time=1", safe=""
     )
     lines = [line + b"\n" for line in SDK_BATCH.splitlines()]
-    with run_intake(env, tmp_path / "intake.log") as intake:
+    with running_intake(env, tmp_path / "intake.log") as intake:
         answer = post(
             f"{intake.url}/rum-proxy?ddforward={forward}",
             sdk_deflate(lines),
