@@ -1,6 +1,6 @@
 """Chaos suite: failure scenarios on a real broker, each checked against ground truth.
 
-Scenarios (tests/chaos_scenarios.py holds them; tests/integration/test_chaos.py
+Scenarios (tests/chaos_scenarios.py and tests/chaos_geoip.py hold them; tests/integration/test_chaos.py
 runs them at reduced size in `make test`):
 
   kill     two workers; a random one is SIGKILLed at a random moment, --kills times, and restarted
@@ -40,6 +40,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table  # noqa: E402
 
 from tests import chaos_scenarios as scenarios  # noqa: E402
+from tests.chaos_geoip import geoip_swap  # noqa: E402
 from tests.chaos_helpers import LocalBroker  # noqa: E402
 
 NAMES = ("kill", "broker", "rebalance", "geoip")
@@ -69,7 +70,7 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(NAMES)}")
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 120)
     port = int(os.environ.get("RUM_KAFKA_PORT", "9092"))
     broker = LocalBroker(port, ROOT / os.environ.get("RUM_BROKER_DIR", ".broker"))
     bootstrap = os.environ.get("RUM_KAFKA_BOOTSTRAP") or broker.bootstrap
@@ -127,7 +128,7 @@ def run(
             return scenarios.broker_outage(ctx, broker, args.actions, args.outages, args.downtime, args.rate)
         if name == "rebalance":
             return scenarios.rebalance(ctx, args.actions, args.cycles, args.rate)
-        return scenarios.geoip_swap(ctx, args.actions // 2, args.swaps, workers_n=2, rate=args.rate)
+        return geoip_swap(ctx, args.actions // 2, args.swaps, workers_n=2, rate=args.rate)
     except Exception as exc:  # a scenario that cannot finish is a failure to report, not a crash
         return scenarios.Outcome(name, problems=[f"{type(exc).__name__}: {exc}"[:3000]])
 

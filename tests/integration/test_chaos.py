@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.chaos_geoip import geoip_swap
 from tests.chaos_helpers import LocalBroker
-from tests.chaos_scenarios import Context, Outcome, broker_outage, geoip_swap, rebalance
+from tests.chaos_scenarios import Context, Outcome, broker_outage, rebalance
 from tests.kafka_helpers import BOOTSTRAP
 
 pytestmark = pytest.mark.kafka
