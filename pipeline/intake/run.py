@@ -10,6 +10,7 @@ import sys
 
 from aiohttp import web
 
+from pipeline.errors import PipelineError
 from pipeline.intake.metrics import IntakeMetrics
 from pipeline.intake.server import RUNNER_OPTIONS, create_app
 from pipeline.intake.sink import KafkaSink
@@ -40,7 +41,14 @@ async def serve(settings: Settings) -> None:
     runner = web.AppRunner(app, access_log=None, handle_signals=False, **RUNNER_OPTIONS)
     await runner.setup()
     site = web.TCPSite(runner, settings.intake_host, settings.intake_port, reuse_address=True)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        where = listening_url(settings.intake_host, settings.intake_port)
+        raise PipelineError(
+            f"cannot listen on {where}: {exc.strerror or exc} (RUM_INTAKE_HOST/PORT)"
+        ) from None
     port = settings.intake_port
     # The bound socket tells the real port when 0 was asked for.
     sockets = getattr(site._server, "sockets", None) or []
