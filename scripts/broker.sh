@@ -11,7 +11,7 @@
 #
 # Settings: RUM_KAFKA_PORT (default 9092; the controller uses the next port),
 # RUM_KAFKA_BOOTSTRAP (when set, nothing is started: that cluster is used),
-# RUM_BROKER_HEAP (default 512m), RUM_CACHE_DIR (default ~/.cache/rum-pipeline),
+# RUM_BROKER_HEAP (default 1g), RUM_CACHE_DIR (default ~/.cache/rum-pipeline),
 # RUM_BROKER_DIR (state: data, logs, pid; default .broker, relative to the repository).
 # Besides PLAINTEXT on the port, the broker listens with SASL_PLAINTEXT (mechanism PLAIN,
 # user rum, password rum-secret) on port + 2, for tests of the security settings.
@@ -122,7 +122,7 @@ PROPS
 }
 
 # java with the broker's classpath; the quoted '*' is Java's own jar wildcard.
-JAVA=(java "-Xms${RUM_BROKER_HEAP:-512m}" "-Xmx${RUM_BROKER_HEAP:-512m}" -XX:+UseG1GC
+JAVA=(java "-Xms${RUM_BROKER_HEAP:-1g}" "-Xmx${RUM_BROKER_HEAP:-1g}" -XX:+UseG1GC
   -Dkafka.logs.dir="$STATE/logs" -Dlog4j2.configurationFile="$STATE/log4j2.properties"
   -cp "$LIBS/*")
 
