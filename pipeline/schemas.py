@@ -30,6 +30,8 @@ BAD_ROW = "bad-row.v1"
 FACET_INDEX = "facet-index.v1"
 MEASURE_ROLLUP = "measure-rollup.v1"
 LATE_ACTION = "late-action.v1"
+RUM_EVENT = "rum-event.v1"
+RECOVERY_LEDGER = "recovery-ledger.v1"
 
 #: Every schema name; ``<name>.json`` is its file in :data:`SCHEMAS_DIR`.
 SCHEMA_NAMES: tuple[str, ...] = (
@@ -39,6 +41,8 @@ SCHEMA_NAMES: tuple[str, ...] = (
     FACET_INDEX,
     MEASURE_ROLLUP,
     LATE_ACTION,
+    RUM_EVENT,
+    RECOVERY_LEDGER,
 )
 
 #: Replaces instance values in error messages: bad rows carry the payload
