@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help run test test-unit broker broker-stop topics lint bench-enrich chaos install kcat browser
+.PHONY: help run test test-unit broker broker-stop topics lint bench-enrich bench chaos install kcat browser
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -52,6 +52,9 @@ bench-enrich: broker  ## benchmark the enrichment hot path and one worker agains
 
 bench-intake: broker  ## load-test the HTTP intake (~30 s): requests/s, events/s, p99, acknowledged = in Kafka
 	$(PY) bench/intake.py $(BENCH_INTAKE_ARGS)
+
+bench: $(STAMP)  ## every benchmark (bench/suite.py, ~20 min; BENCH_ARGS="--runs 5"): figures in bench/results.md
+	@scripts/broker.sh with $(PY) bench/suite.py $(BENCH_ARGS)
 
 CHAOS_PORT ?= 19092
 chaos: $(STAMP)  ## failure scenarios against ground truth, on a broker of their own (CHAOS_PORT, .broker-chaos)
