@@ -267,7 +267,8 @@ class _PipelineCollector(Collector):
         if m.probe is not None:
             lag = GaugeMetricFamily(
                 "rum_consumer_lag",
-                "Records not yet committed per assigned partition: high watermark minus committed offset.",
+                "Records not yet committed per assigned partition: high watermark minus committed offset "
+                "(minus the read position until the group's first commit).",
                 labels=["topic", "partition"],
             )
             for item in m.lags():

@@ -8,13 +8,16 @@ import socket
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.consume import make_reader, topic_partitions
 from pipeline.generate import exact_malformed
+from pipeline.kafka_auth import client_kwargs
 from pipeline.process import Processor
 from pipeline.produce import Message, publish
 from pipeline.settings import Settings
@@ -91,7 +94,20 @@ async def _records_written(settings: Settings, topic: str) -> int:
         await consumer.stop()
 
 
-def test_worker_metrics_equal_what_was_produced(tmp_path: Path, test_mmdb: Path) -> None:
+async def _delete_topics(settings: Settings, prefixes: tuple[str, ...]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **client_kwargs(settings))
+    await admin.start()
+    try:
+        names = [name for name in await admin.list_topics() if name.startswith(prefixes)]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def env(tmp_path: Path, test_mmdb: Path) -> Iterator[dict[str, str]]:
+    """The test's environment; its topics are deleted afterwards (the broker keeps files open for each)."""
     env = isolated_env(
         tmp_path,
         RUM_GEOIP_DATABASE=str(test_mmdb),
@@ -99,6 +115,11 @@ def test_worker_metrics_equal_what_was_produced(tmp_path: Path, test_mmdb: Path)
         RUM_METRICS_PORT=str(_free_port()),
         RUM_METRICS_HOST="127.0.0.1",
     )
+    yield env
+    asyncio.run(_delete_topics(settings_from(env), (env["RUM_TOPIC_PREFIX"], env["RUM_APP_ID"])))
+
+
+def test_worker_metrics_equal_what_was_produced(env: dict[str, str], tmp_path: Path) -> None:
     settings = settings_from(env)
     subprocess.run([CLI, "topics", "create"], env=env, check=True, capture_output=True)
     generated = exact_malformed(GENERATED, MALFORMED, seed=23, allow_huge=True)
@@ -135,31 +156,33 @@ def test_worker_metrics_equal_what_was_produced(tmp_path: Path, test_mmdb: Path)
         assert ready_seen[-1] == 200, worker.tail()
         assert ready_seen[0] == 503  # not ready before the group assigned its partitions
 
-        raw, enriched = settings.topic(RAW), settings.topic(ENRICHED)
+        raw, enriched, partials = settings.topic(RAW), settings.topic(ENRICHED), settings.topic(PARTIALS)
+        # Done once every raw action is in, the merge has read every partial written, nothing
+        # is left uncommitted on any partition, and the counters stay still between scrapes.
         deadline = time.monotonic() + 180
+        previous: Samples = {}
         samples = _scrape(port)
-        while time.monotonic() < deadline:
+        while True:
+            events_in = _by_label(samples, "rum_events_in_total")
+            events_out = _by_label(samples, "rum_events_out_total")
             lag = {
                 (dict(labels)["topic"], dict(labels)["partition"]): value
                 for (name, labels), value in samples.items()
                 if name == "rum_consumer_lag"
             }
-            raw_lag = [v for (topic, _), v in lag.items() if topic == raw]
-            done = _by_label(samples, "rum_events_in_total").get(raw) == total
-            if done and len(raw_lag) == settings.partitions and sum(raw_lag) == 0:
+            if (
+                events_in.get(raw) == total
+                and events_in.get(partials) == events_out.get(partials, 0) > 0
+                and sum(lag.values()) == 0
+                and _events(samples) == previous
+            ):
                 break
+            assert time.monotonic() < deadline, f"not done: in {events_in}, out {events_out}, lag {lag}"
             assert worker.process.poll() is None, worker.tail()
-            time.sleep(0.5)
-            samples = _scrape(port)
-        else:
-            raise AssertionError(f"the worker did not finish: {_by_label(samples, 'rum_events_in_total')}")
-
-        # Traffic is over: wait until the last rollup flushes and merges stop moving the counters.
-        previous: Samples = {}
-        while _events(samples) != previous and time.monotonic() < deadline:
             previous = _events(samples)
-            time.sleep(3)
+            time.sleep(2)
             samples = _scrape(port)
+        assert len([topic for topic, _ in lag if topic == raw]) == settings.partitions
         written = {
             name: asyncio.run(_records_written(settings, settings.topic(name)))
             for name in (FACETS, ROLLUPS, PARTIALS, LATE)
@@ -172,8 +195,6 @@ def test_worker_metrics_equal_what_was_produced(tmp_path: Path, test_mmdb: Path)
             entry = json.loads(line)
             assert {"time", "level", "logger", "message"} <= set(entry)
 
-    events_in = _by_label(samples, "rum_events_in_total")
-    events_out = _by_label(samples, "rum_events_out_total")
     assert events_in[raw] == total
     assert events_out[enriched] == total - malformed
     assert events_out[settings.topic(BAD)] == malformed
@@ -183,7 +204,7 @@ def test_worker_metrics_equal_what_was_produced(tmp_path: Path, test_mmdb: Path)
     # Every rollup record the worker counted is on its topic, and nothing else is.
     for name in (FACETS, ROLLUPS, PARTIALS, LATE):
         assert events_out[settings.topic(name)] == written[name], name
-    assert written[FACETS] > 0 and written[ROLLUPS] > 0
+    assert written[FACETS] > 0 and written[ROLLUPS] > 0, (events_in, events_out)
     assert events_in[settings.topic(PARTIALS)] == written[PARTIALS]  # the merge read every partial
     assert samples[("rum_late_actions_total", ())] == written[LATE]
 
