@@ -72,6 +72,20 @@ function apiOf(url) {
   return inner.get('_dd.api') ?? params.get('_dd.api')
 }
 
+/** Wait until no request is waiting for its answer and none started for ``calmMs``. */
+async function quiet(pending, report, calmMs, timeout) {
+  const deadline = Date.now() + timeout
+  let seen = report.requests.length
+  let since = Date.now()
+  while (Date.now() < deadline && (pending.size || Date.now() - since < calmMs)) {
+    if (pending.size || report.requests.length !== seen) {
+      seen = report.requests.length
+      since = Date.now()
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
 const report = {
   page_url: pageUrl,
   browser_version: null,
@@ -119,7 +133,10 @@ try {
       const response = await request.response().catch(() => null)
       if (response) {
         entry.status = response.status()
-        entry.allow_origin = (await response.allHeaders().catch(() => ({})))['access-control-allow-origin'] ?? null
+        // allHeaders() asks the page, which may be gone by now (a beacon sent while leaving);
+        // headers() holds what the network reported.
+        const headers = await response.allHeaders().catch(() => response.headers())
+        entry.allow_origin = headers['access-control-allow-origin'] ?? null
       } else {
         entry.failure = request.failure()?.errorText ?? 'no response'
       }
@@ -143,22 +160,15 @@ try {
   await page.click('#checkout')
   await page.waitForSelector('#status:has-text("Thank you")')
   if (opts.screenshot) await page.screenshot({ path: opts.screenshot })
+  // Requests sent so far get their answers while the page is still there to read them.
+  await quiet(pending, report, 300, timeout)
   await Promise.all([page.waitForURL('**/thanks.html'), page.click('#continue')])
 
   // The last batch leaves as the page is left. A beacon sent while a page
   // unloads does not always show up among the requests seen here, so rather
   // than wait for it, wait until every request seen has its answer and nothing
   // new came for a second: the browser stays up while the beacon goes out.
-  const deadline = Date.now() + timeout
-  let seen = report.requests.length
-  let quietSince = Date.now()
-  while (Date.now() < deadline && (pending.size || Date.now() - quietSince < 1000)) {
-    if (pending.size || report.requests.length !== seen) {
-      seen = report.requests.length
-      quietSince = Date.now()
-    }
-    await new Promise((r) => setTimeout(r, 50))
-  }
+  await quiet(pending, report, 1000, timeout)
   await context.close()
 } finally {
   await browser.close()
