@@ -13,15 +13,14 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.consume import make_reader, topic_partitions
 from pipeline.generate import exact_malformed
-from pipeline.kafka_auth import client_kwargs
 from pipeline.process import Processor
 from pipeline.produce import Message, publish
 from pipeline.settings import Settings
 from pipeline.topics import BAD, ENRICHED, FACETS, LATE, PARTIALS, RAW, ROLLUPS
+from tests.chaos_helpers import delete_topics
 from tests.kafka_helpers import CLI, WorkerProcess, isolated_env, run_worker, settings_from
 from tests.test_metrics import Samples, http_get, parse_samples
 
@@ -94,17 +93,6 @@ async def _records_written(settings: Settings, topic: str) -> int:
         await consumer.stop()
 
 
-async def _delete_topics(settings: Settings, prefixes: tuple[str, ...]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **client_kwargs(settings))
-    await admin.start()
-    try:
-        names = [name for name in await admin.list_topics() if name.startswith(prefixes)]
-        if names:
-            await admin.delete_topics(names)
-    finally:
-        await admin.close()
-
-
 @pytest.fixture
 def env(tmp_path: Path, test_mmdb: Path) -> Iterator[dict[str, str]]:
     """The test's environment; its topics are deleted afterwards (the broker keeps files open for each)."""
@@ -116,7 +104,7 @@ def env(tmp_path: Path, test_mmdb: Path) -> Iterator[dict[str, str]]:
         RUM_METRICS_HOST="127.0.0.1",
     )
     yield env
-    asyncio.run(_delete_topics(settings_from(env), (env["RUM_TOPIC_PREFIX"], env["RUM_APP_ID"])))
+    delete_topics(settings_from(env))
 
 
 def test_worker_metrics_equal_what_was_produced(env: dict[str, str], tmp_path: Path) -> None:
