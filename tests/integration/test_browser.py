@@ -31,13 +31,12 @@ from urllib.request import urlopen
 
 import orjson
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.consume import assign_topics, make_reader
-from pipeline.kafka_auth import client_kwargs
 from pipeline.schemas import validate_record
 from pipeline.settings import Settings
 from pipeline.topics import BAD, ENRICHED, RAW
+from tests.chaos_helpers import delete_topics
 from tests.kafka_helpers import CLI, isolated_env, run_worker, settings_from
 
 pytestmark = pytest.mark.kafka
@@ -126,17 +125,6 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout
     raise AssertionError(f"the intake was not healthy within {timeout} s:\n{log.read_text(errors='replace')}")
 
 
-async def _drop_topics(settings: Settings, prefixes: tuple[str, ...]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **client_kwargs(settings))
-    await admin.start()
-    try:
-        ours = [name for name in await admin.list_topics() if name.startswith(prefixes)]
-        if ours:
-            await admin.delete_topics(ours)
-    finally:
-        await admin.close()
-
-
 @dataclass
 class Shop:
     """A worker, the intake and the shop's static server, all running."""
@@ -174,7 +162,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
                 assert worker.process.poll() is None, worker.tail()
             assert intake.poll() is None, intake_log.read_text(errors="replace")
     # The shared broker keeps files open for every partition: leave it no topics of ours.
-    asyncio.run(_drop_topics(settings_from(env), (env["RUM_TOPIC_PREFIX"], env["RUM_APP_ID"])))
+    delete_topics(settings_from(env))
 
 
 def _drive(shop: Shop, page: str, user_agent: str | None = None) -> dict[str, Any]:
