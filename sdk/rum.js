@@ -37,6 +37,9 @@ export { LIMITS, SDK_VERSION } from './core.js'
 
 const PREFIX = '[rum]'
 
+/** A value as a warning shows it, whatever it is. */
+const describe = (value) => (value && typeof value === 'object' ? 'an object' : String(value))
+
 /** The browser's globals, looked up when used so that importing this module never touches them. */
 export function browserEnvironment() {
   const g = globalThis
@@ -87,7 +90,9 @@ export function createRum(env = browserEnvironment()) {
 
   function currentView() {
     const href = env.href()
-    if (!view || view.url !== href) view = { id: uuid(), url: href, referrer: view ? view.url : env.referrer() }
+    if (!view || view.url !== href) {
+      view = { id: uuid(), url: href, referrer: view ? view.url : env.referrer() }
+    }
     return view
   }
 
@@ -208,7 +213,8 @@ export function createRum(env = browserEnvironment()) {
     /** Record the custom action ``name`` with ``context`` merged over the global context. */
     addAction(name, context = undefined) {
       if (typeof name !== 'string' || !name.trim()) {
-        warn(`addAction() needs a non-empty name; got ${JSON.stringify(name) ?? String(name)}: ignored`)
+        const shown = typeof name === 'string' ? JSON.stringify(name) : describe(name)
+        warn(`addAction() needs a non-empty name; got ${shown}: ignored`)
         return
       }
       if (name.length > LIMITS.maxNameLength) {
@@ -270,6 +276,17 @@ export function createRum(env = browserEnvironment()) {
     flush() {
       flush('fetch')
     },
+  }
+  // Whatever the page passes (a getter that throws, a hostile proxy), the SDK never breaks the page.
+  for (const [name, method] of Object.entries(api)) {
+    api[name] = (...args) => {
+      try {
+        return method(...args)
+      } catch (error) {
+        warn(`${name}() failed and was ignored: ${error}`)
+        return undefined
+      }
+    }
   }
   return api
 }

@@ -288,6 +288,26 @@ describe('bad input sends nothing and throws nothing', () => {
     assert.match(page.warnings[0], /^\[rum\] addAction\(\) needs a non-empty name; got undefined: ignored$/)
   })
 
+  test('names and contexts that cannot even be shown or copied do not throw', async () => {
+    const { page, rum } = started()
+    rum.addAction(10n)
+    rum.addAction(Symbol('checkout'))
+    const hostile = {}
+    Object.defineProperty(hostile, 'value', { enumerable: true, get: () => { throw new Error('no') } })
+    rum.addAction('checkout', hostile)
+    rum.setGlobalContextProperty('cart', hostile)
+    rum.addAction('ok')
+    rum.flush()
+    await settle()
+    assert.deepEqual(page.sent().map((e) => e.action.target.name), ['ok'])
+    assert.deepEqual(page.warnings, [
+      '[rum] addAction() needs a non-empty name; got 10: ignored',
+      '[rum] addAction() needs a non-empty name; got Symbol(checkout): ignored',
+      '[rum] addAction() failed and was ignored: Error: no',
+      '[rum] setGlobalContextProperty() failed and was ignored: Error: no',
+    ])
+  })
+
   test('a context that is not a plain object is left out; the action is still sent', async () => {
     const { page, rum } = started()
     rum.setGlobalContextProperty('store', 'paris-01')
