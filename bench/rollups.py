@@ -7,6 +7,8 @@
     hour) under its own topic prefix, consumer group and state folder. Rates
     come from the enriched records' timestamps (first to last), so process
     start-up is not counted. The target is rollups on >= 0.7x rollups off.
+    The worker's CPU time per action (from its first enriched record to its
+    last) is reported too: on a shared machine it varies far less than rates.
 (b) Freshness: with a worker running (rollups on), `checkout` actions are
     produced at a steady rate, each carrying a unique ``context.probe_id``; a
     rollup ``latency_probe`` grouped by that id (added to the default rollups
@@ -36,6 +38,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -58,8 +61,8 @@ from pipeline.topics import ENRICHED, ROLLUPS, topic_specs
 CLI = str(Path(sys.executable).with_name("rum-pipeline"))
 #: Log lines that deserve a look after a run.
 SUSPICIOUS = ("Traceback", "ERROR", "CRITICAL", "Crashed", "crashed")
-#: The two throughput figures of a run: all records, and the later half of them.
-KINDS = ("whole", "steady")
+#: The throughput figures of a run: all records, the later half of them, worker CPU µs per action.
+KINDS = ("whole", "steady", "cpu_us")
 
 
 # -- shared with bench/memory.py ----------------------------------------------------------
@@ -142,14 +145,59 @@ def percentile(values: list[float], q: float) -> float:
 # -- (a) throughput -----------------------------------------------------------------------
 
 
-async def enriched_rates(settings: Settings, expected: int, timeout: float) -> tuple[float, float]:
-    """(whole, steady) enriched records/s from their timestamps, once ``expected`` arrived.
+class CpuSampler:
+    """Samples a process's CPU time (user + system, s) against the wall clock (ms), every 50 ms.
+
+    The machine is shared: a worker's CPU time per action is far less disturbed
+    by other load than its rate, so it is reported beside the rates.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.path = Path(f"/proc/{pid}/stat")
+        self.samples: list[tuple[int, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._tick = os.sysconf("SC_CLK_TCK")
+
+    def __enter__(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                fields = self.path.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                return
+            cpu = (int(fields[11]) + int(fields[12])) / self._tick  # utime, stime
+            self.samples.append((time.time_ns() // 1_000_000, cpu))
+            self._stop.wait(0.05)
+
+    def between(self, first_ms: int, last_ms: int) -> float:
+        """CPU seconds used from the sample nearest ``first_ms`` to the one nearest ``last_ms``."""
+        if not self.samples:
+            return float("nan")
+        start = min(self.samples, key=lambda s: abs(s[0] - first_ms))
+        end = min(self.samples, key=lambda s: abs(s[0] - last_ms))
+        return end[1] - start[1]
+
+
+async def enriched_stamps(settings: Settings, expected: int, timeout: float) -> list[int]:
+    """The enriched records' timestamps (ms, sorted), once ``expected`` arrived."""
+    return await record_timestamps(settings, settings.topic(ENRICHED), expected, timeout)
+
+
+def rates(stamps: list[int]) -> tuple[float, float]:
+    """(whole, steady) enriched records/s from their timestamps.
 
     ``whole`` is every record over first-to-last timestamp; ``steady`` is the
     later half of the records over their own span, which leaves out start-up
     work such as restoring the rollup state of each newly assigned partition.
     """
-    stamps = await record_timestamps(settings, settings.topic(ENRICHED), expected, timeout)
     half = stamps[len(stamps) // 2 :]
     return _rate(len(stamps), stamps[0], stamps[-1]), _rate(len(half), half[0], half[-1])
 
@@ -160,8 +208,14 @@ def _rate(count: int, first_ms: int, last_ms: int) -> float:
     return count / span if span > 0 else float("inf")
 
 
-def throughput_run(messages: list[Message], rollups: bool, tmp: Path, keep: bool) -> tuple[float, float]:
-    """One worker over its own copy of ``messages``: (whole, steady) enriched actions/s."""
+def throughput_run(
+    messages: list[Message], rollups: bool, tmp: Path, keep: bool
+) -> tuple[float, float, float]:
+    """One worker over its own copy of ``messages``: (whole, steady) enriched actions/s, CPU µs/action.
+
+    The CPU time is the worker's, from its first enriched record to its last
+    (rollup flushes and merges in that span included; the broker's excluded).
+    """
     env = bench_env(tmp, RUM_ROLLUPS="true" if rollups else "false")
     settings = settings_of(env)
     asyncio.run(create_topics(settings))
@@ -170,9 +224,12 @@ def throughput_run(messages: list[Message], rollups: bool, tmp: Path, keep: bool
         summary = asyncio.run(publish(settings, settings.topic("rum.actions.raw"), messages))
         if summary.failed:
             raise RuntimeError(f"{summary.failed} messages were not acknowledged")
-        with worker(env, log) as proc:
+        with worker(env, log) as proc, CpuSampler(proc.pid) as cpu:
             try:
-                return asyncio.run(enriched_rates(settings, len(messages), 300))
+                stamps = asyncio.run(enriched_stamps(settings, len(messages), 300))
+                time.sleep(0.1)  # a sample after the last record
+                cpu_us = cpu.between(stamps[0], stamps[-1]) / len(stamps) * 1e6
+                return (*rates(stamps), cpu_us)
             except RuntimeError:
                 print(f"worker exit code {proc.poll()}; log tail:\n{tail(log)}", file=sys.stderr)
                 raise
@@ -346,30 +403,29 @@ def throughput_section(events: int, runs: int, seed: int, tmp: Path, keep: bool)
             for part, rate in zip(KINDS, run[mode], strict=True):
                 rates[f"{mode} {part}"].append(rate)
         for part in KINDS:
-            rates[f"ratio {part}"] = [
-                on / off for on, off in zip(rates[f"on {part}"], rates[f"off {part}"], strict=True)
-            ]
+            on_off = zip(rates[f"on {part}"], rates[f"off {part}"], strict=True)
+            # For CPU per action the ratio is off / on: the throughput ratio the CPU cost implies.
+            rates[f"ratio {part}"] = [off / on if part == "cpu_us" else on / off for on, off in on_off]
+        on, off = run["on"], run["off"]
         print(
-            f"  run {i + 1} ({' then '.join(order)}): "
-            + ", ".join(
-                f"{part}: on {run['on'][k]:,.0f}/s off {run['off'][k]:,.0f}/s "
-                f"ratio {run['on'][k] / run['off'][k]:.2f}"
-                for k, part in enumerate(KINDS)
-            )
+            f"  run {i + 1} ({' then '.join(order)}): whole: on {on[0]:,.0f}/s off {off[0]:,.0f}/s "
+            f"ratio {on[0] / off[0]:.2f}; steady: ratio {on[1] / off[1]:.2f}; "
+            f"worker CPU: on {on[2]:.0f} µs/action off {off[2]:.0f} µs/action, off/on {off[2] / on[2]:.2f}"
         )
     print(f"one worker, rollups on vs off ({events} actions, median of {runs}, min-max):")
-    print(f"  {'':13} {'whole run':>24}   {'later half (steady)':>24}")
+    print(f"  {'':13} {'whole run':>24}   {'later half (steady)':>24}   {'worker CPU per action':>26}")
     for label, mode in (("rollups on", "on"), ("rollups off", "off")):
         cells = []
         for part in KINDS:
             v = rates[f"{mode} {part}"]
-            cells.append(f"{statistics.median(v):8,.0f}/s ({min(v):,.0f}-{max(v):,.0f})")
-        print(f"  {label:13} {cells[0]:>24}   {cells[1]:>24}")
+            unit = " µs" if part == "cpu_us" else "/s"
+            cells.append(f"{statistics.median(v):8,.0f}{unit} ({min(v):,.0f}-{max(v):,.0f})")
+        print(f"  {label:13} {cells[0]:>24}   {cells[1]:>24}   {cells[2]:>26}")
     cells = []
     for part in KINDS:
         v = rates[f"ratio {part}"]
         cells.append(f"{statistics.median(v):8.2f}   ({min(v):.2f}-{max(v):.2f})")
-    print(f"  {'ratio on/off':13} {cells[0]:>24}   {cells[1]:>24}")
+    print(f"  {'ratio on/off':13} {cells[0]:>24}   {cells[1]:>24}   {cells[2]:>26} (off/on)")
     whole = statistics.median(rates["ratio whole"])
     print(f"  target on/off >= 0.70 (whole run): {'met' if whole >= 0.7 else 'NOT met'}")
     return {"events": events, **{name: summarize(values) for name, values in rates.items()}}

@@ -29,6 +29,8 @@ from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import Any, ClassVar
 
+import orjson
+
 from pipeline.rollups.sketches import CardinalitySketch, QuantileSketch, canonical_item
 
 State = dict[str, Any]
@@ -323,6 +325,8 @@ class AggregationSet:
         self._percentiles = [agg for agg in self.aggregations if isinstance(agg, Percentile)]
         self._percentile_names = [agg.name for agg in self._percentiles]
         self._percentile_qs = [agg.q for agg in self._percentiles]
+        #: ``names`` as a JSON list, for encoders that assemble records around it.
+        self.encoded_names = orjson.dumps(list(self.names))
         #: True when the state is the count alone (facets, late counts).
         self.counts_only = list(owners) == ["count"]
 

@@ -187,7 +187,7 @@ class RollupEngine:
         self.config = config
         self.rollups = compile_rollups(config)
         self.intervals = sorted({i for rollup in self.rollups for i in rollup.intervals})
-        self.window_unit = window_unit(self.intervals)
+        self.units = {rollup.name: window_unit(list(rollup.intervals)) for rollup in self.rollups}
         self.grace_ms = config.grace_seconds * SECOND_MS
         self.retention_ms = config.retention_seconds * SECOND_MS
         self.partitions: dict[int, PartitionState] = {}
@@ -293,15 +293,19 @@ class RollupEngine:
         """The batched path: every action is above every partial's offset stamp."""
         events = [event for _, event, _ in pending]
         late = [lateness for _, _, lateness in pending]
-        unit = self.window_unit
-        window_ids = [event["date"] // unit for event in events]
+        # Window ids per rollup unit: facets (1h, 1d) need far fewer buckets than 1m rollups.
+        window_ids: dict[int, list[int]] = {}
         # A partial includes every action of the partition up to the last one queued
         # that reached it, and none after: its stamp is the offset of that action.
         offsets = [offset for offset, _, _ in pending]
         items: dict[tuple[str, int], tuple[str, ...]] = {}  # cardinality items per (attribute, event)
         for rollup in self.rollups:
             late_name = rollup.name + LATE_SUFFIX
-            slots = rollup_slots(rollup, events, window_ids, late, unit, LATE_SUFFIX)
+            unit = self.units[rollup.name]
+            ids = window_ids.get(unit)
+            if ids is None:
+                ids = window_ids[unit] = [event["date"] // unit for event in events]
+            slots = rollup_slots(rollup, events, ids, late, unit, LATE_SUFFIX)
             for slot, lists in slots.items():
                 partial = self._partial(
                     state, slot, _LATE_COUNT if slot[0] == late_name else rollup.aggregations

@@ -180,8 +180,29 @@ class Partial:
         )
 
     def to_bytes(self) -> bytes:
-        """orjson encoding of ``to_dict()``."""
-        return orjson.dumps(self.to_dict())
+        """orjson encoding of ``to_dict()``, assembled around the cached key and aggregation names."""
+        state = self.state
+        if self.aggregations.counts_only:
+            state_bytes = b'{"count":' + str(int(state["count"])).encode() + b"}"
+        else:
+            state_bytes = orjson.dumps(self.aggregations.dump(state))
+        return b"".join(
+            (
+                b'{"key":',
+                self.encoded_key,
+                b',"partition":',
+                str(self.partition).encode(),
+                b',"last_offset":',
+                str(self.last_offset).encode(),
+                b',"emitted_offset":',
+                str(self.emitted_offset).encode(),
+                b',"aggregations":',
+                self.aggregations.encoded_names,
+                b',"state":',
+                state_bytes,
+                b"}",
+            )
+        )
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Partial:

@@ -238,3 +238,16 @@ def test_union_of_equals_pairwise_merges() -> None:
         pairwise.merge(sketch)
     assert CardinalitySketch.union_of(sketches).to_bytes() == pairwise.to_bytes()
     assert CardinalitySketch.union_of([]).is_empty()
+
+
+def test_to_bytes_is_the_encoding_of_to_dict() -> None:
+    full = Partial(RollupKey("cart", "1h", T0, (("geo.country", "Côte d'Ivoire"),)), 3, AGGS)
+    full.apply(41, 12.5, {"usr": {"id": "u1"}})
+    counts = Partial(RollupKey("facet:geo.country", "1d", T0 - T0 % 86_400_000, (("geo.country", None),)), 0,
+                     AggregationSet.of(("count",)))  # fmt: skip
+    for offset in (5, 9):
+        counts.apply(offset, None, {})
+    counts.mark_emitted()
+    for partial in (full, counts, Partial(KEY, 11, AGGS)):
+        assert partial.to_bytes() == orjson.dumps(partial.to_dict())
+        assert Partial.from_bytes(partial.to_bytes()).to_dict() == partial.to_dict()

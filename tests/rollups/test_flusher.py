@@ -1,0 +1,63 @@
+"""When the worker flushes rollup state: every interval, stretched while full batches keep coming."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from pipeline.app import RollupFlusher
+
+
+def flusher(interval: float = 1.0, batch_size: int = 500) -> RollupFlusher:
+    return RollupFlusher(stage=None, interval=interval, batch_size=batch_size)  # type: ignore[arg-type]
+
+
+def aged(f: RollupFlusher, seconds: float) -> None:
+    """Pretend the last flush happened ``seconds`` ago."""
+    f.last = time.monotonic() - seconds
+
+
+def test_nothing_to_flush_is_never_due() -> None:
+    f = flusher()
+    aged(f, 100)
+    assert not f.due()
+
+
+def test_partial_batches_flush_every_interval() -> None:
+    f = flusher()
+    f.hold([object()] * 120)
+    aged(f, 0.5)
+    assert not f.due()
+    aged(f, 1.01)
+    assert f.due()
+
+
+def test_full_batches_stretch_the_period_until_traffic_pauses() -> None:
+    f = flusher()
+    f.hold([object()] * 500)
+    aged(f, 1.5)
+    assert not f.due()  # behind: up to 5 intervals
+    aged(f, 5.01)
+    assert f.due()
+    aged(f, 1.5)
+    f.held_at = time.monotonic() - 1.2  # no batch for longer than an interval: a pause
+    assert f.due()
+
+
+def test_too_many_held_events_flush_at_the_interval() -> None:
+    f = flusher()
+    events: list[Any] = [object()] * 500
+    for _ in range(RollupFlusher.MAX_HELD // 500):
+        f.hold(events)
+    aged(f, 1.01)
+    assert f.due()
+
+
+@pytest.mark.parametrize("batch_size", [0, 1000])
+def test_without_a_known_batch_size_or_below_it_nobody_is_behind(batch_size: int) -> None:
+    f = flusher(batch_size=batch_size)
+    f.hold([object()] * 500)
+    aged(f, 1.01)
+    assert f.due()
