@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import random
 import sys
@@ -71,6 +72,8 @@ def main() -> int:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(NAMES)}")
 
     console = Console(width=None if sys.stdout.isatty() else 120)
+    # The producer's client reports every failed attempt while the broker is down: expected here.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     port = int(os.environ.get("RUM_KAFKA_PORT", "9092"))
     broker = LocalBroker(port, ROOT / os.environ.get("RUM_BROKER_DIR", ".broker"))
     bootstrap = os.environ.get("RUM_KAFKA_BOOTSTRAP") or broker.bootstrap

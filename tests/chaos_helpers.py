@@ -45,8 +45,11 @@ from tests.rollup_truth import (
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG: RollupConfig = load_rollup_config(default_config_path())
-#: Log line of a worker that has restored the rollup state of a raw partition it was given.
+#: Log line of a worker that has restored the rollup state of a raw partition it was given
+#: (it does so when the first action of that partition arrives).
 PROCESSING = "rollup state of partition"
+#: Log line of a worker that has been given partitions by a rebalance (traffic or not).
+ASSIGNED = "Setting newly assigned partitions"
 
 
 # -- input -----------------------------------------------------------------------------------
@@ -122,26 +125,31 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
 
 
 def wait_until_processing(
-    log: Path, timeout: float = 60, after: int = 0, proc: subprocess.Popen[bytes] | None = None
+    log: Path,
+    timeout: float = 60,
+    after: int = 0,
+    proc: subprocess.Popen[bytes] | None = None,
+    marker: str = PROCESSING,
 ) -> None:
     """Wait until the worker writing ``log`` has restored the state of a raw partition.
 
     ``after`` counts earlier such lines to skip: a worker that already processes
     and must be seen to take partitions again after a rebalance. Given its
-    ``proc``, a worker that exits fails the wait at once.
+    ``proc``, a worker that exits fails the wait at once. ``marker`` ASSIGNED
+    waits for an assignment instead, which needs no traffic.
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and (proc is None or proc.poll() is None):
-        if log.exists() and log.read_text(errors="replace").count(PROCESSING) > after:
+        if log.exists() and log.read_text(errors="replace").count(marker) > after:
             return
         time.sleep(0.2)
     state = "exited" if proc is not None and proc.poll() is not None else "never started processing"
     raise AssertionError(f"the worker {state}; log:\n{log.read_text(errors='replace')[-3000:]}")
 
 
-def processing_lines(log: Path) -> int:
-    """How many times the worker writing ``log`` has restored a partition's state so far."""
-    return log.read_text(errors="replace").count(PROCESSING) if log.exists() else 0
+def processing_lines(log: Path, marker: str = PROCESSING) -> int:
+    """How many ``marker`` lines (by default: partition states restored) ``log`` holds so far."""
+    return log.read_text(errors="replace").count(marker) if log.exists() else 0
 
 
 # -- a local broker of our own ---------------------------------------------------------------

@@ -27,6 +27,8 @@ import orjson
 
 from pipeline.topics import RAW
 from tests.chaos_helpers import (
+    ASSIGNED,
+    PROCESSING,
     LocalBroker,
     background_producer,
     coverage,
@@ -114,9 +116,9 @@ class Workers:
         self.procs[slot], self.logs[slot] = start_worker(env, log), log
         return log
 
-    def wait(self, slot: int, after: int = 0) -> None:
-        """Wait until worker ``slot`` processes (fails at once if it exits)."""
-        wait_until_processing(self.logs[slot], after=after, proc=self.procs[slot])
+    def wait(self, slot: int, after: int = 0, marker: str = PROCESSING) -> None:
+        """Wait until worker ``slot`` processes, or with ASSIGNED is given partitions (fails if it exits)."""
+        wait_until_processing(self.logs[slot], after=after, proc=self.procs[slot], marker=marker)
 
     def kill(self, slot: int) -> None:
         """SIGKILL worker ``slot`` and reap it."""
@@ -283,16 +285,17 @@ def rebalance(ctx: Context, actions: int, cycles: int = 1, rate: float = 1500) -
             newcomer = n + 1
             ctx.note(f"worker {newcomer} joins ({n + 1}/{cycles})")
             workers.start(newcomer)
-            workers.wait(newcomer)
+            # Given partitions is the mark here: traffic may be over by now.
+            workers.wait(newcomer, marker=ASSIGNED)
             outcome.disruptions.append(f"worker {newcomer} joined")
             time.sleep(ctx.rng.uniform(1, 3))
             oldest = min(workers.procs)
             ctx.note(f"worker {oldest} leaves ({n + 1}/{cycles})")
-            seen = processing_lines(workers.logs[newcomer])
+            seen = processing_lines(workers.logs[newcomer], ASSIGNED)
             workers.stop(oldest)
             outcome.disruptions.append(f"worker {oldest} left")
             # The one left takes over the partitions of the one that left.
-            workers.wait(newcomer, after=seen)
+            workers.wait(newcomer, after=seen, marker=ASSIGNED)
         join(thread, produced, outcome)
         finish(ctx, outcome, env, workers)
     return outcome

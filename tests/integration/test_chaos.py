@@ -54,7 +54,7 @@ def own_broker(tmp_path: Path) -> Iterator[LocalBroker]:
 
 def test_broker_stop_and_start_mid_stream(tmp_path: Path, own_broker: LocalBroker) -> None:
     ctx = Context(tmp_path, own_broker.bootstrap, random.Random(7), check_timeout=180)
-    outcome = broker_outage(ctx, own_broker, actions=8000, outages=1, downtime=10, rate=1000)
+    outcome = broker_outage(ctx, own_broker, actions=5000, outages=1, downtime=10, rate=1000)
     _passed(outcome)
     assert outcome.disruptions[0].startswith("broker unreachable")
 
