@@ -167,9 +167,25 @@ def stamp_event(event: Any, stamps: Stamps) -> Record:
         http = _object(event, "http", "http")
         if not isinstance(http.get("useragent"), str):
             http["useragent"] = stamps.user_agent
+    _fill_from_ddtags(event)
     # The intake's own receive time; "date" stays the client's event time.
     event["intake"] = {"received_at": stamps.received_at}
     return Record(route_of(event), _session_key(event), orjson.dumps(event))
+
+
+#: Top-level fields the Datadog SDK may send only as ``ddtags`` (``env`` is one: it is never top-level).
+TAGGED_FIELDS = ("env", "service", "version")
+
+
+def _fill_from_ddtags(event: dict[str, Any]) -> None:
+    """Copy ``env``, ``service`` and ``version`` from ``ddtags`` ("k:v,k:v") where the event lacks them."""
+    tags = event.get("ddtags")
+    if not isinstance(tags, str):
+        return
+    for tag in tags.split(","):
+        name, sep, value = tag.strip().partition(":")
+        if sep and value and name in TAGGED_FIELDS and not isinstance(event.get(name), str):
+            event[name] = value
 
 
 def route_of(event: dict[str, Any]) -> Route:

@@ -141,3 +141,14 @@ def test_actions_endpoint_takes_one_object_or_an_array_and_defaults_the_type() -
 def test_actions_endpoint_refuses_a_body_that_is_not_an_object_or_array(body: bytes) -> None:
     with pytest.raises(ValueError, match="body"):
         parse_actions(body, STAMPS, 1 << 20)
+
+
+def test_env_service_and_version_come_from_ddtags_when_the_event_lacks_them() -> None:
+    event = {**ACTION, "service": "shop-web", "ddtags": "sdk_version:7.16.2,api:fetch,env:prod,version:1.4.2"}
+    [record] = parse_ndjson(line(event), STAMPS, 1 << 20).records
+    stamped = orjson.loads(record.value)
+    assert (stamped["env"], stamped["service"], stamped["version"]) == ("prod", "shop-web", "1.4.2")
+    own = {**ACTION, "env": "staging", "ddtags": "env:prod,service:"}
+    [record] = parse_ndjson(line(own), STAMPS, 1 << 20).records
+    stamped = orjson.loads(record.value)
+    assert stamped["env"] == "staging" and "service" not in stamped

@@ -290,8 +290,9 @@ def test_datadog_browser_sdk_through_the_intake_proxy(shop: Shop) -> None:
     assert "HeadlessChrome/" in report["user_agent"]
     for event in events.values():
         assert event["browser"]["name"] == "HeadlessChrome"
-        # Datadog's SDK carries env in ddtags, and the intake passes that field through.
+        # Datadog's SDK carries env only in ddtags: the intake copies it to the top-level field.
         assert "env:test" in event["ddtags"].split(",")
+        assert event["env"] == "test"
         assert event["usr"]["anonymous_id"]
 
 
