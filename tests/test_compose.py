@@ -71,7 +71,9 @@ def test_worker_is_scalable(compose: dict) -> None:
     assert "container_name" not in worker
     assert "ports" not in worker
     assert worker["depends_on"]["topics-init"]["condition"] == "service_completed_successfully"
-    assert "healthcheck" in worker
+    settings = load_settings(_environment(worker))
+    assert str(settings.metrics_port) in worker["expose"]
+    assert f"127.0.0.1:{settings.metrics_port}/healthz" in " ".join(worker["healthcheck"]["test"])
 
 
 def test_intake_listens_on_every_interface_at_its_published_port(compose: dict) -> None:
