@@ -107,6 +107,7 @@ def run_step(step: Step, args: argparse.Namespace, logs: Path, progress: Progres
             assert proc.stdout is not None
             for line in proc.stdout:
                 log.write(line)
+                log.flush()  # so that `tail -f bench/logs/<step>.log` follows it
                 if line.strip():
                     where = f" ({call + 1}/{calls})" if calls > 1 else ""
                     progress.update(task, description=f"[bold]{step.name}[/]{where}: {line.strip()[:70]}")

@@ -200,6 +200,7 @@ def finish(ctx: Context, outcome: Outcome, env: dict[str, str], workers: Workers
 
 
 def join(thread: Any, produced: list[Any], outcome: Outcome, timeout: float = 600) -> None:
+    """Wait for a background producer; one that did not finish is a problem of the outcome."""
     thread.join(timeout)
     if not produced:
         outcome.problems.append("the producer did not finish")
