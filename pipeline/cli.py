@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -126,9 +127,10 @@ def intake(host: str | None, port: int | None, loglevel: str | None) -> None:
     RUM_INTAKE_CLIENT_TOKENS; see the README's "HTTP intake" section.
     """
     settings = _settings(intake_host=host, intake_port=port, log_level=loglevel)
-    from pipeline.intake.run import configure_logging, serve
+    from pipeline.intake.run import serve
 
-    configure_logging(settings.log_level)
+    configure_logging(settings)  # RUM_LOG_FORMAT, RUM_LOG_LEVEL
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLogger().level))
     _use_fast_event_loop_for_asyncio()
     _run(serve(settings))
 

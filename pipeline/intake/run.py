@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
 
 from aiohttp import web
 
@@ -70,11 +69,3 @@ async def serve(settings: Settings) -> None:
             await connecting
         await runner.cleanup()  # stops listening, lets running requests finish
         await sink.stop()
-
-
-def configure_logging(level: str) -> None:
-    """Log lines to stderr: time, level, message."""
-    logging.basicConfig(
-        stream=sys.stderr, level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLogger().level))

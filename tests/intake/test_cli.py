@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -50,3 +51,15 @@ def test_bad_settings_are_named_before_anything_starts(tmp_path: Path) -> None:
     done = subprocess.run([CLI, "intake", "--port", "0"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "RUM_INTAKE_CLIENT_TOKENS" in done.stderr and "listening" not in done.stdout
+
+
+def test_json_logs_when_asked(tmp_path: Path) -> None:
+    env = isolated_env(tmp_path, RUM_KAFKA_BOOTSTRAP=f"127.0.0.1:{_closed_port()}", RUM_LOG_FORMAT="json")
+    with running_intake(env, tmp_path / "intake.log", ready=False) as intake:
+        intake.process.send_signal(signal.SIGTERM)
+        assert intake.process.wait(30) == 0
+    logged = [line for line in intake.output().splitlines() if not line.startswith("intake: listening on ")]
+    records = [json.loads(line) for line in logged if line.startswith("{")]
+    assert any("NO CLIENT TOKENS CONFIGURED" in r["message"] and r["level"] == "WARNING" for r in records)
+    # Every line is one JSON object, but for the listening line on stdout and the sketch library's exit note.
+    assert all(line.startswith("{") or line.startswith("nanobind:") for line in logged), logged
