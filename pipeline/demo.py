@@ -165,8 +165,11 @@ async def run_demo(settings: Settings, count: int, rate: float, seed: int, conso
                     last_change = time.monotonic()
                 live.update(tally.render(produced, count))
                 done = tally.enriched + sum(tally.bad.values())
-                # Everything came out, and the upserts have settled for a moment.
-                if producing.done() and done >= count and time.monotonic() - last_change > SETTLE_S:
+                # Everything came out, the rollups and the facet index answered (they trail the
+                # enriched actions by a flush or two), and the upserts have settled for a moment.
+                answered = bool(tally.rollups and tally.facets) or not settings.rollups
+                settled = time.monotonic() - last_change > SETTLE_S
+                if producing.done() and done >= count and answered and settled:
                     break
                 if producing.done() and time.monotonic() - last_change > 60:
                     console.print("[red]no output for 60 s: is the worker running? see its log")
