@@ -272,8 +272,19 @@ class Settings(BaseSettings):
         return [s.strip() for s in self.kafka_bootstrap.split(",")]
 
 
-#: RUM_* variables that are not fields of Settings but are read elsewhere.
-EXTRA_ENV = frozenset({"RUM_CONFIG_FILE"})
+#: RUM_* variables that are not fields of Settings but are read elsewhere: the config file, and
+#: those of the broker script, the install scripts and the tests, which may be set around a command.
+EXTRA_ENV = frozenset(
+    {
+        "RUM_CONFIG_FILE",
+        "RUM_BROKER_DIR",
+        "RUM_BROKER_HEAP",
+        "RUM_CACHE_DIR",
+        "RUM_CHROMIUM",
+        "RUM_REQUIRE_BROWSER",
+        "RUM_TEST_CRASH_ACTIONS",
+    }
+)
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:

@@ -91,3 +91,11 @@ def test_only_the_given_mapping_is_read(monkeypatch: pytest.MonkeyPatch) -> None
     settings = load_settings({})
     assert settings.kafka_bootstrap == "127.0.0.1:9092"
     assert settings.partitions == 12
+
+
+def test_the_scripts_own_variables_are_not_unknown_settings() -> None:
+    env = {"RUM_REQUIRE_BROWSER": "1", "RUM_BROKER_DIR": ".broker-chaos", "RUM_PARTITIONS": "3"}
+    settings = load_settings(env)
+    assert settings.partitions == 3
+    with pytest.raises(ConfigError, match="RUM_REQUIRE_BROWSERS"):
+        load_settings({"RUM_REQUIRE_BROWSERS": "1"})
