@@ -11,17 +11,19 @@ from pipeline.kafka_auth import client_kwargs
 from pipeline.settings import Settings
 
 
-def make_reader(settings: Settings) -> AIOKafkaConsumer:
+def make_reader(settings: Settings, isolation_level: str = "read_uncommitted") -> AIOKafkaConsumer:
     """A consumer outside any group that reads what it is assigned (start it before use).
 
     Fetch limits match the 8 MiB raw and bad-row topics, so an oversized
-    record never stalls a reader.
+    record never stalls a reader. ``read_committed`` skips records of open and
+    aborted transactions.
     """
     return AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        isolation_level=isolation_level,
         max_partition_fetch_bytes=16 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,
         **client_kwargs(settings),

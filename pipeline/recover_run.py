@@ -34,7 +34,7 @@ from rich.table import Table
 
 from pipeline.admin import check_reachable, create_topics
 from pipeline.badrows import original_payload
-from pipeline.consume import topic_partitions
+from pipeline.consume import make_reader, topic_partitions
 from pipeline.errors import PipelineError
 from pipeline.kafka_auth import client_kwargs
 from pipeline.recover import (
@@ -67,19 +67,6 @@ def transactional_id(settings: Settings) -> str:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _reader(settings: Settings, isolation: str) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level=isolation,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-        fetch_max_bytes=64 * 1024 * 1024,
-        **client_kwargs(settings),
-    )
 
 
 async def _read(
@@ -121,7 +108,7 @@ class Ledger:
 async def read_ledger(settings: Settings, topic: str) -> Ledger:
     """The committed ledger (read_committed: records of aborted or open transactions are not in it)."""
     ledger = Ledger()
-    consumer = _reader(settings, "read_committed")
+    consumer = make_reader(settings, "read_committed")
     await consumer.start()
     try:
         async for records in _read(consumer, topic):
@@ -139,7 +126,7 @@ async def read_ledger(settings: Settings, topic: str) -> Ledger:
 
 async def raw_end_offsets(settings: Settings, topic: str) -> dict[int, int]:
     """The high watermark of every partition of the raw topic (records of open transactions included)."""
-    consumer = _reader(settings, "read_uncommitted")
+    consumer = make_reader(settings, "read_uncommitted")
     await consumer.start()
     try:
         parts = await topic_partitions(consumer, topic)
@@ -157,7 +144,7 @@ async def find_orphans(settings: Settings, marker: dict[str, Any], recovered: se
     recovery header, between the raw ends the run's marker saved and now.
     """
     orphans: dict[str, Any] = {}
-    consumer = _reader(settings, "read_uncommitted")
+    consumer = make_reader(settings, "read_uncommitted")
     await consumer.start()
     try:
         start = {int(p): o for p, o in marker["raw_end_offsets"].items()}
@@ -322,7 +309,7 @@ async def _scan(
             summary.published += len(pending)
         pending.clear()
 
-    consumer = _reader(settings, "read_committed")
+    consumer = make_reader(settings, "read_committed")
     await consumer.start()
     try:
         parts = await topic_partitions(consumer, bad)
