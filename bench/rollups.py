@@ -106,6 +106,25 @@ def worker(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
                 proc.wait()
 
 
+@contextlib.contextmanager
+def watched_worker(
+    env: dict[str, str], log: Path, label: str, settings: Settings, keep: bool
+) -> Iterator[subprocess.Popen[bytes]]:
+    """:func:`worker`, plus its log tail when the block fails, its log's problems, and topic clean-up."""
+    try:
+        with worker(env, log) as proc:
+            try:
+                yield proc
+            except RuntimeError:
+                print(f"worker exit code {proc.poll()}; log tail:\n{tail(log)}", file=sys.stderr)
+                raise
+    finally:
+        for line in log_problems(log) if log.exists() else ():
+            print(f"    [{label} log] {line}")
+        if not keep:
+            asyncio.run(delete_topics(settings))
+
+
 def log_problems(log: Path, limit: int = 20) -> list[str]:
     """Lines of a worker log that look like errors (at most ``limit``)."""
     lines = log.read_text(errors="replace").splitlines()
@@ -219,25 +238,18 @@ def throughput_run(
     env = bench_env(tmp, RUM_ROLLUPS="true" if rollups else "false")
     settings = settings_of(env)
     asyncio.run(create_topics(settings))
-    log = tmp / f"worker-{'on' if rollups else 'off'}-{env['RUM_APP_ID']}.log"
-    try:
-        summary = asyncio.run(publish(settings, settings.topic("rum.actions.raw"), messages))
-        if summary.failed:
-            raise RuntimeError(f"{summary.failed} messages were not acknowledged")
-        with worker(env, log) as proc, CpuSampler(proc.pid) as cpu:
-            try:
-                stamps = asyncio.run(enriched_stamps(settings, len(messages), 300))
-                time.sleep(0.1)  # a sample after the last record
-                cpu_us = cpu.between(stamps[0], stamps[-1]) / len(stamps) * 1e6
-                return (*rates(stamps), cpu_us)
-            except RuntimeError:
-                print(f"worker exit code {proc.poll()}; log tail:\n{tail(log)}", file=sys.stderr)
-                raise
-    finally:
-        for line in log_problems(log) if log.exists() else ():
-            print(f"    [{'on' if rollups else 'off'} log] {line}")
+    label = "on" if rollups else "off"
+    log = tmp / f"worker-{label}-{env['RUM_APP_ID']}.log"
+    summary = asyncio.run(publish(settings, settings.topic("rum.actions.raw"), messages))
+    if summary.failed:
         if not keep:
             asyncio.run(delete_topics(settings))
+        raise RuntimeError(f"{summary.failed} messages were not acknowledged")
+    with watched_worker(env, log, label, settings, keep) as proc, CpuSampler(proc.pid) as cpu:
+        stamps = asyncio.run(enriched_stamps(settings, len(messages), 300))
+        time.sleep(0.1)  # a sample after the last record
+        cpu_us = cpu.between(stamps[0], stamps[-1]) / len(stamps) * 1e6
+        return (*rates(stamps), cpu_us)
 
 
 # -- (b) freshness ------------------------------------------------------------------------
@@ -374,18 +386,8 @@ def latency_run(tmp: Path, rate: float, seconds: float, keep: bool) -> dict[str,
     asyncio.run(create_topics(settings))
     bases = [Message(m.key, m.value) for m in TrafficGenerator(seed=11).messages(2000)]
     log = tmp / f"worker-latency-{env['RUM_APP_ID']}.log"
-    try:
-        with worker(env, log) as proc:
-            try:
-                return asyncio.run(measure_latency(settings, bases, rate, seconds, 60))
-            except RuntimeError:
-                print(f"worker exit code {proc.poll()}; log tail:\n{tail(log)}", file=sys.stderr)
-                raise
-    finally:
-        for line in log_problems(log) if log.exists() else ():
-            print(f"    [latency log] {line}")
-        if not keep:
-            asyncio.run(delete_topics(settings))
+    with watched_worker(env, log, "latency", settings, keep):
+        return asyncio.run(measure_latency(settings, bases, rate, seconds, 60))
 
 
 # -- main ---------------------------------------------------------------------------------

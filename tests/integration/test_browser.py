@@ -26,13 +26,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.error import URLError
-from urllib.request import urlopen
 
 import orjson
 import pytest
 
 from pipeline.consume import assign_topics, make_reader
+from pipeline.intake.child import running_intake
 from pipeline.schemas import validate_record
 from pipeline.settings import Settings
 from pipeline.topics import BAD, ENRICHED, RAW
@@ -110,21 +109,6 @@ def _child(
                 process.wait()
 
 
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    """Wait until the intake says it is connected to Kafka (GET /healthz answers 200)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"the intake exited:\n{log.read_text(errors='replace')}"
-        try:
-            with urlopen(f"{url}/healthz", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except (URLError, OSError):
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"the intake was not healthy within {timeout} s:\n{log.read_text(errors='replace')}")
-
-
 @dataclass
 class Shop:
     """A worker, the intake and the shop's static server, all running."""
@@ -153,14 +137,11 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
             # Only the shop's origin may read the intake's answers: a real CORS check.
             "RUM_INTAKE_CORS_ORIGINS": static_url,
         }
-        intake_log = tmp / "intake.log"
-        with _child([CLI, "intake", "--port", "0"], intake_env, intake_log) as intake:
-            intake_url = _wait_for_line(intake_log, r"^intake: listening on (http://\S+)$", intake, 60)
-            _wait_healthy(intake_url, intake, intake_log)
+        with running_intake(intake_env, tmp / "intake.log", timeout=60) as intake:
             with run_worker(env, tmp / "worker.log") as worker:
-                yield Shop(env, settings_from(env), intake_url, static_url, tmp)
+                yield Shop(env, settings_from(env), intake.url, static_url, tmp)
                 assert worker.process.poll() is None, worker.tail()
-            assert intake.poll() is None, intake_log.read_text(errors="replace")
+            assert intake.process.poll() is None, intake.output()
     # The shared broker keeps files open for every partition: leave it no topics of ours.
     delete_topics(settings_from(env))
 
