@@ -33,7 +33,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -51,6 +50,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.admin import create_topics
 from pipeline.consume import assign_topics, make_reader, record_timestamps
+from pipeline.demo import stop_worker
 from pipeline.generate import TrafficGenerator
 from pipeline.kafka_auth import client_kwargs
 from pipeline.produce import Message, make_producer, publish
@@ -97,13 +97,7 @@ def worker(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_worker(proc, 60)
 
 
 @contextlib.contextmanager

@@ -192,12 +192,12 @@ def start_worker(log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the worker gracefully, or kill it after 30 s."""
+def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """Stop a child process gracefully (SIGTERM), or kill it after ``timeout`` seconds."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(30)
+            proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

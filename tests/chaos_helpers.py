@@ -113,17 +113,6 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen([CLI, "worker"], env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    """SIGTERM, then SIGKILL if it has not stopped within ``timeout`` seconds."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def wait_until_processing(
     log: Path,
     timeout: float = 60,

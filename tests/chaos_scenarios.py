@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from pipeline.demo import stop_worker
 from pipeline.topics import RAW
 from tests.chaos_helpers import (
     ASSIGNED,
@@ -37,7 +38,6 @@ from tests.chaos_helpers import (
     read_all,
     rollup_problems,
     start_worker,
-    stop_process,
     truth_of,
     wait_until_processing,
 )
@@ -131,7 +131,7 @@ class Workers:
         """Stop worker ``slot`` the normal way (SIGTERM)."""
         with self._lock:
             proc = self.procs.pop(slot)
-        stop_process(proc)
+        stop_worker(proc, 60)
 
     def supervise(self) -> None:
         """From now on, restart a worker that exits on its own, as systemd or Kubernetes would."""
