@@ -58,6 +58,7 @@ _DEFAULT_FILE = "GeoLite2-City.mmdb"
 _SETTING = "RUM_GEOIP_DATABASE"
 _WARNING_PATH = "network.client.ip"
 
+
 def without_addresses(text: str) -> str:
     """``text`` with every word that is an IPv4 or IPv6 address replaced by ``<ip>``, for logs."""
     words = text.split(" ")
