@@ -51,6 +51,14 @@ class Tally:
         if self.sample is None and event["action"]["target"]["name"] == "checkout" and "geo" in event:
             self.sample = event
 
+    def counted(self) -> int:
+        """Actions the facet index has counted in its day windows (every action has a name)."""
+        return sum(
+            r["count"]
+            for r in self.facets.values()
+            if r["kind"] == "value" and r["interval"] == "1d" and r["facet"] == "action.target.name"
+        )
+
     def cart_by_country(self) -> tuple[int | None, list[dict[str, Any]]]:
         """The latest day window of the checkout rollup, one record per country."""
         daily = [r for r in self.rollups.values() if r["rollup"] == CART_ROLLUP and r["interval"] == "1d"]
@@ -115,7 +123,7 @@ class Tally:
             )
         tops = self.top_facets()
         facets = Table(title="Top facet values today - from the facet index", title_justify="left")
-        for name in tops:
+        for name in tops or ["(nothing counted yet)"]:
             facets.add_column(name)
         for i in range(6):
             facets.add_row(*(f"{t[i][0]} ({t[i][1]})" if i < len(t) else "" for t in tops.values()))
@@ -134,11 +142,34 @@ async def run_demo(settings: Settings, count: int, rate: float, seed: int, conso
     await consumer.start()
     tally = Tally()
     produced = 0
+
+    def take(batch: dict[Any, list[Any]]) -> None:
+        for tp, records in batch.items():
+            for record in records:
+                if tp.topic == enriched_topic:
+                    tally.add_enriched(orjson.loads(record.value))
+                elif tp.topic == bad_topic:
+                    tally.bad[orjson.loads(record.value)["kind"]] += 1
+                elif tp.topic == rollups_topic:
+                    tally.rollups[record.key] = orjson.loads(record.value)
+                else:
+                    tally.facets[record.key] = orjson.loads(record.value)
+
     try:
         await assign_topics(consumer, [enriched_topic, bad_topic], start="end")
         # The upsert topics are read from the beginning, as a new downstream
         # consumer would: the latest record per key is the truth.
         await assign_topics(consumer, [rollups_topic, facets_topic], start="beginning", add=True)
+        # What earlier traffic left in today's windows, so that the demo knows when its own
+        # actions are all counted.
+        ends = await consumer.end_offsets([tp for tp in consumer.assignment() if tp.topic == facets_topic])
+        catch_up = time.monotonic() + 60
+        while time.monotonic() < catch_up:
+            behind = [tp for tp, end in ends.items() if await consumer.position(tp) < end]
+            if not behind:
+                break
+            take(await consumer.getmany(*behind, timeout_ms=250, max_records=5000))
+        before = tally.counted()
 
         def sent(n: int) -> None:
             nonlocal produced
@@ -151,23 +182,14 @@ async def run_demo(settings: Settings, count: int, rate: float, seed: int, conso
         with Live(tally.render(produced, count), console=console, refresh_per_second=4) as live:
             while True:
                 batch = await consumer.getmany(timeout_ms=250, max_records=5000)
-                for tp, records in batch.items():
-                    for record in records:
-                        if tp.topic == enriched_topic:
-                            tally.add_enriched(orjson.loads(record.value))
-                        elif tp.topic == bad_topic:
-                            tally.bad[orjson.loads(record.value)["kind"]] += 1
-                        elif tp.topic == rollups_topic:
-                            tally.rollups[record.key] = orjson.loads(record.value)
-                        else:
-                            tally.facets[record.key] = orjson.loads(record.value)
+                take(batch)
                 if batch:
                     last_change = time.monotonic()
                 live.update(tally.render(produced, count))
                 done = tally.enriched + sum(tally.bad.values())
-                # Everything came out, the rollups and the facet index answered (they trail the
-                # enriched actions by a flush or two), and the upserts have settled for a moment.
-                answered = bool(tally.rollups and tally.facets) or not settings.rollups
+                # Everything came out, the facet index counted every enriched action (it trails
+                # them by a flush or two), and the upserts have settled for a moment.
+                answered = tally.counted() - before >= tally.enriched or not settings.rollups
                 settled = time.monotonic() - last_change > SETTLE_S
                 if producing.done() and done >= count and answered and settled:
                     break
