@@ -11,12 +11,16 @@ from pipeline.kafka_auth import client_kwargs
 from pipeline.settings import Settings
 
 
-def make_reader(settings: Settings, isolation_level: str = "read_uncommitted") -> AIOKafkaConsumer:
+def make_reader(
+    settings: Settings, isolation_level: str = "read_uncommitted", max_wait_ms: int = 500
+) -> AIOKafkaConsumer:
     """A consumer outside any group that reads what it is assigned (start it before use).
 
     Fetch limits match the 8 MiB raw and bad-row topics, so an oversized
     record never stalls a reader. ``read_committed`` skips records of open and
-    aborted transactions.
+    aborted transactions. ``max_wait_ms`` is how long the broker holds a fetch
+    open waiting for new records: readers that stop at a known end offset want
+    it short, since every re-assignment waits out the fetches in flight.
     """
     return AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
@@ -26,6 +30,7 @@ def make_reader(settings: Settings, isolation_level: str = "read_uncommitted") -
         isolation_level=isolation_level,
         max_partition_fetch_bytes=16 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,
+        fetch_max_wait_ms=max_wait_ms,
         **client_kwargs(settings),
     )
 

@@ -46,38 +46,55 @@ def now_ms() -> int:
 
 
 class TopicReader:
-    """Reads one partition of a topic from its beginning to its current end."""
+    """Reads partitions of a topic from their beginning to their current end."""
+
+    #: Broker-side fetch wait: reads stop at a known end, so long polls only delay them
+    #: (measured: 1.0 s per re-assigned partition with the 500 ms default, 0.1 s with 50 ms).
+    MAX_WAIT_MS = 20
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._consumer: AIOKafkaConsumer | None = None
-        # One read at a time: a read re-assigns the consumer to its partition.
+        # One read at a time: a read re-assigns the consumer to its partitions.
         self._lock = asyncio.Lock()
 
     async def read(self, topic: str, partition: int) -> list[tuple[bytes, bytes | None]]:
         """Every (key, value) of the partition, oldest first, up to the end offset at call time."""
-        async with self._lock:
-            return await self._read(topic, partition)
+        return (await self.read_many(topic, [partition]))[partition]
 
-    async def _read(self, topic: str, partition: int) -> list[tuple[bytes, bytes | None]]:
+    async def read_many(
+        self, topic: str, partitions: Iterable[int]
+    ) -> dict[int, list[tuple[bytes, bytes | None]]]:
+        """``read`` for several partitions at once, in one pass of one consumer."""
+        async with self._lock:
+            return await self._read(topic, sorted(set(partitions)))
+
+    async def _read(self, topic: str, partitions: list[int]) -> dict[int, list[tuple[bytes, bytes | None]]]:
+        records: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in partitions}
+        if not partitions:
+            return records
         if self._consumer is None:
-            consumer = make_reader(self.settings)
+            consumer = make_reader(self.settings, max_wait_ms=self.MAX_WAIT_MS)
             await consumer.start()
             self._consumer = consumer
         consumer = self._consumer
         if consumer.partitions_for_topic(topic) is None:
             await topic_partitions(consumer, topic)
-        tp = TopicPartition(topic, partition)
-        begin = (await consumer.beginning_offsets([tp]))[tp]
-        end = (await consumer.end_offsets([tp]))[tp]
-        records: list[tuple[bytes, bytes | None]] = []
-        if begin >= end:  # empty (or fully compacted away): nothing to fetch
+        tps = [TopicPartition(topic, p) for p in partitions]
+        begins = await consumer.beginning_offsets(tps)
+        ends = await consumer.end_offsets(tps)
+        # Empty (or fully compacted away) partitions have nothing to fetch.
+        todo = [tp for tp in tps if begins[tp] < ends[tp]]
+        if not todo:
             return records
-        consumer.assign([tp])
-        consumer.seek(tp, begin)
-        while await consumer.position(tp) < end:
-            batch = await consumer.getmany(tp, timeout_ms=1000, max_records=10000)
-            records.extend((r.key, r.value) for r in batch.get(tp, ()))
+        consumer.assign(todo)
+        for tp in todo:
+            consumer.seek(tp, begins[tp])
+        while todo:
+            batch = await consumer.getmany(*todo, timeout_ms=1000, max_records=10000)
+            for tp, fetched in batch.items():
+                records[tp.partition].extend((r.key, r.value) for r in fetched if r.offset < ends[tp])
+            todo = [tp for tp in todo if await consumer.position(tp) < ends[tp]]
         return records
 
     async def close(self) -> None:
@@ -128,19 +145,26 @@ class RollupStage:
 
     async def prepare(self, partitions: Iterable[tuple[int, int]]) -> None:
         """Restore every (partition, generation) of the batch not restored for that generation."""
-        for partition, generation in set(partitions):
-            if self._generation.get(partition) != generation or not self.engine.loaded(partition):
-                started = time.monotonic()
-                records = await self.reader.read(self.state_topic, partition)
-                state = self.engine.load(partition, records)
-                self._generation[partition] = generation
-                log.info(
-                    "rollup state of partition %d restored: %d partials, offset %d, in %.2f s",
-                    partition,
-                    len(state.partials),
-                    state.offset,
-                    time.monotonic() - started,
-                )
+        stale = {
+            partition: generation
+            for partition, generation in set(partitions)
+            if self._generation.get(partition) != generation or not self.engine.loaded(partition)
+        }
+        if not stale:
+            return
+        started = time.monotonic()
+        # One pass for all of them: a worker given partitions gets them in one batch.
+        read = await self.reader.read_many(self.state_topic, stale)
+        for partition, generation in sorted(stale.items()):
+            state = self.engine.load(partition, read[partition])
+            self._generation[partition] = generation
+            log.info(
+                "rollup state of partition %d restored: %d partials, offset %d, in %.2f s",
+                partition,
+                len(state.partials),
+                state.offset,
+                time.monotonic() - started,
+            )
 
     def apply(self, partition: int, offset: int, event: dict[str, Any], received_ms: int) -> list[Verdict]:
         """Aggregate one enriched action; the verdicts say whether it was late or in the future."""
@@ -192,15 +216,22 @@ class RollupStage:
         for partition in self.merger.route_partitions() - owned:
             self.merger.drop(partition)
             self._merge_generation.pop(partition, None)
-        for event in events:
-            message = event.message
-            partition, generation = message.partition, message.generation_id
-            if self._merge_generation.get(partition) != generation:
+        stale = {
+            e.message.partition: e.message.generation_id
+            for e in events
+            if self._merge_generation.get(e.message.partition) != e.message.generation_id
+        }
+        if stale:
+            # Rebuild newly owned partitions from the partials topic, all in one pass. The
+            # batch's own records are offered again below: older partials change nothing.
+            read = await self.merge_reader.read_many(self.partials_topic, stale)
+            for partition, generation in stale.items():
                 self.merger.drop(partition)
-                for _key, value in await self.merge_reader.read(self.partials_topic, partition):
+                for _key, value in read[partition]:
                     self.merger.offer(value, partition)
                 self._merge_generation[partition] = generation
-            self.merger.offer(message.value, partition)
+        for event in events:
+            self.merger.offer(event.message.value, event.message.partition)
         self.counts["partials_in"] += len(events)
         upserts = self.merger.flush(now_ms())
         topics = {"facets": self.facets_topic, "rollups": self.rollups_topic}

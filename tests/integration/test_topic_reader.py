@@ -1,0 +1,59 @@
+"""The rollup stages' TopicReader against the real broker: many partitions in one pass."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from pipeline.rollups.stage import TopicReader
+from pipeline.settings import Settings
+from tests.chaos_helpers import delete_topics
+from tests.kafka_helpers import isolated_env, settings_from
+
+pytestmark = pytest.mark.kafka
+
+
+async def _scenario(settings: Settings) -> None:
+    topic = settings.topic("reader")
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    await producer.start()
+    reader = TopicReader(settings)
+    try:
+        # Partition 2 stays empty; 0, 1 and 3 get different numbers of records.
+        sent = {0: 5, 1: 300, 3: 1}
+        for partition, n in sent.items():
+            for i in range(n):
+                await producer.send(
+                    topic, f"v{partition}-{i}".encode(), key=f"k{i}".encode(), partition=partition
+                )
+        await producer.flush()
+        read = await reader.read_many(topic, [3, 0, 1, 2, 1])
+        assert sorted(read) == [0, 1, 2, 3]
+        for partition in range(4):
+            want = [(f"k{i}".encode(), f"v{partition}-{i}".encode()) for i in range(sent.get(partition, 0))]
+            assert read[partition] == want
+        # Records written after a read are not in it, and are in the next one (same consumer).
+        await producer.send_and_wait(topic, b"late", key=b"k", partition=0)
+        assert (await reader.read(topic, 0))[-1] == (b"k", b"late")
+        assert len(await reader.read(topic, 1)) == 300
+    finally:
+        await reader.close()
+        await producer.stop()
+
+
+def test_read_many_returns_each_partition_in_order(tmp_path: Path) -> None:
+    settings = settings_from(isolated_env(tmp_path))
+    try:
+        asyncio.run(_scenario(settings))
+    finally:
+        delete_topics(settings)
