@@ -294,6 +294,27 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
                     # not leave a timer that keeps failing.
                     await app.crash(exc)
 
+        raw_name = settings.topic(RAW)
+
+        async def partitions_moved(*_args: Any, **_kwargs: Any) -> None:
+            if stage is not None:
+                stage.rebalanced()
+
+        app.on_partitions_revoked.connect(partitions_moved)
+        app.on_partitions_assigned.connect(partitions_moved)
+
+        @app.timer(interval=max(1.0, settings.flush_interval))
+        async def advance_quiet_partitions() -> None:
+            """Let raw partitions without traffic stop holding windows open (rollup config ``idle``)."""
+            if stage is None or app.rebalancing:
+                return  # ownership is changing: only an owner may write a partition's changelog
+            owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == raw_name}
+            try:
+                async with flusher.lock:
+                    await stage.advance_idle(owned, now_ms())
+            except Exception as exc:
+                await app.crash(exc)
+
     if stage is not None:
         partials = app.topic(settings.topic(PARTIALS), key_serializer="raw", value_serializer="raw")
 

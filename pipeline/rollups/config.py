@@ -8,7 +8,7 @@ naming the rollup (index and name), the key and, for filters, the column::
     rollups[1] (x).aggregations[3]: unknown aggregation 'p42' (allowed: ...)
     facets[2]: bad path 'geo..country': empty segment
 
-Durations (``intervals``, ``grace``, ``retention``) are written ``30s``, ``5m``,
+Durations (``intervals``, ``grace``, ``retention``, ``idle``) are written ``30s``, ``5m``,
 ``1h``, ``1d`` (or a number of seconds) and stored in seconds.
 """
 
@@ -261,6 +261,14 @@ class RollupConfig(_Frozen):
     )
     retention_seconds: Annotated[int, BeforeValidator(_duration(365 * DAY))] = Field(
         2 * DAY, alias="retention", description="Windows that ended longer ago than this are evicted."
+    )
+    idle_seconds: Annotated[int, BeforeValidator(_duration(DAY))] = Field(
+        60,
+        alias="idle",
+        description=(
+            "A source partition without actions for this long (wall clock) moves its watermark to "
+            "the wall clock minus this, so that it no longer holds windows open; 0s turns this off."
+        ),
     )
 
     @field_validator("facets", "measures")

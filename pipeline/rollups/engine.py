@@ -355,6 +355,33 @@ class RollupEngine:
                 state.earliest_end = end
         return partial
 
+    def unflushed(self, partition: int) -> bool:
+        """True when the partition holds actions or partials that are not on its changelog yet."""
+        state = self.partitions.get(partition)
+        return state is not None and bool(
+            state.pending or state.dirty or state.evicted or state.seen > state.offset
+        )
+
+    def advance_idle(self, partition: int, watermark: int) -> tuple[bytes, bytes] | None:
+        """Move a quiet partition's watermark up to ``watermark``; the meta record to write, or None.
+
+        Only a partition whose state is all flushed moves (no queued, dirty or
+        evicted partials, nothing seen above the flushed offset): the meta record
+        then pairs the new watermark with an offset that covers everything, so a
+        replay after a crash classifies later actions against the same watermark.
+        A partition that never saw an action holds nothing back and stays as it is.
+        """
+        state = self.partitions.get(partition)
+        if (
+            state is None
+            or state.watermark is None
+            or watermark <= state.watermark
+            or self.unflushed(partition)
+        ):
+            return None
+        state.watermark = watermark
+        return META_KEY, orjson.dumps({"offset": state.offset, "watermark": watermark})
+
     # -- flush -----------------------------------------------------------------------
     def evict(self, partition: int) -> int:
         """Drop partials whose window ended more than the retention before the watermark."""

@@ -13,7 +13,9 @@ that owns a facet window sees all of its values and counts them exactly.
 
 A window is final once every source partition that has sent partials has
 passed the window end plus the grace period (their watermarks travel with the
-partials). Output records are upserts: the latest record per key is the truth.
+partials, and with watermark-only records when a quiet partition's watermark
+moves on the wall clock: see ``RollupStage.advance_idle``). Output records are
+upserts: the latest record per key is the truth.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from pipeline.rollups.aggregations import AggregationSet
 from pipeline.rollups.engine import FACET_PREFIX, LATE_SUFFIX
 from pipeline.rollups.partials import MergedRollup, Partial, RollupKey
 from pipeline.rollups.windows import SECOND_MS, WindowClock, is_final, parse_interval
+
+#: Key prefix of watermark-only records on the partials topic (never a valid RollupKey encoding).
+WATERMARK_KEY = b"__watermark__"
 
 
 def route(key: RollupKey, partitions: int) -> int:
@@ -57,6 +62,16 @@ def partial_record(
         encoded_key + b"@" + str(partition).encode(),
         b'{"partial":' + partial_bytes + b',"watermark":' + mark + b"}",
     )
+
+
+def watermark_record(source_partition: int, watermark: int) -> tuple[bytes, bytes]:
+    """Key and value of a watermark-only record: a quiet source partition's watermark moved.
+
+    Written to every partials partition, compacted per source partition, so
+    that every merger hears of it without a partial to carry it.
+    """
+    key = WATERMARK_KEY + b"@" + str(source_partition).encode()
+    return key, orjson.dumps({"partition": source_partition, "watermark": watermark})
 
 
 def tombstone_key(rollup_key: bytes, source_partition: int) -> bytes:
@@ -101,7 +116,10 @@ class Merger:
         if value is None:
             return
         data = orjson.loads(value)
-        partial = data["partial"]
+        partial = data.get("partial")
+        if partial is None:  # a watermark-only record (``watermark_record``)
+            self.clock.advance(int(data["partition"]), data["watermark"])
+            return
         if data["watermark"] is not None:
             self.clock.advance(int(partial["partition"]), data["watermark"])
         # ``RollupKey.encode`` is the compact JSON of this very dict (same field order).

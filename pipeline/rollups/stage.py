@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pipeline.consume import make_reader, topic_partitions
 from pipeline.rollups.config import RollupConfig
 from pipeline.rollups.engine import RollupEngine, Verdict
-from pipeline.rollups.merge import Merger, partial_record, route, tombstone_key
+from pipeline.rollups.merge import Merger, partial_record, route, tombstone_key, watermark_record
 from pipeline.rollups.records import RecordBatches
 from pipeline.settings import Settings
 from pipeline.topics import FACETS, LATE, PARTIALS, ROLLUPS, STATE
@@ -128,6 +128,11 @@ class RollupStage:
         self.facets_topic = settings.topic(FACETS)
         self.rollups_topic = settings.topic(ROLLUPS)
         self._generation: dict[int, int] = {}
+        #: Wall-clock ms of the last batch seen per raw partition (``advance_idle`` reads it).
+        self.active: dict[int, int] = {}
+        self.idle_ms = config.idle_seconds * 1000
+        #: Raw partitions whose state here was read from the changelog since the last rebalance.
+        self.current: set[int] = set()
         self._merge_generation: dict[int, int] = {}
         self.partials_partitions = settings.partitions
         #: Records read and written, for metrics (read by pipeline.metrics at scrape time).
@@ -145,9 +150,13 @@ class RollupStage:
 
     async def prepare(self, partitions: Iterable[tuple[int, int]]) -> None:
         """Restore every (partition, generation) of the batch not restored for that generation."""
+        partitions = set(partitions)
+        now = now_ms()
+        for partition, _generation in partitions:
+            self.active[partition] = now
         stale = {
             partition: generation
-            for partition, generation in set(partitions)
+            for partition, generation in partitions
             if self._generation.get(partition) != generation or not self.engine.loaded(partition)
         }
         if not stale:
@@ -158,6 +167,7 @@ class RollupStage:
         for partition, generation in sorted(stale.items()):
             state = self.engine.load(partition, read[partition])
             self._generation[partition] = generation
+            self.current.add(partition)
             log.info(
                 "rollup state of partition %d restored: %d partials, offset %d, in %.2f s",
                 partition,
@@ -205,6 +215,63 @@ class RollupStage:
         for partition, (key, value) in metas:
             records.add(self.state_topic, partition, key, value)
         await records.send_and_wait(self.producer)
+
+    async def advance_idle(self, owned: set[int], now: int) -> list[int]:
+        """Move the watermark of quiet raw partitions on the wall clock; the partitions moved.
+
+        A raw partition that has had no actions for ``idle`` (rollup config) would
+        hold every window open for good: the merge stage waits for all source
+        partitions to pass a window. Its watermark moves to ``now - idle`` instead,
+        in steps of at least a sixth of ``idle``, as a meta record on its changelog
+        first and then as a watermark-only record on every partials partition.
+        Actions that arrive there later are classified against it like any other:
+        older than a window that became final means late. Only partitions this
+        worker owns (``owned``, raw partition numbers) and has flushed move.
+        """
+        if self.idle_ms <= 0:
+            return []
+        # Owned partitions that had no batch since the last rebalance hold state that may be
+        # stale (another worker may have had them meanwhile) or none: read it from the changelog,
+        # unless actions of theirs wait for the next flush (that state must be flushed first).
+        unread = {p for p in owned - self.current if not self.engine.unflushed(p)}
+        if unread:
+            read = await self.reader.read_many(self.state_topic, unread)
+            for partition in sorted(unread):
+                self.engine.load(partition, read[partition])
+                self._generation.pop(partition, None)  # the next batch restores it again, as usual
+                self.active[partition] = now  # quiet from now on, as far as this worker knows
+                self.current.add(partition)
+        target = now - self.idle_ms
+        step = max(1000, self.idle_ms // 6)
+        metas = {}
+        for partition in sorted(owned & self.current):
+            watermark = self.engine.partitions[partition].watermark
+            if now - self.active.get(partition, now) < self.idle_ms or watermark is None:
+                continue
+            if target - watermark >= step and (meta := self.engine.advance_idle(partition, target)):
+                metas[partition] = meta
+        if not metas:
+            return []
+        records = RecordBatches()
+        for partition, (key, value) in metas.items():
+            records.add(self.state_topic, partition, key, value)
+        await records.send_and_wait(self.producer)
+        for partition in metas:
+            for routed in range(self.partials_partitions):
+                records.add(self.partials_topic, routed, *watermark_record(partition, target))
+        self.counts["partials"] += records.count
+        await records.send_and_wait(self.producer)
+        log.info(
+            "watermark of quiet partitions %s moved to %d (no actions for %d s)",
+            sorted(metas),
+            target,
+            self.idle_ms // 1000,
+        )
+        return sorted(metas)
+
+    def rebalanced(self) -> None:
+        """Partitions moved: no state here is known current until read again (see ``advance_idle``)."""
+        self.current.clear()
 
     # -- stage 2, the merge agent -------------------------------------------------------
     async def merge(self, events: list[Any]) -> None:

@@ -79,3 +79,53 @@ def test_late_and_future_actions(tmp_path: Path, test_mmdb: Path) -> None:
     assert len(bad) == 1
     row = orjson.loads(bad[0].value)
     assert row["kind"] == "schema" and row["errors"][0]["path"] == "$.date"
+
+
+def test_quiet_partitions_let_windows_become_final(tmp_path: Path, test_mmdb: Path) -> None:
+    """Traffic stops: the watermark still moves on the wall clock, every window turns final."""
+    config = tmp_path / "rollups.yaml"
+    config.write_text(
+        "rollups:\n"
+        "  - {name: n, group_by: [action.target.name], aggregations: [count], intervals: [10s]}\n"
+        "grace: 1s\nidle: 3s\n"
+    )
+    env = isolated_env(tmp_path, RUM_GEOIP_DATABASE=str(test_mmdb), RUM_ROLLUPS_CONFIG=str(config))
+    settings = settings_from(env)
+    subprocess.run([CLI, "topics", "create"], env=env, check=True, capture_output=True)
+    with run_worker(env, tmp_path / "worker.log") as worker:
+        now = int(time.time() * 1000)
+        # 240 actions over the last 20 s, on every partition (one session per action).
+        dates = [now - 20_000 + i * 83 for i in range(240)]
+        messages = [Message(f"s{i}".encode(), _checkout(date, i)) for i, date in enumerate(dates)]
+        asyncio.run(publish(settings, settings.topic(RAW), messages))
+        expected: dict[int, int] = {}
+        for date in dates:
+            expected[window_start(date, 10)] = expected.get(window_start(date, 10), 0) + 1
+
+        def windows() -> dict[int, dict[str, object]]:
+            return {
+                r["window_start"]: r
+                for r in latest_records(settings, settings.topic(ROLLUPS)).values()
+                if r["rollup"] == "n"
+            }
+
+        def not_final() -> list[str]:
+            rows = windows()
+            return [
+                f"window {start}: {rows.get(start)}"
+                for start, count in expected.items()
+                if start not in rows
+                or not rows[start]["final"]
+                or rows[start]["aggregations"]["count"] != count
+            ]
+
+        # Without the wall-clock advance the last window would stay open for good:
+        # no action ever arrives to move any partition's watermark past it.
+        assert wait_for(not_final, timeout=60, interval=1.0) == []
+        # An action for a final window, arriving afterwards, is late: routed, not counted in it.
+        first = min(expected)
+        asyncio.run(publish(settings, settings.topic(RAW), [Message(b"s0", _checkout(first + 1, 999))]))
+        routed = consume(settings, settings.topic(LATE), 1, timeout=60)
+        assert orjson.loads(routed[0].value)["reasons"][0]["window_start"] == first
+        assert windows()[first]["aggregations"]["count"] == expected[first]
+        assert worker.process.poll() is None, worker.tail()
