@@ -262,6 +262,22 @@ class _PipelineCollector(Collector):
                 "Actions read again after a crash or rebalance and skipped: already in the restored state.",
                 value=engine.get("replayed", 0),
             )
+            spill = stage.spill
+            entries = GaugeMetricFamily(
+                "rum_rollup_state_entries",
+                "Rollup state entries (partials, merged rollups) held in memory or spilled to RocksDB.",
+                labels=["where"],
+            )
+            in_memory = spill.in_memory()
+            entries.add_metric(["memory"], in_memory)
+            entries.add_metric(["spilled"], sum(len(m) for m in list(spill.maps)) - in_memory)
+            yield entries
+            moved = _counter(
+                "rum_rollup_state_spill", "Rollup state entries written to or read back from RocksDB.", ["op"]
+            )
+            for op, n in dict(spill.counts).items():
+                moved.add_metric([op], n)
+            yield moved
         yield events_in
         yield events_out
         if m.probe is not None:

@@ -85,6 +85,14 @@ class Settings(BaseSettings):
     flush_interval: float = Field(
         1.0, ge=0.05, le=60, description="Seconds between rollup state flushes (and upsert updates)."
     )
+    state_in_memory: int = Field(
+        1_000_000,
+        ge=0,
+        description=(
+            "Rollup state entries (partials and merged rollups) a worker keeps in memory; beyond that "
+            "the ones whose windows end first go to a RocksDB database in the data folder. 0: no limit."
+        ),
+    )
     rollups_config: Path | None = Field(
         None, description="YAML file declaring facets, measures and rollups. Default: config/rollups.yaml."
     )

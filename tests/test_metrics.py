@@ -94,7 +94,7 @@ def test_counters_follow_what_the_processor_did(settings: Settings, test_mmdb: P
     assert not any(name in ("rum_consumer_lag", "rum_ready") for name, _ in got)
 
 
-def test_rollup_stage_counters_are_exposed(settings: Settings) -> None:
+def test_rollup_stage_counters_are_exposed(settings: Settings, tmp_path: Path) -> None:
     stage = RollupStage(settings, load_rollup_config(default_config_path()), lambda: None, set)
     metrics = WorkerMetrics(settings, process_metrics=False)
     metrics.bind(Processor(settings), stage)
@@ -111,6 +111,17 @@ def test_rollup_stage_counters_are_exposed(settings: Settings) -> None:
     assert got[("rum_rollup_missed_windows_total", (("reason", "late"),))] == 4
     assert got[("rum_rollup_missed_windows_total", (("reason", "future"),))] == 1
     assert got[("rum_rollup_replayed_total", ())] == 6
+    stage.spill.folder = tmp_path / "spill" / "pid-1"
+    partials = stage.spill.new_map(str.encode, str.encode, bytes.decode, len)
+    for key in ("a", "bb", "ccc"):
+        partials[key] = key
+    stage.spill.capacity = 2
+    assert stage.spill.balance() == 2
+    got = scrape(metrics)
+    assert got[("rum_rollup_state_entries", (("where", "memory"),))] == 1
+    assert got[("rum_rollup_state_entries", (("where", "spilled"),))] == 2
+    assert got[("rum_rollup_state_spill_total", (("op", "spilled"),))] == 2
+    stage.spill.close()
 
 
 def test_batch_histogram_counts_batches(settings: Settings) -> None:

@@ -44,6 +44,7 @@ from pipeline.rollups.aggregations import AggregationSet
 from pipeline.rollups.batch import merged_indexes, rollup_slots, scalar, window_unit
 from pipeline.rollups.config import RollupConfig
 from pipeline.rollups.partials import Partial, RollupKey
+from pipeline.rollups.spill import Spill
 from pipeline.rollups.windows import (
     FUTURE_TOLERANCE_MS,
     SECOND_MS,
@@ -137,6 +138,15 @@ def compile_rollups(config: RollupConfig) -> list[CompiledRollup]:
     return compiled
 
 
+def _encode_slot(slot: SlotKey) -> bytes:
+    return orjson.dumps(slot)
+
+
+def _slot_end(slot: SlotKey) -> int:
+    """The window end (ms) of a slot: partials of windows that end first spill first."""
+    return slot[2] + slot[1] * SECOND_MS
+
+
 def _slot(key: RollupKey) -> SlotKey:
     return (key.rollup, parse_interval(key.interval), key.window_start, key.group)
 
@@ -153,7 +163,8 @@ class PartitionState:
     """Rollup state of one raw partition, as restored from and flushed to the changelog."""
 
     partition: int
-    partials: dict[SlotKey, Partial] = field(default_factory=dict)
+    #: A SpillMap made by the engine: the coldest partials may live in the spill database.
+    partials: Any = field(default_factory=dict)
     #: Largest accepted event time (ms); None before the first event.
     watermark: int | None = None
     #: Every event at or below this raw offset is in the flushed state.
@@ -183,8 +194,10 @@ class Verdict:
 class RollupEngine:
     """Stage-1 aggregation for the raw partitions one worker owns."""
 
-    def __init__(self, config: RollupConfig) -> None:
+    def __init__(self, config: RollupConfig, spill: Spill | None = None) -> None:
         self.config = config
+        #: Where partials go when more than its capacity are in memory (capacity 0: never).
+        self.spill = spill if spill is not None else Spill(None, 0)
         self.rollups = compile_rollups(config)
         self.intervals = sorted({i for rollup in self.rollups for i in rollup.intervals})
         self.units = {rollup.name: window_unit(list(rollup.intervals)) for rollup in self.rollups}
@@ -200,26 +213,33 @@ class RollupEngine:
 
     def load(self, partition: int, records: Iterable[tuple[bytes, bytes | None]]) -> PartitionState:
         """Restore a partition from its changelog records (oldest first; None = tombstone)."""
-        state = PartitionState(partition)
+        old = self.partitions.get(partition)
+        if old is not None:
+            self.spill.forget(old.partials)
+        partials = self.spill.new_map(_encode_slot, Partial.to_bytes, Partial.from_bytes, _slot_end)
+        state = PartitionState(partition, partials)
         for key, value in records:
             if key == META_KEY:
                 if value is not None:
                     meta = orjson.loads(value)
                     state.watermark, state.offset = meta["watermark"], meta["offset"]
             elif value is None:
-                state.partials.pop(_slot(RollupKey.from_dict(orjson.loads(key))), None)
+                partials.discard(_slot(RollupKey.from_dict(orjson.loads(key))))
             else:
                 partial = Partial.from_bytes(value)
-                state.partials[_slot(partial.key)] = partial
+                partials[_slot(partial.key)] = partial
         state.seen = state.offset
-        state.replay_until = max((p.last_offset for p in state.partials.values()), default=-1)
-        state.earliest_end = min((s[2] + s[1] * SECOND_MS for s in state.partials), default=None)
+        state.replay_until = max((p.last_offset for p in partials.hot.values()), default=-1)
+        state.earliest_end = min((_slot_end(s) for s in partials), default=None)
         self.partitions[partition] = state
+        self.spill.balance()
         return state
 
     def drop(self, partition: int) -> None:
         """Forget a partition this worker no longer owns (its changelog has everything)."""
-        self.partitions.pop(partition, None)
+        state = self.partitions.pop(partition, None)
+        if state is not None:
+            self.spill.forget(state.partials)
 
     # -- hot path ------------------------------------------------------------------
     def apply(self, partition: int, offset: int, event: dict[str, Any], receive_ms: int) -> list[Verdict]:

@@ -29,6 +29,7 @@ import orjson
 from pipeline.rollups.aggregations import AggregationSet
 from pipeline.rollups.engine import FACET_PREFIX, LATE_SUFFIX
 from pipeline.rollups.partials import MergedRollup, Partial, RollupKey
+from pipeline.rollups.spill import Spill
 from pipeline.rollups.windows import SECOND_MS, WindowClock, is_final, parse_interval
 
 #: Key prefix of watermark-only records on the partials topic (never a valid RollupKey encoding).
@@ -91,10 +92,12 @@ class Upsert:
 class Merger:
     """Merged rollups for the partials-topic partitions one worker owns."""
 
-    def __init__(self, grace_seconds: int, retention_seconds: int) -> None:
+    def __init__(self, grace_seconds: int, retention_seconds: int, spill: Spill | None = None) -> None:
         self.grace_ms = grace_seconds * SECOND_MS
         self.retention_ms = retention_seconds * SECOND_MS
-        self.merged: dict[bytes, MergedRollup] = {}
+        #: Merged rollups by encoded key; the coldest may live in the spill database.
+        self.spill = spill if spill is not None else Spill(None, 0)
+        self.merged = self.spill.new_map(_same, _dump_merged, _load_merged, self._end)
         self.routes: dict[bytes, int] = {}
         self.clock = WindowClock()
         self.dirty: set[bytes] = set()
@@ -148,14 +151,19 @@ class Merger:
         for key in gone:
             self._forget(key)
 
+    def _end(self, key: bytes) -> int:
+        return self.ends[key]
+
     def _forget(self, key: bytes) -> None:
-        merged = self.merged.pop(key, None)
+        known = key in self.merged
+        self.merged.discard(key)
         self.routes.pop(key, None)
         self.ends.pop(key, None)
         self.dirty.discard(key)
         self.final.discard(key)
-        if merged is not None and is_facet(merged.key.rollup):
-            window = _window(merged.key)
+        rollup_key = RollupKey.from_dict(orjson.loads(key)) if known else None
+        if rollup_key is not None and is_facet(rollup_key.rollup):
+            window = _window(rollup_key)
             keys = self.facet_windows.get(window)
             if keys is not None:
                 keys.discard(key)
@@ -217,6 +225,18 @@ class Merger:
             }
             out.append(Upsert("facets", orjson.dumps([facet, None, interval, start]), record))
         return out
+
+
+def _same(key: bytes) -> bytes:
+    return key
+
+
+def _dump_merged(merged: MergedRollup) -> bytes:
+    return orjson.dumps(merged.to_dict())
+
+
+def _load_merged(raw: bytes) -> MergedRollup:
+    return MergedRollup.from_dict(orjson.loads(raw))
 
 
 def _window(key: RollupKey) -> tuple[str, str, int]:

@@ -34,6 +34,7 @@ from pipeline.rollups.config import RollupConfig
 from pipeline.rollups.engine import RollupEngine, Verdict
 from pipeline.rollups.merge import Merger, partial_record, route, tombstone_key, watermark_record
 from pipeline.rollups.records import RecordBatches
+from pipeline.rollups.spill import Spill, spill_folder
 from pipeline.settings import Settings
 from pipeline.topics import FACETS, LATE, PARTIALS, ROLLUPS, STATE
 
@@ -117,8 +118,9 @@ class RollupStage:
         self.settings = settings
         self._producer = producer
         self._owned_partials = owned_partials
-        self.engine = RollupEngine(config)
-        self.merger = Merger(config.grace_seconds, config.retention_seconds)
+        self.spill = Spill(spill_folder(settings.data_dir), settings.state_in_memory)
+        self.engine = RollupEngine(config, self.spill)
+        self.merger = Merger(config.grace_seconds, config.retention_seconds, self.spill)
         # One reader per stage: the enrich and merge agents restore concurrently.
         self.reader = TopicReader(settings)
         self.merge_reader = TopicReader(settings)
@@ -215,6 +217,7 @@ class RollupStage:
         for partition, (key, value) in metas:
             records.add(self.state_topic, partition, key, value)
         await records.send_and_wait(self.producer)
+        self.spill.balance()
 
     async def advance_idle(self, owned: set[int], now: int) -> list[int]:
         """Move the watermark of quiet raw partitions on the wall clock; the partitions moved.
@@ -309,8 +312,10 @@ class RollupStage:
         await asyncio.gather(*sent)
         for u in upserts:
             self.counts[u.topic] += 1
+        self.spill.balance()
 
     async def close(self) -> None:
-        """Release the readers."""
+        """Release the readers and the spill database."""
         await self.reader.close()
         await self.merge_reader.close()
+        self.spill.close()

@@ -23,8 +23,10 @@ from tests.kafka_helpers import CLI, isolated_env, run_worker
 pytestmark = pytest.mark.kafka
 
 
-def test_rollups_and_facets_equal_ground_truth(tmp_path: Path, test_mmdb: Path) -> None:
-    env = isolated_env(tmp_path, RUM_GEOIP_DATABASE=str(test_mmdb))
+@pytest.mark.parametrize("in_memory", ["0", "300"])
+def test_rollups_and_facets_equal_ground_truth(tmp_path: Path, test_mmdb: Path, in_memory: str) -> None:
+    """One worker; with 300, most of its state lives in the RocksDB spill database."""
+    env = isolated_env(tmp_path, RUM_GEOIP_DATABASE=str(test_mmdb), RUM_STATE_IN_MEMORY=in_memory)
     subprocess.run([CLI, "topics", "create"], env=env, check=True, capture_output=True)
     payloads = produce(env, 5000, seed=21)
     with run_worker(env, tmp_path / "worker.log") as worker:
@@ -32,6 +34,8 @@ def test_rollups_and_facets_equal_ground_truth(tmp_path: Path, test_mmdb: Path) 
             check_rollups(env, payloads, timeout=120)
         finally:
             assert worker.process.poll() is None, worker.tail()
+    spilled = "rollup state spills to" in (tmp_path / "worker.log").read_text()
+    assert spilled == (in_memory == "300")
 
 
 CRASH_ACTIONS = int(os.environ.get("RUM_TEST_CRASH_ACTIONS", "60000"))
@@ -43,6 +47,9 @@ def test_kill_9_three_times_stays_exact(tmp_path: Path, test_mmdb: Path) -> None
     subprocess.run([CLI, "topics", "create"], env=env, check=True, capture_output=True)
     rng = random.Random(5)
     envs = [{**env, "RUM_DATA_DIR": str(tmp_path / f"w{i}")} for i in range(2)]
+    # The killed worker keeps little state in memory: the rest is in its spill database,
+    # which a SIGKILL leaves behind for the next start to remove.
+    envs[1]["RUM_STATE_IN_MEMORY"] = "300"
     with run_worker(envs[0], tmp_path / "w0.log") as steady:
         victim = start_worker(envs[1], tmp_path / "w1-0.log")
         producer, produced = background_producer(env, CRASH_ACTIONS, 33, rate=2000)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -13,6 +14,7 @@ import pytest
 from pipeline.rollups.config import parse_rollup_config
 from pipeline.rollups.engine import META_KEY, RollupEngine
 from pipeline.rollups.merge import Merger, partial_message, route
+from pipeline.rollups.spill import Spill
 
 HOUR = 3_600_000
 T0 = 1_764_331_200_000  # 2025-11-28T12:00:00Z, aligned to the hour and the day
@@ -71,11 +73,16 @@ class FakeKafka:
             self.changelog[partition].append(meta)
 
 
-def run(events_by_partition: dict[int, list[dict[str, Any]]], crash_seed: int | None) -> Merger:
-    """Process every partition in batches of 7; with a seed, crash and replay at random points."""
+def run(
+    events_by_partition: dict[int, list[dict[str, Any]]], crash_seed: int | None, spill: Spill | None = None
+) -> Merger:
+    """Process every partition in batches of 7; with a seed, crash and replay at random points.
+
+    With ``spill``, state beyond its capacity goes to RocksDB after every flush, as in a worker.
+    """
     rng = random.Random(crash_seed)
     kafka = FakeKafka()
-    engine = RollupEngine(CONFIG)
+    engine = RollupEngine(CONFIG, spill)
     for partition, events in events_by_partition.items():
         engine.load(partition, [])
         committed = 0  # next offset to read after a restart
@@ -95,14 +102,19 @@ def run(events_by_partition: dict[int, list[dict[str, Any]]], crash_seed: int | 
                 offset = committed
                 continue
             kafka.write(engine, partition)
+            if spill is not None:
+                spill.balance()
             offset += len(batch)
             if rng.random() < 0.5:
                 committed = offset
-    merger = Merger(CONFIG.grace_seconds, CONFIG.retention_seconds)
+    merger = Merger(CONFIG.grace_seconds, CONFIG.retention_seconds, spill)
     shuffled = list(kafka.partials)
     random.Random(crash_seed).shuffle(shuffled)
-    for value in shuffled:
+    for n, value in enumerate(shuffled):
         merger.offer(value, 0)
+        if spill is not None and n % 50 == 0:
+            merger.flush(now_ms=0)
+            spill.balance()
     return merger
 
 
@@ -119,7 +131,27 @@ def ground_truth(events: list[dict[str, Any]]) -> dict[tuple[int, Any], list[flo
 def test_rollups_are_exact_through_crashes_and_duplicates(crash_seed: int | None) -> None:
     events = make_events(3000, seed=7)
     by_partition = {p: events[p::3] for p in range(3)}
-    merger = run(by_partition, crash_seed)
+    assert_exact(run(by_partition, crash_seed), events)
+
+
+@pytest.mark.parametrize("crash_seed", [None, 3])
+def test_rollups_stay_exact_with_most_state_spilled_to_rocksdb(
+    tmp_path: Path, crash_seed: int | None
+) -> None:
+    events = make_events(3000, seed=7)
+    spill = Spill(tmp_path / "spill", capacity=10)
+    try:
+        merger = run({p: events[p::3] for p in range(3)}, crash_seed, spill)
+        assert_exact(merger, events)
+        assert spill.counts["spilled"] > 100 and spill.counts["unspilled"] > 100
+    finally:
+        spill.close()
+    assert not (tmp_path / "spill").exists()
+
+
+def assert_exact(merger: Merger, events: list[dict[str, Any]]) -> None:
+    """Every cart rollup of the merger equals ground truth over ``events``."""
+    merger.dirty.update(merger.merged)  # everything, not only what changed since the last flush
     upserts = {
         (u.value["window_start"], u.value["group"].get("geo.country")): u.value
         for u in merger.flush(now_ms=0)
