@@ -22,7 +22,9 @@ committed offset. Events at or below ``meta.offset`` are skipped whole (their
 partials and late counts were flushed before the meta record); later events
 are skipped key by key by ``Partial.apply``. Since the watermark is restored
 from the same meta record, replayed events are classified (on time, late)
-exactly as the first time.
+exactly as the first time. Partials after the last meta record come from a
+flush that may have been cut short before they reached the partials topic:
+a restore marks them dirty, so that they are sent again.
 
 Facets are internal rollups: ``facet:<path>`` counts each value (list
 attributes count each element) per hour and per day. The merge stage, which
@@ -218,16 +220,25 @@ class RollupEngine:
             self.spill.forget(old.partials)
         partials = self.spill.new_map(_encode_slot, Partial.to_bytes, Partial.from_bytes, _slot_end)
         state = PartitionState(partition, partials)
+        # Partials written after the last meta record belong to a flush that may not have
+        # completed: their copy on the partials topic may be missing. They are sent again.
+        unconfirmed: set[SlotKey] = set()
         for key, value in records:
             if key == META_KEY:
                 if value is not None:
                     meta = orjson.loads(value)
                     state.watermark, state.offset = meta["watermark"], meta["offset"]
+                    unconfirmed.clear()
             elif value is None:
-                partials.discard(_slot(RollupKey.from_dict(orjson.loads(key))))
+                slot = _slot(RollupKey.from_dict(orjson.loads(key)))
+                partials.discard(slot)
+                unconfirmed.discard(slot)
             else:
                 partial = Partial.from_bytes(value)
-                partials[_slot(partial.key)] = partial
+                slot = _slot(partial.key)
+                partials[slot] = partial
+                unconfirmed.add(slot)
+        state.dirty = unconfirmed
         state.seen = state.offset
         state.replay_until = max((p.last_offset for p in partials.hot.values()), default=-1)
         state.earliest_end = min((_slot_end(s) for s in partials), default=None)

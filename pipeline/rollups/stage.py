@@ -244,6 +244,8 @@ class RollupStage:
                 self._generation.pop(partition, None)  # the next batch restores it again, as usual
                 self.active[partition] = now  # quiet from now on, as far as this worker knows
                 self.current.add(partition)
+            # A flush cut short by a crash left partials to send again (``RollupEngine.load``).
+            await self.flush([p for p in sorted(unread) if self.engine.unflushed(p)])
         target = now - self.idle_ms
         step = max(1000, self.idle_ms // 6)
         metas = {}

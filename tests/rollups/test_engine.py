@@ -285,3 +285,36 @@ def test_a_merger_forgets_the_partitions_it_gave_away() -> None:
     upserts = merger.flush(now_ms=0)
     assert upserts and {u.topic for u in upserts} == {"facets"}
     assert all(u.value["final"] for u in upserts)
+
+
+def test_partials_of_a_flush_cut_short_are_sent_again_after_a_restore() -> None:
+    """Killed between the changelog write and the partials-topic write: the restore resends."""
+    engine = RollupEngine(CONFIG)
+    engine.load(0, [])
+    checkout = {"action": {"target": {"name": "checkout"}}, "context": {"value": 5.0}}
+    engine.apply(0, 0, {**checkout, "date": T0}, receive_ms=T0)
+    kafka = FakeKafka()
+    kafka.write(engine, 0)  # a complete flush: partials, then the meta record
+    engine.apply(0, 1, {**checkout, "date": T0 + 1}, receive_ms=T0)
+    engine.apply(0, 2, {**checkout, "date": T0 + HOUR}, receive_ms=T0)
+    changes, _meta = engine.flush(0)
+    # Only the changelog got this flush's partials: no partials-topic copy, no meta record.
+    kafka.changelog[0].extend((p.key.encode(), p.to_bytes()) for p, _ in changes)
+
+    restored = RollupEngine(CONFIG)
+    restored.load(0, kafka.changelog[0])
+    assert restored.unflushed(0)
+    # The raw partition is replayed from the last meta offset: both actions are in the partials.
+    for offset, date in ((1, T0 + 1), (2, T0 + HOUR)):
+        restored.apply(0, offset, {**checkout, "date": date}, receive_ms=T0)
+    kafka.write(restored, 0)
+    assert not restored.unflushed(0)
+    merger = Merger(CONFIG.grace_seconds, CONFIG.retention_seconds)
+    for value in kafka.partials:
+        merger.offer(value, 0)
+    counts = {
+        u.value["window_start"]: u.value["aggregations"]["count"]
+        for u in merger.flush(now_ms=0)
+        if u.topic == "rollups" and u.value["rollup"] == "cart"
+    }
+    assert counts == {T0: 2, T0 + HOUR: 1}
