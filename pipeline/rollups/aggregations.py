@@ -31,6 +31,8 @@ from typing import Any, ClassVar
 
 import orjson
 
+from pipeline.query.paths import compile_values
+from pipeline.rollups.batch import PLAIN, scalar
 from pipeline.rollups.sketches import CardinalitySketch, QuantileSketch, canonical_item
 
 State = dict[str, Any]
@@ -282,7 +284,62 @@ class Cardinality(Aggregation):
         return CardinalitySketch.from_base64(data)
 
 
+class ValueCounts(Aggregation):
+    """How many events carry each distinct value of an attribute (the facet index's windows).
+
+    An event counts once per distinct value it carries (a list attribute: each
+    element); an event without the attribute counts nowhere. Values are JSON
+    scalars, anything else is counted by its JSON text. The state is a dict
+    value -> count; its result is the number of distinct values. Internal: the
+    rollup config does not offer it.
+    """
+
+    uses_measure = False
+
+    def __init__(self, name: str, attr: str) -> None:
+        super().__init__(name)
+        self.attr = attr
+        self.slot = "values"
+        self.values = compile_values(attr)
+
+    def initialize(self) -> dict[Any, int]:
+        return {}
+
+    def count_event(self, state: dict[Any, int], event: dict[str, Any]) -> None:
+        """Count the distinct values ``event`` carries."""
+        found = self.values(event)
+        if len(found) == 1:
+            value = found[0]
+            if value.__class__ not in PLAIN:
+                value = scalar(value)
+            state[value] = state.get(value, 0) + 1
+            return
+        for value in dict.fromkeys(map(scalar, found)):
+            state[value] = state.get(value, 0) + 1
+
+    def merge(self, a: dict[Any, int], b: dict[Any, int]) -> dict[Any, int]:
+        for value, count in b.items():
+            a[value] = a.get(value, 0) + count
+        return a
+
+    def merge_all(self, states: list[dict[Any, int]]) -> dict[Any, int]:
+        merged: dict[Any, int] = {}
+        for state in states:
+            self.merge(merged, state)
+        return merged
+
+    def result(self, state: dict[Any, int]) -> int:
+        return len(state)
+
+    def dump(self, state: dict[Any, int]) -> list[list[Any]]:
+        return [[value, count] for value, count in state.items()]
+
+    def load(self, data: Any) -> dict[Any, int]:
+        return {value: int(count) for value, count in data}
+
+
 _PERCENTILE = re.compile(r"p(\d{1,3}(?:\.\d+)?)")
+_VALUES = re.compile(r"values\((.+)\)")
 _CARDINALITY = re.compile(r"cardinality\(@?([A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)*)\)")
 _SIMPLE: dict[str, type[Aggregation]] = {"count": Count, "sum": Sum, "avg": Avg, "min": Min, "max": Max}
 
@@ -297,6 +354,8 @@ def parse_aggregation(name: str) -> Aggregation:
             return Percentile(name, q / 100)
     elif match := _CARDINALITY.fullmatch(name):
         return Cardinality(name, match.group(1))
+    elif match := _VALUES.fullmatch(name):
+        return ValueCounts(name, match.group(1))
     raise ValueError(
         f"unknown aggregation {name!r}; expected count, sum, avg, min, max, "
         "pNN (0 <= NN <= 100, e.g. p50, p99, p99.9) or cardinality(attribute.path)"
@@ -322,6 +381,7 @@ class AggregationSet:
         self._owners = owners
         self._measure = [(slot, agg) for slot, agg in owners.items() if agg.uses_measure]
         self._cardinality = [(slot, agg) for slot, agg in owners.items() if isinstance(agg, Cardinality)]
+        self._value_counts = [(slot, agg) for slot, agg in owners.items() if isinstance(agg, ValueCounts)]
         self._percentiles = [agg for agg in self.aggregations if isinstance(agg, Percentile)]
         self._percentile_names = [agg.name for agg in self._percentiles]
         self._percentile_qs = [agg.q for agg in self._percentiles]
@@ -351,6 +411,8 @@ class AggregationSet:
             sketch = state[slot]
             for item in iter_path(event, card.parts):
                 sketch.add(item)
+        for slot, counter in self._value_counts:
+            counter.count_event(state[slot], event)
         return state
 
     def add_many(
@@ -385,6 +447,10 @@ class AggregationSet:
                         items[key] = found
                 distinct.update(found)
             state[slot].add_items(distinct)
+        for slot, counter in self._value_counts:
+            counts = state[slot]
+            for event in events:
+                counter.count_event(counts, event)
         return state
 
     def merge_all(self, states: Sequence[State]) -> State:

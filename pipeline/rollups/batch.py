@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from pipeline.rollups.engine import CompiledRollup, SlotKey
 
 #: Group values used as they are (anything else goes through ``scalar``).
-_PLAIN = frozenset({str, int, float, bool, type(None)})
+PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
 def scalar(value: Any) -> Any:
@@ -74,7 +74,7 @@ def rollup_slots(
         found = single[1](event)
         if len(found) == 1:
             value = found[0]
-            if value.__class__ not in _PLAIN:
+            if value.__class__ not in PLAIN:
                 value = scalar(value)
             bucket = coarse.get((window, value))
             if bucket is None:
@@ -83,7 +83,7 @@ def rollup_slots(
                 bucket.append(index)
             continue
         values = list(dict.fromkeys(map(scalar, found)))
-        if not values and not rollup.skip_missing:
+        if not values:
             values = [None]
         for value in values:
             _append(coarse, (window, value), index)

@@ -26,9 +26,10 @@ exactly as the first time. Partials after the last meta record come from a
 flush that may have been cut short before they reached the partials topic:
 a restore marks them dirty, so that they are sent again.
 
-Facets are internal rollups: ``facet:<path>`` counts each value (list
-attributes count each element) per hour and per day. The merge stage, which
-sees every value of a facet window, also counts the distinct values exactly.
+Facets are internal rollups: ``facet:<path>`` has one partial per window (per
+hour and per day) that counts each value (list attributes count each
+element; see ``aggregations.ValueCounts``). The merge stage turns the merged
+counts into one facet-index record per value, and counts the distinct values.
 """
 
 from __future__ import annotations
@@ -79,9 +80,6 @@ class CompiledRollup:
     groups: tuple[tuple[str, Callable[[Any], list[Any]]], ...]
     intervals: tuple[int, ...]
     aggregations: AggregationSet
-    #: Facets count values: an event without the attribute has none to count.
-    #: Rollups group it under a null value instead, so that it is not lost.
-    skip_missing: bool = False
     #: True when the filter selects every event (no need to evaluate it).
     always: bool = False
 
@@ -97,7 +95,8 @@ class CompiledRollup:
             groups: list[tuple[tuple[str, Any], ...]] = [
                 ((path, v),) for v in dict.fromkeys(map(scalar, found))
             ]
-            return groups if groups or self.skip_missing else [((path, None),)]
+            # An event without the attribute is grouped under a null value, so that it is not lost.
+            return groups or [((path, None),)]
         choices = []
         for path, values in self.groups:
             found = values(event)
@@ -126,14 +125,15 @@ def compile_rollups(config: RollupConfig) -> list[CompiledRollup]:
     intervals = DEFAULT_FACET_INTERVALS
     for facet in config.facets:
         compiled.append(
+            # One partial per facet window holds the count of every value: one record per
+            # window and flush instead of one per value (most of the partials otherwise).
             CompiledRollup(
                 name=FACET_PREFIX + facet.path,
                 matches=_always,
                 measure=None,
-                groups=((facet.path, compile_values(facet.path)),),
+                groups=(),
                 intervals=intervals,
-                aggregations=AggregationSet.of(("count",)),
-                skip_missing=True,
+                aggregations=AggregationSet.of(("count", f"values({facet.path})")),
                 always=True,
             )
         )

@@ -8,8 +8,11 @@ The internal topic is compacted on (rollup key, source partition): reading a
 partition of it from the beginning rebuilds the merger's state after a
 restart or a rebalance, with no state of its own to lose.
 
-Keys are routed by rollup, interval and window (not by group), so the merger
-that owns a facet window sees all of its values and counts them exactly.
+Keys are routed by rollup, interval and window (not by group). A facet window
+is one key: its partials carry the count of every value (one record per
+window and flush rather than one per value), and the merger writes a record
+for each value whose merged count changed, plus the window's distinct-value
+count.
 
 A window is final once every source partition that has sent partials has
 passed the window end plus the grace period (their watermarks travel with the
@@ -30,7 +33,7 @@ from pipeline.rollups.aggregations import AggregationSet
 from pipeline.rollups.engine import FACET_PREFIX, LATE_SUFFIX
 from pipeline.rollups.partials import MergedRollup, Partial, RollupKey
 from pipeline.rollups.spill import Spill
-from pipeline.rollups.windows import SECOND_MS, WindowClock, is_final, parse_interval
+from pipeline.rollups.windows import SECOND_MS, WindowClock, is_final
 
 #: Key prefix of watermark-only records on the partials topic (never a valid RollupKey encoding).
 WATERMARK_KEY = b"__watermark__"
@@ -104,8 +107,8 @@ class Merger:
         self.final: set[bytes] = set()
         #: Window end (ms) of every merged key, read without parsing the interval again.
         self.ends: dict[bytes, int] = {}
-        #: Keys of each facet window, to count its distinct values without a scan.
-        self.facet_windows: dict[tuple[str, str, int], set[bytes]] = {}
+        #: Per facet window: the value counts last written, so that only changed values are.
+        self.emitted: dict[bytes, dict[Any, int]] = {}
         #: The low watermark at the last flush: finality and eviction only move when it does.
         self._low: int | None = None
 
@@ -135,8 +138,6 @@ class Merger:
             )
             self.routes[encoded] = route_partition
             self.ends[encoded] = key.window_end
-            if is_facet(key.rollup):
-                self.facet_windows.setdefault(_window(key), set()).add(encoded)
         if merged.offer_dict(partial):
             self.dirty.add(encoded)
             self.final.discard(encoded)
@@ -155,20 +156,12 @@ class Merger:
         return self.ends[key]
 
     def _forget(self, key: bytes) -> None:
-        known = key in self.merged
         self.merged.discard(key)
         self.routes.pop(key, None)
         self.ends.pop(key, None)
         self.dirty.discard(key)
         self.final.discard(key)
-        rollup_key = RollupKey.from_dict(orjson.loads(key)) if known else None
-        if rollup_key is not None and is_facet(rollup_key.rollup):
-            window = _window(rollup_key)
-            keys = self.facet_windows.get(window)
-            if keys is not None:
-                keys.discard(key)
-                if not keys:
-                    del self.facet_windows[window]
+        self.emitted.pop(key, None)
 
     def low_watermark(self) -> int | None:
         """The smallest watermark of the source partitions heard from."""
@@ -183,19 +176,18 @@ class Merger:
             for key, end in self.ends.items():
                 if key not in self.final and key not in self.dirty and is_final(end, low, self.grace_ms):
                     self.dirty.add(key)
-        out = []
-        facet_windows: set[tuple[str, str, int]] = set()
+        out: list[Upsert] = []
         for key in sorted(self.dirty):
             merged = self.merged[key]
             final = is_final(self.ends[key], low, self.grace_ms)
+            turned_final = final and key not in self.final
             if final:
                 self.final.add(key)
-            out.append(to_upsert(merged, final, now_ms))
             if is_facet(merged.key.rollup):
-                facet_windows.add(_window(merged.key))
+                out.extend(self._facet_upserts(key, merged, final, turned_final, now_ms))
+            else:
+                out.append(to_upsert(merged, final, now_ms))
         self.dirty.clear()
-        if facet_windows:
-            out.extend(self._facet_summaries(facet_windows, low, now_ms))
         if low is not None and low != self._low:
             horizon = low - self.retention_ms
             for key in [k for k, end in self.ends.items() if end < horizon]:
@@ -203,27 +195,47 @@ class Merger:
         self._low = low
         return out
 
-    def _facet_summaries(
-        self, windows: set[tuple[str, str, int]], low: int | None, now_ms: int
+    def _facet_upserts(
+        self, key: bytes, merged: MergedRollup, final: bool, turned_final: bool, now_ms: int
     ) -> list[Upsert]:
-        """The distinct-value count of each facet window that changed."""
-        out = []
-        for rollup, interval, start in sorted(windows):
-            keys = self.facet_windows.get((rollup, interval, start), set())
-            end = start + parse_interval(interval) * SECOND_MS
-            facet = rollup[len(FACET_PREFIX) :]
-            final = is_final(end, low, self.grace_ms)
-            record = {
-                "kind": "facet",
-                "facet": facet,
-                "interval": interval,
-                "window_start": start,
-                "window_end": end,
-                "unique_values": len(keys),
-                "final": final,
-                "updated_at": now_ms,
-            }
-            out.append(Upsert("facets", orjson.dumps([facet, None, interval, start]), record))
+        """One record per value whose count changed (every value once the window turns final),
+        and the window's distinct-value count."""
+        window: RollupKey = merged.key
+        facet = window.rollup[len(FACET_PREFIX) :]
+        counts: dict[Any, int] = merged.state()["values"]
+        before = self.emitted.get(key, {})
+        interval, start, end = window.interval, window.window_start, window.window_end
+        out = [
+            Upsert(
+                "facets",
+                orjson.dumps([facet, value, interval, start]),
+                {
+                    "kind": "value",
+                    "facet": facet,
+                    "value": value,
+                    "interval": interval,
+                    "window_start": start,
+                    "window_end": end,
+                    "count": count,
+                    "final": final,
+                    "updated_at": now_ms,
+                },
+            )
+            for value, count in counts.items()
+            if turned_final or before.get(value) != count
+        ]
+        self.emitted[key] = dict(counts)
+        summary = {
+            "kind": "facet",
+            "facet": facet,
+            "interval": interval,
+            "window_start": start,
+            "window_end": end,
+            "unique_values": len(counts),
+            "final": final,
+            "updated_at": now_ms,
+        }
+        out.append(Upsert("facets", orjson.dumps([facet, None, interval, start]), summary))
         return out
 
 
@@ -239,32 +251,11 @@ def _load_merged(raw: bytes) -> MergedRollup:
     return MergedRollup.from_dict(orjson.loads(raw))
 
 
-def _window(key: RollupKey) -> tuple[str, str, int]:
-    return (key.rollup, key.interval, key.window_start)
-
-
 def is_facet(rollup: str) -> bool:
     """True for the internal rollups of the facet index (their late counts are plain rollups)."""
     return rollup.startswith(FACET_PREFIX) and not rollup.endswith(LATE_SUFFIX)
 
 
 def to_upsert(merged: MergedRollup, final: bool, now_ms: int) -> Upsert:
-    """The facet-index or rollup record of a merged key."""
-    key: RollupKey = merged.key
-    record = merged.record(updated_at_ms=now_ms, final=final)
-    if is_facet(key.rollup):
-        facet = key.rollup[len(FACET_PREFIX) :]
-        facet_value = key.group[0][1]
-        value = {
-            "kind": "value",
-            "facet": facet,
-            "value": facet_value,
-            "interval": key.interval,
-            "window_start": key.window_start,
-            "window_end": key.window_end,
-            "count": record["aggregations"]["count"],
-            "final": final,
-            "updated_at": now_ms,
-        }
-        return Upsert("facets", orjson.dumps([facet, facet_value, key.interval, key.window_start]), value)
-    return Upsert("rollups", key.encode(), record)
+    """The measure-rollup record of a merged key."""
+    return Upsert("rollups", merged.key.encode(), merged.record(updated_at_ms=now_ms, final=final))

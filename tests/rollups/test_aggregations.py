@@ -252,3 +252,46 @@ def test_merge_does_not_change_the_other_state() -> None:
 
 def test_shared_instances() -> None:
     assert AggregationSet.of(("count", "sum")) is AggregationSet.of(("count", "sum"))
+
+
+FACET_EVENTS = st.lists(
+    st.one_of(
+        st.none(),
+        st.sampled_from(["a", "b", 1, 2.5, True, "1"]),
+        st.lists(st.sampled_from(["a", "b", "a", 7, None]), max_size=4),
+        st.fixed_dictionaries({"k": st.integers(0, 2)}),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(FACET_EVENTS, st.integers(min_value=1, max_value=4), st.randoms(use_true_random=False))
+def test_value_counts_split_merge_and_round_trip(raw: list[Any], n_parts: int, rnd: Any) -> None:
+    """A facet window's value counts: one count per distinct value an event carries."""
+    aggs = AggregationSet(("count", "values(context.tag)"))
+    events: list[dict[str, Any]] = [
+        {"context": {"tag": value}} if value is not None else {"context": {}} for value in raw
+    ]
+    truth: dict[Any, int] = {}
+    for value in raw:
+        found = value if isinstance(value, list) else [value]
+        keys = [
+            orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode() if isinstance(v, dict) else v for v in found
+        ]
+        for key in dict.fromkeys(k for k in keys if k is not None):
+            truth[key] = truth.get(key, 0) + 1
+    parts: list[list[dict[str, Any]]] = [[] for _ in range(n_parts)]
+    for event in events:
+        parts[rnd.randrange(n_parts)].append(event)
+    one_by_one = [aggs.initialize() for _ in parts]
+    for state, part in zip(one_by_one, parts, strict=True):
+        for event in part:
+            aggs.add(state, None, event)
+    batched = [aggs.add_many(aggs.initialize(), None, part) for part in parts]
+    assert [s["values"] for s in batched] == [s["values"] for s in one_by_one]
+    merged = aggs.merge_all(batched)
+    assert merged["values"] == truth and merged["count"] == len(events)
+    assert aggs.result(merged)["values(context.tag)"] == len(truth)
+    restored = aggs.load(orjson.loads(orjson.dumps(aggs.dump(merged))))
+    assert restored["values"] == truth
