@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from typing import Any, ClassVar
 
@@ -332,7 +332,8 @@ class ValueCounts(Aggregation):
         return len(state)
 
     def dump(self, state: dict[Any, int]) -> list[list[Any]]:
-        return [[value, count] for value, count in state.items()]
+        """``[[value, count], ...]`` in the order of the values' JSON text (equal states, equal bytes)."""
+        return [[value, state[value]] for value in sorted(state, key=orjson.dumps)]
 
     def load(self, data: Any) -> dict[Any, int]:
         return {value: int(count) for value, count in data}
@@ -382,6 +383,8 @@ class AggregationSet:
         self._measure = [(slot, agg) for slot, agg in owners.items() if agg.uses_measure]
         self._cardinality = [(slot, agg) for slot, agg in owners.items() if isinstance(agg, Cardinality)]
         self._value_counts = [(slot, agg) for slot, agg in owners.items() if isinstance(agg, ValueCounts)]
+        #: The value counter of a facet window's set (count and values alone), else None.
+        self.value_counter = self._value_counts[0][1] if list(owners) == ["count", "values"] else None
         self._percentiles = [agg for agg in self.aggregations if isinstance(agg, Percentile)]
         self._percentile_names = [agg.name for agg in self._percentiles]
         self._percentile_qs = [agg.q for agg in self._percentiles]
@@ -451,6 +454,19 @@ class AggregationSet:
             counts = state[slot]
             for event in events:
                 counter.count_event(counts, event)
+        return state
+
+    def add_counted(self, state: State, events: int, counts: Iterable[dict[Any, int]]) -> State:
+        """``add_many`` for a ``value_counter`` set, from value counts made beforehand.
+
+        ``events`` is the number of events behind ``counts`` (made by
+        ``value_counter.count_event``), so that one count serves several windows.
+        """
+        state["count"] += events
+        values = state["values"]
+        for found in counts:
+            for value, count in found.items():
+                values[value] = values.get(value, 0) + count
         return state
 
     def merge_all(self, states: Sequence[State]) -> State:

@@ -337,11 +337,26 @@ class RollupEngine:
             if ids is None:
                 ids = window_ids[unit] = [event["date"] // unit for event in events]
             slots = rollup_slots(rollup, events, ids, late, unit, LATE_SUFFIX)
+            counter = rollup.aggregations.value_counter
+            # A facet's value counts per bucket of actions, made once: the buckets of an
+            # hour are shared by the hour's window and the day's.
+            counted: dict[int, dict[Any, int]] = {}
             for slot, lists in slots.items():
                 partial = self._partial(
                     state, slot, _LATE_COUNT if slot[0] == late_name else rollup.aggregations
                 )
-                if partial.aggregations.counts_only:
+                if counter is not None and partial.aggregations is rollup.aggregations:
+                    counts = []
+                    for indexes in lists:
+                        found = counted.get(id(indexes))
+                        if found is None:
+                            found = counted[id(indexes)] = {}
+                            for i in indexes:
+                                counter.count_event(found, events[i])
+                        counts.append(found)
+                    last = max(indexes[-1] for indexes in lists)
+                    partial.add_counted(sum(map(len, lists)), counts, offsets[last])
+                elif partial.aggregations.counts_only:
                     last = max(indexes[-1] for indexes in lists)
                     partial.add_count(sum(map(len, lists)), offsets[last])
                 else:

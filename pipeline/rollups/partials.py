@@ -129,6 +129,11 @@ class Partial:
         self.aggregations.add_many(self.state, measures, events, items)
         self.last_offset = max(self.last_offset, last_offset)
 
+    def add_counted(self, events: int, counts: list[dict[Any, int]], last_offset: int) -> None:
+        """``add_many`` for a facet window, from value counts made beforehand (see AggregationSet)."""
+        self.aggregations.add_counted(self.state, events, counts)
+        self.last_offset = max(self.last_offset, last_offset)
+
     def add_count(self, count: int, last_offset: int) -> None:
         """``add_many`` for a count-only partial: ``count`` new events, the last one at ``last_offset``."""
         self.state["count"] += count
