@@ -306,12 +306,19 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         @app.timer(interval=max(1.0, settings.flush_interval))
         async def advance_quiet_partitions() -> None:
             """Let raw partitions without traffic stop holding windows open (rollup config ``idle``)."""
-            if stage is None or app.rebalancing:
-                return  # ownership is changing: only an owner may write a partition's changelog
-            owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == raw_name}
+            if stage is None:
+                return
             try:
                 async with flusher.lock:
-                    await stage.advance_idle(owned, now_ms())
+                    if app.rebalancing:
+                        return  # ownership is changing: only an owner may write a partition's changelog
+                    consumer = app.consumer
+                    owned = {tp.partition for tp in consumer.assignment() if tp.topic == raw_name}
+
+                    def caught_up(partition: int) -> bool:
+                        return read_to_end(consumer, TP(raw_name, partition))
+
+                    await stage.advance_idle(owned, now_ms(), caught_up)
             except Exception as exc:
                 await app.crash(exc)
 
@@ -325,6 +332,20 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
                 await stage.merge(events)
 
     return app
+
+
+def read_to_end(consumer: Any, tp: TP) -> bool:
+    """True when the consumer has read ``tp`` up to its high watermark (as of its last fetch).
+
+    From faust's private offsets (``_read_offset``: last delivered,
+    ``_committed_offset``: next to read), as ``metrics.FaustProbe`` does.
+    """
+    high = consumer.highwater(tp)
+    if high is None:
+        return False
+    read = consumer._read_offset.get(tp)
+    position = read + 1 if read is not None else consumer._committed_offset.get(tp)
+    return high == 0 or (position is not None and position >= high)
 
 
 def _rollup_stage(app: faust.App, settings: Settings) -> RollupStage | None:

@@ -236,6 +236,8 @@ class RollupEngine:
             else:
                 partial = Partial.from_bytes(value)
                 slot = _slot(partial.key)
+                if slot[3] and slot[0].startswith(FACET_PREFIX) and not slot[0].endswith(LATE_SUFFIX):
+                    continue  # a facet partial of the format before one-per-window
                 partials[slot] = partial
                 unconfirmed.add(slot)
         state.dirty = unconfirmed

@@ -133,6 +133,8 @@ class Merger:
         merged = self.merged.get(encoded)
         if merged is None:
             key = RollupKey.from_dict(partial["key"])
+            if is_facet(key.rollup) and key.group:
+                return  # a facet partial of the format before one-per-window: nothing to merge it with
             merged = self.merged[encoded] = MergedRollup(
                 key, AggregationSet.of(tuple(partial["aggregations"]))
             )
@@ -224,7 +226,12 @@ class Merger:
             for value, count in counts.items()
             if turned_final or before.get(value) != count
         ]
-        self.emitted[key] = dict(counts)
+        if final:
+            # Counts no longer change once final (later actions are late); should they, every
+            # value is written again, which is correct, only more records.
+            self.emitted.pop(key, None)
+        else:
+            self.emitted[key] = dict(counts)
         summary = {
             "kind": "facet",
             "facet": facet,

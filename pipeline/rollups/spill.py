@@ -17,6 +17,7 @@ by processes that are gone are removed at start.
 
 from __future__ import annotations
 
+import atexit
 import heapq
 import logging
 import os
@@ -55,8 +56,11 @@ class Spill:
             if self.folder is None:
                 raise RuntimeError("no spill folder configured")
             _remove_stale(self.folder.parent)
-            self.folder.mkdir(parents=True, exist_ok=True)
+            # A folder of this very pid is left from an earlier process (pid reuse, containers).
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder.mkdir(parents=True)
             self._db = Rdict(str(self.folder), Options(raw_mode=True))
+            atexit.register(self.close)
             self._db.set_write_options(_no_wal())
             log.info("rollup state spills to %s (more than %d entries in memory)", self.folder, self.capacity)
         return self._db
@@ -102,9 +106,17 @@ class Spill:
         )
         coldest = heapq.nsmallest(excess, candidates, key=lambda c: c[0])
         batch = WriteBatch(raw_mode=True)
+        moved = []
         for _, n, key in coldest:
-            self.maps[n].spill_into(batch, key)
+            spill_map = self.maps[n]
+            db_key = spill_map.prefix + spill_map.encode_key(key)
+            batch.put(db_key, spill_map.dump(spill_map.hot[key]))
+            moved.append((spill_map, key, db_key))
         self.db.write(batch)
+        # Only now out of memory: an encoding or write error leaves every entry where it was.
+        for spill_map, key, db_key in moved:
+            del spill_map.hot[key]
+            spill_map.cold[key] = db_key
         self.counts["spilled"] += len(coldest)
         return len(coldest)
 
@@ -194,12 +206,6 @@ class SpillMap(Generic[K, V]):
         for key in list(self.cold):
             self._drop_cold(key)
         self.hot.clear()
-
-    def spill_into(self, batch: WriteBatch, key: K) -> None:
-        """Move one in-memory entry into ``batch`` (written by ``Spill.balance``)."""
-        db_key = self.prefix + self.encode_key(key)
-        batch.put(db_key, self.dump(self.hot.pop(key)))
-        self.cold[key] = db_key
 
     def _drop_cold(self, key: K) -> None:
         db_key = self.cold.pop(key, None)

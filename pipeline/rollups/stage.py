@@ -135,6 +135,8 @@ class RollupStage:
         self.idle_ms = config.idle_seconds * 1000
         #: Raw partitions whose state here was read from the changelog since the last rebalance.
         self.current: set[int] = set()
+        #: Counts rebalances, so that work started before one writes nothing after it.
+        self.epoch = 0
         self._merge_generation: dict[int, int] = {}
         self.partials_partitions = settings.partitions
         #: Records read and written, for metrics (read by pipeline.metrics at scrape time).
@@ -219,7 +221,9 @@ class RollupStage:
         await records.send_and_wait(self.producer)
         self.spill.balance()
 
-    async def advance_idle(self, owned: set[int], now: int) -> list[int]:
+    async def advance_idle(
+        self, owned: set[int], now: int, caught_up: Callable[[int], bool] = lambda _p: True
+    ) -> list[int]:
         """Move the watermark of quiet raw partitions on the wall clock; the partitions moved.
 
         A raw partition that has had no actions for ``idle`` (rollup config) would
@@ -229,16 +233,22 @@ class RollupStage:
         first and then as a watermark-only record on every partials partition.
         Actions that arrive there later are classified against it like any other:
         older than a window that became final means late. Only partitions this
-        worker owns (``owned``, raw partition numbers) and has flushed move.
+        worker owns (``owned``, raw partition numbers), has flushed, and has read
+        to the end of (``caught_up``: no batch for a while may also mean a backlog
+        not fetched yet) move. A rebalance while it waits on Kafka stops it before
+        its next write.
         """
         if self.idle_ms <= 0:
             return []
+        epoch = self.epoch
         # Owned partitions that had no batch since the last rebalance hold state that may be
         # stale (another worker may have had them meanwhile) or none: read it from the changelog,
         # unless actions of theirs wait for the next flush (that state must be flushed first).
         unread = {p for p in owned - self.current if not self.engine.unflushed(p)}
         if unread:
             read = await self.reader.read_many(self.state_topic, unread)
+            if self.epoch != epoch:
+                return []
             for partition in sorted(unread):
                 self.engine.load(partition, read[partition])
                 self._generation.pop(partition, None)  # the next batch restores it again, as usual
@@ -246,12 +256,16 @@ class RollupStage:
                 self.current.add(partition)
             # A flush cut short by a crash left partials to send again (``RollupEngine.load``).
             await self.flush([p for p in sorted(unread) if self.engine.unflushed(p)])
+            if self.epoch != epoch:
+                return []
         target = now - self.idle_ms
         step = max(1000, self.idle_ms // 6)
         metas = {}
         for partition in sorted(owned & self.current):
             watermark = self.engine.partitions[partition].watermark
             if now - self.active.get(partition, now) < self.idle_ms or watermark is None:
+                continue
+            if not caught_up(partition):
                 continue
             if target - watermark >= step and (meta := self.engine.advance_idle(partition, target)):
                 metas[partition] = meta
@@ -261,6 +275,8 @@ class RollupStage:
         for partition, (key, value) in metas.items():
             records.add(self.state_topic, partition, key, value)
         await records.send_and_wait(self.producer)
+        if self.epoch != epoch:
+            return []
         for partition in metas:
             for routed in range(self.partials_partitions):
                 records.add(self.partials_topic, routed, *watermark_record(partition, target))
@@ -277,6 +293,7 @@ class RollupStage:
     def rebalanced(self) -> None:
         """Partitions moved: no state here is known current until read again (see ``advance_idle``)."""
         self.current.clear()
+        self.epoch += 1
 
     # -- stage 2, the merge agent -------------------------------------------------------
     async def merge(self, events: list[Any]) -> None:

@@ -318,3 +318,18 @@ def test_partials_of_a_flush_cut_short_are_sent_again_after_a_restore() -> None:
         if u.topic == "rollups" and u.value["rollup"] == "cart"
     }
     assert counts == {T0: 2, T0 + HOUR: 1}
+
+
+def test_facet_partials_of_the_per_value_format_are_left_out() -> None:
+    """Partials from before one-per-window facets (one per value) neither load nor merge."""
+    from pipeline.rollups.aggregations import AggregationSet
+    from pipeline.rollups.partials import Partial, RollupKey
+
+    old_key = RollupKey("facet:geo.country", "1h", T0, (("geo.country", "Japan"),))
+    old = Partial(old_key, 0, AggregationSet.of(("count",)), {"count": 3}, 7)
+    engine = RollupEngine(CONFIG)
+    state = engine.load(0, [(old.encoded_key, old.to_bytes())])
+    assert len(state.partials) == 0
+    merger = Merger(CONFIG.grace_seconds, CONFIG.retention_seconds)
+    merger.offer(partial_message(old, T0)[1], 0)
+    assert merger.flush(now_ms=0) == []

@@ -195,3 +195,34 @@ def test_state_waiting_for_a_flush_is_not_read_over() -> None:
     assert asyncio.run(stage.advance_idle({0}, T0 + 10 * HOUR)) == []
     assert stage.reader.reads == []  # type: ignore[attr-defined]
     assert stage.engine.partitions[0].pending
+
+
+def test_a_partition_with_records_left_to_read_is_not_quiet() -> None:
+    stage = RollupStage(load_settings({}), CONFIG, FakeProducer, set)
+    stage.engine.load(0, [])
+    stage.engine.apply(0, 0, _action(T0), receive_ms=T0)
+    stage.engine.flush(0)
+    stage.active, stage.current = {0: 0}, {0}
+    # No batch for hours, but the consumer has not read to the end: a backlog, not quiet.
+    assert asyncio.run(stage.advance_idle({0}, T0 + 10 * HOUR, caught_up=lambda _p: False)) == []
+    assert asyncio.run(stage.advance_idle({0}, T0 + 10 * HOUR, caught_up=lambda _p: True)) == [0]
+
+
+class RebalancingReader(FakeReader):
+    """A reader during whose read the partitions move to another worker."""
+
+    def __init__(self, stage: RollupStage) -> None:
+        super().__init__({0: [(META_KEY, orjson.dumps({"offset": 4, "watermark": T0}))]})
+        self.stage = stage
+
+    async def read_many(self, topic: str, partitions: Any) -> dict[int, list[tuple[bytes, bytes | None]]]:
+        self.stage.rebalanced()
+        return await super().read_many(topic, partitions)
+
+
+def test_a_rebalance_during_its_reads_stops_it_before_any_write() -> None:
+    producer = FakeProducer()
+    stage = RollupStage(load_settings({}), CONFIG, lambda: producer, set)
+    stage.reader = RebalancingReader(stage)  # type: ignore[assignment]
+    assert asyncio.run(stage.advance_idle({0}, T0 + 10 * HOUR)) == []
+    assert producer.sent == [] and stage.current == set()

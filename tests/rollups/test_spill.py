@@ -73,3 +73,21 @@ def test_folders_of_processes_that_are_gone_are_removed(tmp_path: Path) -> None:
         assert spill_folder(tmp_path).is_dir()
     finally:
         spill.close()
+
+
+def test_an_entry_that_fails_to_encode_stays_in_memory(tmp_path: Path) -> None:
+    spill = Spill(tmp_path / "spill" / "pid-1", capacity=1)
+
+    def dump(value: str) -> bytes:
+        if value == "bad":
+            raise ValueError("cannot encode")
+        return value.encode()
+
+    m = spill.new_map(str.encode, dump, bytes.decode, len)
+    m["a"], m["bbb"] = "bad", "fine"
+    try:
+        with pytest.raises(ValueError):
+            spill.balance()
+        assert m.hot == {"a": "bad", "bbb": "fine"} and not m.cold
+    finally:
+        spill.close()
