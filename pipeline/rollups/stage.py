@@ -137,6 +137,8 @@ class RollupStage:
         self.current: set[int] = set()
         #: Counts rebalances, so that work started before one writes nothing after it.
         self.epoch = 0
+        #: Wall-clock ms of the last rebalance (0: none yet).
+        self.rebalanced_at = 0
         self._merge_generation: dict[int, int] = {}
         self.partials_partitions = settings.partitions
         #: Records read and written, for metrics (read by pipeline.metrics at scrape time).
@@ -244,8 +246,11 @@ class RollupStage:
         # Owned partitions that had no batch since the last rebalance hold state that may be
         # stale (another worker may have had them meanwhile) or none: read it from the changelog,
         # unless actions of theirs wait for the next flush (that state must be flushed first).
+        # Not before ``idle`` has passed since the rebalance: a partition with traffic is
+        # restored by its first batch within seconds, and reading it here too would double
+        # the restore work of a take-over.
         unread = {p for p in owned - self.current if not self.engine.unflushed(p)}
-        if unread:
+        if unread and now - self.rebalanced_at >= self.idle_ms:
             read = await self.reader.read_many(self.state_topic, unread)
             if self.epoch != epoch:
                 return []
@@ -290,10 +295,11 @@ class RollupStage:
         )
         return sorted(metas)
 
-    def rebalanced(self) -> None:
+    def rebalanced(self, now: int | None = None) -> None:
         """Partitions moved: no state here is known current until read again (see ``advance_idle``)."""
         self.current.clear()
         self.epoch += 1
+        self.rebalanced_at = now_ms() if now is None else now
 
     # -- stage 2, the merge agent -------------------------------------------------------
     async def merge(self, events: list[Any]) -> None:
