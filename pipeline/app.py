@@ -20,7 +20,7 @@ from mode import ServiceT
 from mode.supervisors import CrashingSupervisor
 
 from pipeline.kafka_auth import broker_credentials
-from pipeline.metrics import FaustProbe, WorkerMetrics
+from pipeline.metrics import FaustProbe, WorkerMetrics, committed_position
 from pipeline.process import Processor, now_ms
 from pipeline.rollups.config import default_config_path, load_rollup_config
 from pipeline.rollups.stage import RollupStage
@@ -335,16 +335,12 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
 
 
 def read_to_end(consumer: Any, tp: TP) -> bool:
-    """True when the consumer has read ``tp`` up to its high watermark (as of its last fetch).
-
-    From faust's private offsets (``_read_offset``: last delivered,
-    ``_committed_offset``: next to read), as ``metrics.FaustProbe`` does.
-    """
+    """True when the consumer has read ``tp`` up to its high watermark (as of its last fetch)."""
     high = consumer.highwater(tp)
     if high is None:
         return False
     read = consumer._read_offset.get(tp)
-    position = read + 1 if read is not None else consumer._committed_offset.get(tp)
+    position = read + 1 if read is not None else committed_position(consumer, tp)
     return high == 0 or (position is not None and position >= high)
 
 

@@ -347,6 +347,18 @@ def _geoip_metrics(geo: Any, stats: dict[str, float]) -> Iterator[Metric]:
     )
 
 
+def committed_position(consumer: Any, tp: Any) -> int | None:
+    """The next offset of ``tp`` as committed, else the one after the last delivered; None if neither.
+
+    From faust's private ``_committed_offset`` and ``_read_offset`` (see FaustProbe).
+    """
+    done = consumer._committed_offset.get(tp)
+    if done is None:
+        read = consumer._read_offset.get(tp)
+        done = None if read is None else read + 1
+    return done
+
+
 class FaustProbe:
     """Consumer lag and readiness of a faust app; every method must run on the app's event loop.
 
@@ -367,13 +379,8 @@ class FaustProbe:
             return None  # nothing fetched yet
         if high == 0:
             return 0
-        done = consumer._committed_offset.get(tp)
-        if done is None:
-            read = consumer._read_offset.get(tp)
-            if read is None:
-                return None
-            done = read + 1
-        return max(0, high - done)
+        done = committed_position(consumer, tp)
+        return None if done is None else max(0, high - done)
 
     def _assignment(self) -> tuple[Any, list[Any]]:
         consumer = self.app.consumer

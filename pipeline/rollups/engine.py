@@ -140,8 +140,9 @@ def compile_rollups(config: RollupConfig) -> list[CompiledRollup]:
     return compiled
 
 
-def _encode_slot(slot: SlotKey) -> bytes:
-    return orjson.dumps(slot)
+def is_facet(rollup: str) -> bool:
+    """True for the internal rollups of the facet index (their late counts are plain rollups)."""
+    return rollup.startswith(FACET_PREFIX) and not rollup.endswith(LATE_SUFFIX)
 
 
 def _slot_end(slot: SlotKey) -> int:
@@ -218,7 +219,7 @@ class RollupEngine:
         old = self.partitions.get(partition)
         if old is not None:
             self.spill.forget(old.partials)
-        partials = self.spill.new_map(_encode_slot, Partial.to_bytes, Partial.from_bytes, _slot_end)
+        partials = self.spill.new_map(orjson.dumps, Partial.to_bytes, Partial.from_bytes, _slot_end)
         state = PartitionState(partition, partials)
         # Partials written after the last meta record belong to a flush that may not have
         # completed: their copy on the partials topic may be missing. They are sent again.
@@ -236,7 +237,7 @@ class RollupEngine:
             else:
                 partial = Partial.from_bytes(value)
                 slot = _slot(partial.key)
-                if slot[3] and slot[0].startswith(FACET_PREFIX) and not slot[0].endswith(LATE_SUFFIX):
+                if slot[3] and is_facet(slot[0]):
                     continue  # a facet partial of the format before one-per-window
                 partials[slot] = partial
                 unconfirmed.add(slot)

@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from pipeline.rollups.aggregations import AggregationSet
-from pipeline.rollups.engine import FACET_PREFIX, LATE_SUFFIX
+from pipeline.rollups.engine import FACET_PREFIX, is_facet
 from pipeline.rollups.partials import MergedRollup, Partial, RollupKey
 from pipeline.rollups.spill import Spill
 from pipeline.rollups.windows import SECOND_MS, WindowClock, is_final
@@ -256,11 +256,6 @@ def _dump_merged(merged: MergedRollup) -> bytes:
 
 def _load_merged(raw: bytes) -> MergedRollup:
     return MergedRollup.from_dict(orjson.loads(raw))
-
-
-def is_facet(rollup: str) -> bool:
-    """True for the internal rollups of the facet index (their late counts are plain rollups)."""
-    return rollup.startswith(FACET_PREFIX) and not rollup.endswith(LATE_SUFFIX)
 
 
 def to_upsert(merged: MergedRollup, final: bool, now_ms: int) -> Upsert:
