@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -103,11 +104,35 @@ class BatchDeliveryConsumer(aiokafka_driver.Consumer):
         finally:
             unset_flag(CONSUMER_FETCHING)
 
+    async def wait_empty(self) -> None:
+        """Flush the rollup state of held events, then wait for every event to be acknowledged.
+
+        faust waits here before it gives partitions up (a rebalance) and before
+        it stops. Events held for the next rollup flush are acknowledged by that
+        flush only; on a stop the flush timer no longer runs, so faust would wait
+        for them for ever. Flushing first also commits their offsets before the
+        partitions go, so that their next owner reads nothing twice.
+        """
+        flusher = self.transport.flusher  # type: ignore[attr-defined]
+        if flusher is None:
+            await super().wait_empty()
+            return
+        # Events already delivered to the agent's stream are processed meanwhile: each of
+        # their batches is flushed as soon as it is held.
+        flusher.draining = True
+        try:
+            await flusher.flush()
+            await super().wait_empty()
+        finally:
+            flusher.draining = False
+
 
 class BatchDeliveryTransport(aiokafka_driver.Transport):
     """faust's aiokafka transport with :class:`BatchDeliveryConsumer` as its consumer."""
 
     Consumer = BatchDeliveryConsumer
+    #: The rollup flusher whose held events ``BatchDeliveryConsumer.wait_empty`` flushes first.
+    flusher: RollupFlusher | None = None
 
 
 class RollupFlusher:
@@ -130,8 +155,16 @@ class RollupFlusher:
     BACKLOG_STRETCH = 5
     MAX_HELD = 50_000
 
-    def __init__(self, stage: RollupStage, interval: float, batch_size: int = 0) -> None:
+    def __init__(
+        self,
+        stage: RollupStage,
+        interval: float,
+        batch_size: int = 0,
+        commit: Callable[[], Awaitable[Any]] | None = None,
+    ) -> None:
         self.stage = stage
+        #: Commits the acknowledged offsets (the consumer's ``commit``), right after a flush.
+        self.commit = commit
         self.interval = interval
         self.batch_size = batch_size
         self.events: list[Any] = []
@@ -140,6 +173,8 @@ class RollupFlusher:
         self.last = time.monotonic()
         self.behind = False
         self.held_at = self.last
+        #: Set while faust waits for every delivered event to be acknowledged: flush at once.
+        self.draining = False
 
     def hold(self, events: list[Any]) -> None:
         """Keep a processed batch's events until the flush that covers them; a full batch means behind."""
@@ -151,6 +186,8 @@ class RollupFlusher:
         """True when events wait and the flush period has passed."""
         if not self.events:
             return False
+        if self.draining:
+            return True
         now = time.monotonic()
         period = self.interval
         # Behind only while full batches keep coming: a pause ends it (the timer then flushes).
@@ -164,6 +201,10 @@ class RollupFlusher:
         await self.stage.flush({e.message.partition for e in events})
         for event in events:
             await self.stream.ack(event)
+        if events and self.commit is not None:
+            # At once rather than at faust's next commit tick: a worker killed in between
+            # would leave its successor to enrich these actions a second time.
+            await self.commit()
         self.last = time.monotonic()
 
     async def flush(self) -> None:
@@ -221,8 +262,11 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     # acknowledged and would then not be read again until the next restart.
     # Crashing hands the partitions to another worker, which replays them.
     flusher = (
-        RollupFlusher(stage, settings.flush_interval, settings.batch_size) if stage is not None else None
+        RollupFlusher(stage, settings.flush_interval, settings.batch_size, lambda: app.consumer.commit())
+        if stage is not None
+        else None
     )
+    app.transport.flusher = flusher
 
     @app.agent(raw, name="enrich", supervisor_strategy=CrashingSupervisor)
     async def enrich(stream: Any) -> None:  # a faust.Stream; StreamT lacks noack_take

@@ -9,16 +9,22 @@ import subprocess
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
+from pipeline.topics import BAD, RAW
 from tests.chaos_helpers import (
     background_producer,
     check_rollups,
+    committed_offsets,
+    coverage,
+    enriched_by_source,
     produce,
+    read_all,
     start_worker,
     wait_until_processing,
 )
-from tests.kafka_helpers import CLI, isolated_env, run_worker
+from tests.kafka_helpers import CLI, isolated_env, run_worker, settings_from
 
 pytestmark = pytest.mark.kafka
 
@@ -85,3 +91,42 @@ def test_adding_and_removing_a_worker_stays_exact(tmp_path: Path, test_mmdb: Pat
         assert produced, "the producer did not finish"
         check_rollups(env, produced[0], timeout=300)
         assert first.process.poll() is None, first.tail()
+
+
+def test_sigterm_mid_stream_flushes_commits_and_stops(tmp_path: Path, test_mmdb: Path) -> None:
+    """A worker stopped while actions wait for their rollup flush flushes them and commits, then exits.
+
+    Its successor then reads nothing twice (no action enriched twice), and the
+    rollups stay exact.
+    """
+    env = isolated_env(tmp_path, RUM_GEOIP_DATABASE=str(test_mmdb))
+    subprocess.run([CLI, "topics", "create"], env=env, check=True, capture_output=True)
+    settings = settings_from(env)
+    producer, produced = background_producer(env, 20_000, 55, rate=2500)
+    with run_worker(env, tmp_path / "first.log") as first:
+        wait_until_processing(tmp_path / "first.log", proc=first.process)
+        time.sleep(2)
+        first.process.send_signal(signal.SIGTERM)
+        try:
+            code = first.process.wait(60)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the worker did not stop within 60 s of SIGTERM:\n{first.tail()}") from None
+        assert code == 0, first.tail()
+    # Everything the stopped worker wrote is covered by its committed offsets.
+    committed = committed_offsets(settings, settings.topic(RAW))
+    written: dict[int, int] = {}
+    for partition, offset in enriched_by_source(settings):
+        written[partition] = max(written.get(partition, -1), offset)
+    for record in read_all(settings, settings.topic(BAD)):
+        source = orjson.loads(record.value)["source"]
+        written[source["partition"]] = max(written.get(source["partition"], -1), source["offset"])
+    assert written, "the worker enriched nothing before it was stopped"
+    assert {p: committed.get(p) for p in written} == {p: o + 1 for p, o in written.items()}
+    with run_worker(env, tmp_path / "second.log") as second:
+        producer.join(120)
+        assert produced, "the producer did not finish"
+        check_rollups(env, produced[0], timeout=180)
+        found = coverage(settings)
+        assert not found.problems(), found.problems()
+        assert found.duplicates == 0
+        assert second.process.poll() is None, second.tail()

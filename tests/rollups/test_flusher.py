@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -61,3 +62,46 @@ def test_without_a_known_batch_size_or_below_it_nobody_is_behind(batch_size: int
     f.hold([object()] * 500)
     aged(f, 1.01)
     assert f.due()
+
+
+class _Recorder:
+    """Stands in for the stage, the stream and the consumer, writing down the order of calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def flush(self, partitions: set[int]) -> None:
+        self.calls.append(f"flush {sorted(partitions)}")
+
+    async def ack(self, event: Any) -> None:
+        self.calls.append(f"ack {event.message.partition}")
+
+    async def commit(self) -> None:
+        self.calls.append("commit")
+
+
+class _Event:
+    def __init__(self, partition: int) -> None:
+        self.message = type("Message", (), {"partition": partition})()
+
+
+def test_a_flush_writes_state_then_acknowledges_then_commits() -> None:
+    recorder = _Recorder()
+    f = RollupFlusher(recorder, 1.0, 500, recorder.commit)  # type: ignore[arg-type]
+    f.stream = recorder
+    f.hold([_Event(3), _Event(1)])
+    asyncio.run(f.flush())
+    assert recorder.calls == ["flush [1, 3]", "ack 3", "ack 1", "commit"]
+    assert not f.events
+    asyncio.run(f.flush())  # nothing held: nothing acknowledged, nothing committed
+    assert recorder.calls[4:] == ["flush []"]
+
+
+def test_while_draining_every_held_batch_is_due_at_once() -> None:
+    f = flusher()
+    f.hold([object()] * 10)
+    assert not f.due()  # flushed a moment ago
+    f.draining = True
+    assert f.due()
+    f.events.clear()
+    assert not f.due()  # nothing held, nothing to flush
