@@ -95,3 +95,13 @@ def test_worker_refuses_a_bad_rollup_config(tmp_path: Path) -> None:
     done = subprocess.run([CLI, "worker"], env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode != 0
     assert "rollups[0] (x).intervals[0]" in done.stderr
+
+
+def test_worker_names_a_data_directory_it_cannot_create(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = {"RUM_KAFKA_BOOTSTRAP": f"127.0.0.1:{_free_port()}", "RUM_DATA_DIR": str(blocker / "state")}
+    done = subprocess.run([CLI, "worker"], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert f"cannot create the data directory {blocker / 'state'}" in done.stderr
+    assert "Traceback" not in done.stderr

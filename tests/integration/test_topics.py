@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from pipeline.topics import TOPICS
-from tests.kafka_helpers import CLI, isolated_env, settings_from
+from pipeline.topics import RAW, TOPICS
+from tests.chaos_helpers import ASSIGNED, wait_until_processing
+from tests.kafka_helpers import CLI, isolated_env, run_worker, settings_from
 
 pytestmark = pytest.mark.kafka
 
@@ -47,3 +49,29 @@ def test_topics_create_is_idempotent(tmp_path: Path) -> None:
         assert partitions == 4
         expected = "compact" if spec.compacted else "delete"
         assert configs["cleanup.policy"] == expected, spec.name
+
+
+def test_produce_to_a_missing_topic_says_so_at_once(tmp_path: Path) -> None:
+    env = isolated_env(tmp_path)  # its topics were never created
+    started = time.monotonic()
+    done = subprocess.run(
+        [CLI, "produce", "--generate", "10", "--no-progress"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert f"topic {settings_from(env).topic(RAW)} does not exist" in done.stderr
+    assert "rum-pipeline topics create" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert time.monotonic() - started < 30  # not aiokafka's 40 s metadata wait
+
+
+def test_worker_creates_a_nested_data_directory(tmp_path: Path) -> None:
+    nested = tmp_path / "not" / "yet" / "there"
+    env = isolated_env(tmp_path, RUM_DATA_DIR=str(nested))
+    with run_worker(env, tmp_path / "worker.log") as worker:
+        wait_until_processing(worker.log, proc=worker.process, marker=ASSIGNED)
+        assert worker.process.poll() is None, worker.tail()
+    assert nested.is_dir()
