@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -100,10 +101,28 @@ def worker(
         metrics.serve()
     except PipelineError as exc:
         raise click.ClickException(str(exc)) from None
+    tune_garbage_collector(settings.gc_thresholds)
     # Logging is already configured (RUM_LOG_FORMAT): the worker must not replace it.
     worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True, override_logging=False)
     worker.spinner = None  # faust drops its terminal spinner when it sets up logging; so do we
     worker.execute_from_commandline()
+
+
+def tune_garbage_collector(thresholds: tuple[int, int, int] | None) -> None:
+    """Collect cyclic garbage less often (RUM_GC_THRESHOLDS), and never scan what start-up made.
+
+    A worker keeps many objects alive for a while (the actions held until the
+    next rollup flush, the partials of open windows), and Python's default
+    thresholds (700, 10, 10) scan all of them again and again: measured, a
+    rollup worker spent about a third of its CPU time in full collections.
+    The modules, the app and the caches made at start-up are frozen first
+    (``gc.freeze``): they live as long as the process and need no scans.
+    """
+    if thresholds is None:
+        return
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*thresholds)
 
 
 def _use_fast_event_loop() -> None:

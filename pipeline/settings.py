@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     session_timeout: float = Field(
         30.0, ge=6, le=300, description="Seconds before a silent worker's partitions move to the others."
     )
+    gc_thresholds: Annotated[tuple[int, int, int] | None, NoDecode] = Field(
+        (10_000, 50, 1000),
+        description="A worker's garbage collector thresholds, gen0,gen1,gen2 (see Python's "
+        "gc.set_threshold); 'python' keeps Python's own (700,10,10), which cost a rollup worker "
+        "about a third of its CPU time in full collections.",
+    )
     log_level: str = Field(
         "info", pattern="^(?i)(debug|info|warning|error|critical)$", description="Log level."
     )
@@ -205,6 +211,21 @@ class Settings(BaseSettings):
     intake_kafka_timeout: float = Field(
         10.0, gt=0, le=300, description="Seconds the intake waits for Kafka's acknowledgement before 503."
     )
+
+    @field_validator("gc_thresholds", mode="before")
+    @classmethod
+    def _parse_gc_thresholds(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip().lower()
+        if text in ("python", "default"):
+            return None
+        parts = [p.strip() for p in text.split(",")]
+        if len(parts) != 3 or not all(p.isdigit() for p in parts) or int(parts[0]) == 0:
+            raise ValueError(
+                "expected three whole numbers gen0,gen1,gen2 with gen0 > 0 (e.g. 10000,50,1000), or 'python'"
+            )
+        return tuple(int(p) for p in parts)
 
     @field_validator("intake_client_tokens", mode="before")
     @classmethod

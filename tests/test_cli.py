@@ -105,3 +105,20 @@ def test_worker_names_a_data_directory_it_cannot_create(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert f"cannot create the data directory {blocker / 'state'}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_tune_garbage_collector_sets_thresholds_and_freezes_start_up_objects() -> None:
+    import gc
+
+    from pipeline.cli import tune_garbage_collector
+
+    before = gc.get_threshold()
+    try:
+        tune_garbage_collector(None)
+        assert gc.get_threshold() == before
+        tune_garbage_collector((12_345, 20, 300))
+        assert gc.get_threshold() == (12_345, 20, 300)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
