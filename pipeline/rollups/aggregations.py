@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any, ClassVar
 
 import orjson
 
-from pipeline.query.paths import compile_values
+from pipeline.query.paths import MISSING, compile_path, compile_values
 from pipeline.rollups.batch import PLAIN, scalar
 from pipeline.rollups.sketches import CardinalitySketch, QuantileSketch, canonical_item
 
@@ -44,22 +45,6 @@ def as_measure(value: Any) -> float | None:
         return None
     number = float(value)
     return number if math.isfinite(number) else None
-
-
-def iter_path(event: Any, parts: Sequence[str]) -> Iterator[Any]:
-    """Yield the values at a dotted path already split into ``parts``; lists are flattened at every level."""
-    if not parts:
-        if isinstance(event, list):
-            for item in event:
-                yield from iter_path(item, parts)
-        elif event is not None:
-            yield event
-        return
-    if isinstance(event, dict):
-        yield from iter_path(event.get(parts[0]), parts[1:])
-    elif isinstance(event, list):
-        for item in event:
-            yield from iter_path(item, parts)
 
 
 class Aggregation:
@@ -235,6 +220,10 @@ class Percentile(Aggregation):
         state.add(value)
         return state
 
+    def add_many(self, state: QuantileSketch, values: list[float]) -> QuantileSketch:
+        state.add_many(values)
+        return state
+
     def merge(self, a: QuantileSketch, b: QuantileSketch) -> QuantileSketch:
         a.merge(b)
         return a
@@ -257,8 +246,33 @@ class Cardinality(Aggregation):
     def __init__(self, name: str, attr: str) -> None:
         super().__init__(name)
         self.attr = attr
-        self.parts = tuple(attr.split("."))
         self.slot = f"hll:{attr}"
+        #: The values of ``attr`` in an event: lists are flattened at every level, nulls skipped.
+        self.values = compile_values(attr)
+
+    def items(self, events: Iterable[dict[str, Any]], canonical: dict[str, str]) -> set[str]:
+        """The distinct ``canonical_item`` texts of ``attr`` in ``events``.
+
+        Strings (the usual ids) are gathered as they are and converted once
+        each; ``canonical`` caches their texts across calls. Other values are
+        converted one by one, so that ``1``, ``1.0``, ``true`` and ``"1"`` stay
+        what ``canonical_item`` makes of them.
+        """
+        values = self.values
+        strings: set[str] = set()
+        items: set[str] = set()
+        for event in events:
+            for value in values(event):
+                if value.__class__ is str:
+                    strings.add(value)
+                elif (item := canonical_item(value)) is not None:
+                    items.add(item)
+        for value in strings:
+            item = canonical.get(value)
+            if item is None:
+                item = canonical[value] = orjson.dumps(value).decode()
+            items.add(item)
+        return items
 
     def initialize(self) -> CardinalitySketch:
         return CardinalitySketch()
@@ -301,6 +315,8 @@ class ValueCounts(Aggregation):
         self.attr = attr
         self.slot = "values"
         self.values = compile_values(attr)
+        #: The raw value at ``attr`` (a scalar, a list, an object, or MISSING).
+        self.get = compile_path(attr)
 
     def initialize(self) -> dict[Any, int]:
         return {}
@@ -316,6 +332,25 @@ class ValueCounts(Aggregation):
             return
         for value in dict.fromkeys(map(scalar, found)):
             state[value] = state.get(value, 0) + 1
+
+    def count_events(self, state: dict[Any, int], events: Sequence[dict[str, Any]]) -> None:
+        """``count_event`` for each of ``events``, counting plain scalars in one C-level pass."""
+        found = list(map(self.get, events))
+        try:
+            counts = Counter(found)
+        except TypeError:  # lists or objects among the values: plain ones fast, the rest one by one
+            counts = Counter(v for v in found if v.__class__ in PLAIN)
+            for event, value in zip(events, found, strict=True):
+                if value.__class__ not in PLAIN:  # MISSING included
+                    self.count_event(state, event)
+        if MISSING in counts:  # perhaps reached through a list of objects: the full walk
+            del counts[MISSING]
+            for event, value in zip(events, found, strict=True):
+                if value is MISSING:
+                    self.count_event(state, event)
+        counts.pop(None, None)
+        for value, count in counts.items():
+            state[value] = state.get(value, 0) + count
 
     def merge(self, a: dict[Any, int], b: dict[Any, int]) -> dict[Any, int]:
         for value, count in b.items():
@@ -412,7 +447,7 @@ class AggregationSet:
                 state[slot] = agg.add(state[slot], value)
         for slot, card in self._cardinality:
             sketch = state[slot]
-            for item in iter_path(event, card.parts):
+            for item in card.values(event):
                 sketch.add(item)
         for slot, counter in self._value_counts:
             counter.count_event(state[slot], event)
@@ -423,13 +458,13 @@ class AggregationSet:
         state: State,
         measures: Sequence[Any] | None,
         events: Sequence[dict[str, Any]],
-        items: dict[tuple[str, int], tuple[str, ...]] | None = None,
+        canonical: dict[str, str] | None = None,
     ) -> State:
         """Add several events at once (``measures[i]`` belongs to ``events[i]``); equal to ``add`` each.
 
-        ``items`` caches the cardinality items of each event (by attribute and
-        ``id(event)``) for the duration of one aggregation pass, so that an event
-        counted in several windows is read and hashed once.
+        ``canonical`` caches the cardinality item texts of strings (see
+        ``Cardinality.items``) for the duration of one aggregation pass, so that
+        a value seen in several windows is converted once.
         """
         state["count"] += len(events)
         if measures is not None and self._measure:
@@ -438,22 +473,9 @@ class AggregationSet:
                 for slot, agg in self._measure:
                     state[slot] = agg.add_many(state[slot], values)
         for slot, card in self._cardinality:
-            distinct: set[str] = set()
-            for event in events:
-                key = (card.attr, id(event))
-                found = items.get(key) if items is not None else None
-                if found is None:
-                    found = tuple(
-                        i for i in map(canonical_item, iter_path(event, card.parts)) if i is not None
-                    )
-                    if items is not None:
-                        items[key] = found
-                distinct.update(found)
-            state[slot].add_items(distinct)
+            state[slot].add_items(card.items(events, canonical if canonical is not None else {}))
         for slot, counter in self._value_counts:
-            counts = state[slot]
-            for event in events:
-                counter.count_event(counts, event)
+            counter.count_events(state[slot], events)
         return state
 
     def add_counted(self, state: State, events: int, counts: Iterable[dict[Any, int]]) -> State:

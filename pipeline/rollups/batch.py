@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from pipeline.query.paths import compile_path
 from pipeline.rollups.windows import SECOND_MS
 
 if TYPE_CHECKING:
@@ -60,6 +61,8 @@ def rollup_slots(
     name = rollup.name
     matches = None if rollup.always else rollup.matches
     single = rollup.groups[0] if len(rollup.groups) == 1 else None
+    # The raw value first: a plain scalar (or null, grouped as None) needs no list of values.
+    get = compile_path(single[0]) if single is not None else None
     for index, event in enumerate(events):
         if matches is not None and not matches(event):
             continue
@@ -71,18 +74,16 @@ def rollup_slots(
             for group in rollup.group_keys(event):
                 _append(coarse, (window, group), index)
             continue
-        found = single[1](event)
-        if len(found) == 1:
-            value = found[0]
-            if value.__class__ not in PLAIN:
-                value = scalar(value)
+        value = get(event)  # type: ignore[misc]
+        if value.__class__ in PLAIN:
             bucket = coarse.get((window, value))
             if bucket is None:
                 coarse[(window, value)] = [index]
             else:
                 bucket.append(index)
             continue
-        values = list(dict.fromkeys(map(scalar, found)))
+        # A list, an object, or a path through a list of objects: every distinct value.
+        values = list(dict.fromkeys(map(scalar, single[1](event))))
         if not values:
             values = [None]
         for value in values:

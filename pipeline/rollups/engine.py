@@ -332,7 +332,7 @@ class RollupEngine:
         # A partial includes every action of the partition up to the last one queued
         # that reached it, and none after: its stamp is the offset of that action.
         offsets = [offset for offset, _, _ in pending]
-        items: dict[tuple[str, int], tuple[str, ...]] = {}  # cardinality items per (attribute, event)
+        canonical: dict[str, str] = {}  # cardinality item texts of strings, for the whole pass
         for rollup in self.rollups:
             late_name = rollup.name + LATE_SUFFIX
             unit = self.units[rollup.name]
@@ -354,8 +354,7 @@ class RollupEngine:
                         found = counted.get(id(indexes))
                         if found is None:
                             found = counted[id(indexes)] = {}
-                            for i in indexes:
-                                counter.count_event(found, events[i])
+                            counter.count_events(found, [events[i] for i in indexes])
                         counts.append(found)
                     last = max(indexes[-1] for indexes in lists)
                     partial.add_counted(sum(map(len, lists)), counts, offsets[last])
@@ -366,7 +365,7 @@ class RollupEngine:
                     indexes = merged_indexes(lists)
                     batch = [events[i] for i in indexes]
                     measures = [rollup.measure(e) for e in batch] if rollup.measure is not None else None
-                    partial.add_many(measures, batch, offsets[indexes[-1]], items)
+                    partial.add_many(measures, batch, offsets[indexes[-1]], canonical)
                 state.dirty.add(slot)
 
     def _aggregate_one(

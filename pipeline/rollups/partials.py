@@ -118,15 +118,15 @@ class Partial:
         measures: list[Any] | None,
         events: list[dict[str, Any]],
         last_offset: int,
-        items: dict[tuple[str, int], tuple[str, ...]] | None = None,
+        canonical: dict[str, str] | None = None,
     ) -> None:
         """Add several new events at once, the last one read at ``last_offset``; equal to ``apply`` each.
 
         The caller guarantees the events are above ``last_offset`` of this
-        partial (no replay among them). ``items`` caches the cardinality items of
-        an event between partials (see ``AggregationSet.add_many``).
+        partial (no replay among them). ``canonical`` caches cardinality item
+        texts between partials (see ``AggregationSet.add_many``).
         """
-        self.aggregations.add_many(self.state, measures, events, items)
+        self.aggregations.add_many(self.state, measures, events, canonical)
         self.last_offset = max(self.last_offset, last_offset)
 
     def add_counted(self, events: int, counts: list[dict[Any, int]], last_offset: int) -> None:

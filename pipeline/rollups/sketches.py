@@ -107,6 +107,48 @@ class QuantileSketch:
             raise ValueError(f"a quantile sketch only takes finite values, got {value!r}")
         self._sketch.add(value)
 
+    def add_many(self, values: Sequence[float]) -> None:
+        """``add`` each of ``values`` (all finite), with one store update per distinct bin.
+
+        Bins get the same keys as with ``add`` (the library's own formula), and
+        the store is grown once to the batch's key range rather than value by
+        value; count, sum, min and max come out as with ``add`` in turn.
+        """
+        if not values:
+            return
+        if not all(map(math.isfinite, values)):
+            bad = next(v for v in values if not math.isfinite(v))
+            raise ValueError(f"a quantile sketch only takes finite values, got {bad!r}")
+        sk = self._sketch
+        mapping = sk._mapping
+        smallest = mapping.min_possible
+        multiplier, offset = mapping._multiplier, mapping._offset
+        log, ceil = math.log, math.ceil
+        positive: dict[int, int] = {}
+        negative: dict[int, int] = {}
+        zeros = 0
+        for value in values:
+            if value > smallest:
+                key = int(ceil(log(value, 2) * multiplier) + offset)
+                positive[key] = positive.get(key, 0) + 1
+            elif value < -smallest:
+                key = int(ceil(log(-value, 2) * multiplier) + offset)
+                negative[key] = negative.get(key, 0) + 1
+            else:
+                zeros += 1
+        if zeros:
+            sk._zero_count += zeros
+        for store, counts in ((sk._store, positive), (sk._negative_store, negative)):
+            if counts:
+                _store_add_counts(store, counts)
+        sk._sum = sum(values, sk._sum)  # left to right from the current sum, as ``add`` in turn
+        sk._count += len(values)
+        low, high = min(values), max(values)
+        if low < sk._min:
+            sk._min = low
+        if high > sk._max:
+            sk._max = high
+
     def merge(self, other: QuantileSketch) -> None:
         """Add every value of ``other`` to this sketch; ``other`` is left unchanged."""
         self._sketch.merge(other._sketch)
@@ -228,6 +270,22 @@ class QuantileSketch:
     def from_base64(cls, text: str) -> QuantileSketch:
         """Inverse of ``to_base64()``."""
         return cls.from_bytes(base64.b64decode(text))
+
+
+def _store_add_counts(store: CollapsingLowestDenseStore, counts: dict[int, int]) -> None:
+    """Add ``counts`` (bin key -> count) to ``store``, growing it once for all of them."""
+    low, high = min(counts), max(counts)
+    if store.count and store.is_collapsed:
+        low = max(low, store.min_key)  # a collapsed store does not grow downwards
+    if store.count == 0 or low < store.min_key or high > store.max_key:
+        store._extend_range(low, high)
+    bins = store.bins
+    base = store.offset
+    first = store.min_key
+    for key, count in counts.items():
+        # Keys below the kept range of a collapsed store count in its lowest bin.
+        bins[key - base if key >= first else first - base] += count
+    store.count += sum(counts.values())
 
 
 def _count(value: float) -> int | float:

@@ -20,10 +20,11 @@ from pipeline.rollups.aggregations import (
     Min,
     Percentile,
     Sum,
+    ValueCounts,
     as_measure,
-    iter_path,
     parse_aggregation,
 )
+from pipeline.rollups.sketches import canonical_item
 
 CHECKOUT = ["count", "sum", "avg", "min", "max", "p50", "p75", "p90", "p95", "p99", "cardinality(usr.id)"]
 
@@ -94,8 +95,8 @@ def test_as_measure(value: Any, expected: float | None) -> None:
         ({"a": None}, "a", []),
     ],
 )
-def test_iter_path(event: dict[str, Any], path: str, expected: list[Any]) -> None:
-    assert list(iter_path(event, tuple(path.split(".")))) == expected
+def test_cardinality_values(event: dict[str, Any], path: str, expected: list[Any]) -> None:
+    assert Cardinality(f"cardinality({path})", path).values(event) == expected
 
 
 def test_checkout_example() -> None:
@@ -295,3 +296,51 @@ def test_value_counts_split_merge_and_round_trip(raw: list[Any], n_parts: int, r
     assert aggs.result(merged)["values(context.tag)"] == len(truth)
     restored = aggs.load(orjson.loads(orjson.dumps(aggs.dump(merged))))
     assert restored["values"] == truth
+
+
+# What a facet or cardinality path may meet in an event: every JSON shape, and lists of objects.
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.sampled_from([1.0, 2.5, -0.0]),
+    st.sampled_from(["a", "b", "1"]),
+)
+_AT_PATH = st.one_of(
+    _SCALARS,
+    st.lists(_SCALARS, max_size=4),
+    st.lists(st.lists(_SCALARS, max_size=2), max_size=2),
+    st.dictionaries(st.sampled_from(["x", "y"]), _SCALARS, max_size=2),
+)
+_EVENTS = st.lists(
+    st.one_of(
+        st.builds(lambda v: {"usr": {"id": v}}, _AT_PATH),
+        st.builds(lambda vs: {"usr": [{"id": v} for v in vs]}, st.lists(_SCALARS, max_size=3)),
+        st.just({"usr": {}}),
+        st.just({"usr": "flat"}),
+        st.just({}),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(events=_EVENTS)
+def test_count_events_equals_counting_each_event(events: list[dict[str, Any]]) -> None:
+    counter = ValueCounts("values(usr.id)", "usr.id")
+    one_by_one: dict[Any, int] = {"b": 1}
+    at_once: dict[Any, int] = {"b": 1}
+    for event in events:
+        counter.count_event(one_by_one, event)
+    counter.count_events(at_once, events)
+    assert at_once == one_by_one
+
+
+@settings(max_examples=300, deadline=None)
+@given(events=_EVENTS)
+def test_cardinality_items_are_the_canonical_texts_of_every_value(events: list[dict[str, Any]]) -> None:
+    card = Cardinality("cardinality(usr.id)", "usr.id")
+    expected = {canonical_item(v) for e in events for v in card.values(e)} - {None}
+    cache: dict[str, str] = {}
+    assert card.items(events, cache) == expected
+    assert card.items(events, cache) == expected  # from the cache as well

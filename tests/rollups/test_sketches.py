@@ -292,3 +292,46 @@ def test_quantiles_at_once_equal_one_by_one(values: list[float], qs: list[float]
     if restored:  # bins laid out by from_dict rather than by the library's own adds
         sketch = QuantileSketch.from_dict(sketch.to_dict())
     assert sketch.quantiles(qs + QUANTILES) == [sketch.quantile(q) for q in qs + QUANTILES]
+
+
+_MAGNITUDES = st.floats(min_value=-1e12, max_value=1e12, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    before=st.lists(_MAGNITUDES, max_size=5),
+    values=st.lists(st.one_of(_MAGNITUDES, st.sampled_from([0.0, -0.0, 5e-324, -1e-310, 1.0, 2.5])), max_size=60),
+)
+def test_add_many_equals_adding_each_value(before: list[float], values: list[float]) -> None:
+    one_by_one, at_once = QuantileSketch(), QuantileSketch()
+    for value in before:
+        one_by_one.add(value)
+        at_once.add(value)
+    for value in values:
+        one_by_one.add(value)
+    at_once.add_many(values)
+    assert at_once.to_dict() == one_by_one.to_dict()
+
+
+def test_add_many_over_a_range_wider_than_the_bins_keeps_every_count_and_the_top() -> None:
+    rng = random.Random(4)
+    values = [10.0 ** rng.uniform(-200, 200) for _ in range(3000)]
+    one_by_one, at_once = QuantileSketch(), QuantileSketch()
+    for value in values:
+        one_by_one.add(value)
+    at_once.add_many(values)
+    data = at_once.to_dict()
+    assert data["positive"]["collapsed"]
+    assert sum(data["positive"]["counts"]) == data["count"] == 3000
+    assert at_once.quantile(0.99) == one_by_one.quantile(0.99)
+    assert at_once.quantile(1.0) == max(values)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_add_many_rejects_what_add_rejects_and_changes_nothing(bad: float) -> None:
+    sketch = QuantileSketch()
+    sketch.add(3.0)
+    before = sketch.to_dict()
+    with pytest.raises(ValueError, match="finite"):
+        sketch.add_many([1.0, bad, 2.0])
+    assert sketch.to_dict() == before
