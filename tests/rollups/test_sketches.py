@@ -300,7 +300,9 @@ _MAGNITUDES = st.floats(min_value=-1e12, max_value=1e12, allow_nan=False, allow_
 @settings(max_examples=300, deadline=None)
 @given(
     before=st.lists(_MAGNITUDES, max_size=5),
-    values=st.lists(st.one_of(_MAGNITUDES, st.sampled_from([0.0, -0.0, 5e-324, -1e-310, 1.0, 2.5])), max_size=60),
+    values=st.lists(
+        st.one_of(_MAGNITUDES, st.sampled_from([0.0, -0.0, 5e-324, -1e-310, 1.0, 2.5])), max_size=60
+    ),
 )
 def test_add_many_equals_adding_each_value(before: list[float], values: list[float]) -> None:
     one_by_one, at_once = QuantileSketch(), QuantileSketch()
