@@ -52,7 +52,7 @@ import yaml
 from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.admin import create_topics
-from pipeline.consume import assign_topics, make_reader, record_timestamps
+from pipeline.consume import assign_topics, group_offsets, make_reader, record_timestamps
 from pipeline.demo import stop_worker
 from pipeline.generate import TrafficGenerator
 from pipeline.kafka_auth import client_kwargs
@@ -231,19 +231,16 @@ async def rollups_done(settings: Settings, timeout: float) -> int:
     partials offsets after their upserts: once both cover their topics' ends,
     the last upsert (rollup or facet-index record) is the end.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **client_kwargs(settings))
     reader = make_reader(settings)
-    await admin.start()
     await reader.start()
     try:
-        topics = [settings.topic(RAW), settings.topic(PARTIALS)]
-        await assign_topics(reader, topics)
+        await assign_topics(reader, [settings.topic(RAW), settings.topic(PARTIALS)])
         deadline = time.monotonic() + timeout
         while True:
+            # Committed first: ends read afterwards can only be later, never make it look done early.
+            committed = await group_offsets(settings, settings.app_id)
             ends = await reader.end_offsets(list(reader.assignment()))
-            committed = await admin.list_consumer_group_offsets(settings.app_id)
-            done = {tp: meta.offset for tp, meta in committed.items()}
-            behind = [tp for tp, end in ends.items() if end > done.get(tp, 0)]
+            behind = [tp for tp, end in ends.items() if end > committed.get(tp, 0)]
             if not behind:
                 break
             if time.monotonic() > deadline:
@@ -257,10 +254,11 @@ async def rollups_done(settings: Settings, timeout: float) -> int:
                 reader.seek(tp, end - 1)
                 for record in (await reader.getmany(tp, timeout_ms=5000)).get(tp, []):
                     last = max(last, record.timestamp)
+        if not last:
+            raise RuntimeError("no rollup or facet-index upsert found after the rollup work was committed")
         return last
     finally:
         await reader.stop()
-        await admin.close()
 
 
 def _rate(count: int, first_ms: int, last_ms: int) -> float:
@@ -272,10 +270,11 @@ def _rate(count: int, first_ms: int, last_ms: int) -> float:
 def throughput_run(
     messages: list[Message], rollups: bool, tmp: Path, keep: bool
 ) -> tuple[float, float, float]:
-    """One worker over its own copy of ``messages``: (whole, steady) enriched actions/s, CPU µs/action.
+    """One worker over its own copy of ``messages``: (whole, steady) actions/s, CPU µs/action.
 
-    The CPU time is the worker's, from its first enriched record to its last
-    (rollup flushes and merges in that span included; the broker's excluded).
+    The CPU time is the worker's, from its first enriched record to its last,
+    or with the rollups on to the end of their work (``rollups_done``); the
+    broker's is excluded.
     """
     env = bench_env(tmp, RUM_ROLLUPS="true" if rollups else "false")
     settings = settings_of(env)

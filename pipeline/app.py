@@ -119,12 +119,12 @@ class BatchDeliveryConsumer(aiokafka_driver.Consumer):
             return
         # Events already delivered to the agent's stream are processed meanwhile: each of
         # their batches is flushed as soon as it is held.
-        flusher.draining = True
+        flusher.draining += 1  # a rebalance's wait and a stop's may overlap
         try:
             await flusher.flush()
             await super().wait_empty()
         finally:
-            flusher.draining = False
+            flusher.draining -= 1
 
 
 class BatchDeliveryTransport(aiokafka_driver.Transport):
@@ -173,8 +173,8 @@ class RollupFlusher:
         self.last = time.monotonic()
         self.behind = False
         self.held_at = self.last
-        #: Set while faust waits for every delivered event to be acknowledged: flush at once.
-        self.draining = False
+        #: Above 0 while faust waits for every delivered event to be acknowledged: flush at once.
+        self.draining = 0
 
     def hold(self, events: list[Any]) -> None:
         """Keep a processed batch's events until the flush that covers them; a full batch means behind."""
@@ -201,9 +201,10 @@ class RollupFlusher:
         await self.stage.flush({e.message.partition for e in events})
         for event in events:
             await self.stream.ack(event)
-        if events and self.commit is not None:
-            # At once rather than at faust's next commit tick: a worker killed in between
-            # would leave its successor to enrich these actions a second time.
+        # Committed at once rather than at faust's next commit tick: a worker killed in between
+        # would leave its successor to enrich these actions a second time. A commit already
+        # in flight makes faust's return False without these offsets: then once more.
+        if events and self.commit is not None and not await self.commit():
             await self.commit()
         self.last = time.monotonic()
 

@@ -87,15 +87,15 @@ def worker(
     from pipeline.app import create_app
     from pipeline.metrics import WorkerMetrics
 
-    try:  # faust creates only the last folder of its data directory
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise click.ClickException(f"cannot create the data directory {settings.data_dir}: {exc}") from None
     metrics = WorkerMetrics(settings)
     try:  # validates the rollup config before anything else
         app = create_app(settings, metrics)
     except PipelineError as exc:
         raise click.ClickException(str(exc)) from None
+    try:  # faust creates only the last folder of its data directory
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(f"cannot create the data directory {settings.data_dir}: {exc}") from None
     _run(create_topics(settings))
     try:  # /healthz answers, and /ready says why not yet, while the worker joins its group
         metrics.serve()

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.kafka_auth import client_kwargs
 from pipeline.settings import Settings
@@ -33,6 +34,17 @@ def make_reader(
         fetch_max_wait_ms=max_wait_ms,
         **client_kwargs(settings),
     )
+
+
+async def group_offsets(settings: Settings, group: str) -> dict[TopicPartition, int]:
+    """The offsets consumer group ``group`` has committed: partition -> next offset it reads."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **client_kwargs(settings))
+    await admin.start()
+    try:
+        found = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp: meta.offset for tp, meta in found.items()}
 
 
 async def topic_partitions(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -79,15 +78,16 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
 
 
 async def require_topic(producer: AIOKafkaProducer, topic: str) -> None:
-    """Raise PipelineError at once when the broker has no ``topic`` (a send would wait 40 s, then fail)."""
-    cluster_log = logging.getLogger("aiokafka.cluster")
-    level = cluster_log.level
-    cluster_log.setLevel(logging.CRITICAL)  # its "not found in cluster metadata" would precede ours
-    try:
-        await producer.client.add_topic(topic)  # refreshes the metadata, with this topic in it
-    finally:
-        cluster_log.setLevel(level)
-    if not producer.client.cluster.partitions_for_topic(topic):
+    """Raise PipelineError at once when the broker has no ``topic`` (a send would wait 40 s, then fail).
+
+    The metadata of every topic is fetched rather than of this one: a request
+    naming a topic may make a broker with ``auto.create.topics.enable`` create
+    it, with the broker's defaults instead of the pipeline's.
+    """
+    cluster = await producer.client.fetch_all_metadata()
+    if topic in cluster.unauthorized_topics:
+        raise PipelineError(f"not authorized to use topic {topic} (check the ACLs of this client's user)")
+    if not cluster.partitions_for_topic(topic):
         raise PipelineError(
             f"topic {topic} does not exist; create the pipeline's topics with 'rum-pipeline topics create' "
             "(RUM_TOPIC_PREFIX applies), or name an existing topic with --topic"

@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     gc_thresholds: Annotated[tuple[int, int, int] | None, NoDecode] = Field(
         (10_000, 50, 1000),
         description="A worker's garbage collector thresholds, gen0,gen1,gen2 (see Python's "
-        "gc.set_threshold); 'python' keeps Python's own (700,10,10), which cost a rollup worker "
+        "gc.set_threshold); 'python' keeps Python's own (700,10,10 in 3.11), which cost a rollup worker "
         "about a third of its CPU time in full collections.",
     )
     log_level: str = Field(
@@ -221,11 +221,13 @@ class Settings(BaseSettings):
         if text in ("python", "default"):
             return None
         parts = [p.strip() for p in text.split(",")]
-        if len(parts) != 3 or not all(p.isdigit() for p in parts) or int(parts[0]) == 0:
+        numbers = [int(p) for p in parts if p.isascii() and p.isdigit() and len(p) <= 9]
+        if len(numbers) != 3 or len(parts) != 3 or numbers[0] == 0:
             raise ValueError(
-                "expected three whole numbers gen0,gen1,gen2 with gen0 > 0 (e.g. 10000,50,1000), or 'python'"
+                "expected three whole numbers gen0,gen1,gen2, 0 < gen0 and each below 10**9 "
+                "(e.g. 10000,50,1000), or 'python'"
             )
-        return tuple(int(p) for p in parts)
+        return tuple(numbers)
 
     @field_validator("intake_client_tokens", mode="before")
     @classmethod

@@ -25,9 +25,8 @@ from typing import Any
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 
-from pipeline.consume import assign_topics, make_reader
+from pipeline.consume import assign_topics, group_offsets, make_reader
 from pipeline.generate import TrafficGenerator
-from pipeline.kafka_auth import client_kwargs
 from pipeline.produce import Message, publish
 from pipeline.rollups.config import RollupConfig, default_config_path, load_rollup_config
 from pipeline.schemas import BAD_ROW, ENRICHED_ACTION, FACET_INDEX, MEASURE_ROLLUP, validate_record
@@ -254,16 +253,8 @@ def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
 def committed_offsets(settings: Settings, topic: str) -> dict[int, int]:
     """Partition -> offset the workers' consumer group has committed on ``topic`` (absent: none)."""
 
-    async def committed() -> dict[int, int]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **client_kwargs(settings))
-        await admin.start()
-        try:
-            found = await admin.list_consumer_group_offsets(settings.app_id)
-        finally:
-            await admin.close()
-        return {tp.partition: meta.offset for tp, meta in found.items() if tp.topic == topic}
-
-    return asyncio.run(committed())
+    found = asyncio.run(group_offsets(settings, settings.app_id))
+    return {tp.partition: offset for tp, offset in found.items() if tp.topic == topic}
 
 
 @dataclass

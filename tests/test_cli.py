@@ -54,8 +54,12 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_worker_without_kafka_exits_quickly_with_one_line() -> None:
-    env = {"RUM_KAFKA_BOOTSTRAP": f"127.0.0.1:{_free_port()}", "PATH": "/usr/bin:/bin"}
+def test_worker_without_kafka_exits_quickly_with_one_line(tmp_path: Path) -> None:
+    env = {
+        "RUM_KAFKA_BOOTSTRAP": f"127.0.0.1:{_free_port()}",
+        "RUM_DATA_DIR": str(tmp_path / "state"),
+        "PATH": "/usr/bin:/bin",
+    }
     started = time.monotonic()
     done = subprocess.run([CLI, "worker"], env=env, capture_output=True, text=True, timeout=60, check=False)
     elapsed = time.monotonic() - started

@@ -105,6 +105,6 @@ def test_gc_thresholds_are_three_numbers_or_python() -> None:
     assert load_settings({}).gc_thresholds == (10_000, 50, 1000)
     assert load_settings({"RUM_GC_THRESHOLDS": "5000, 20, 100"}).gc_thresholds == (5000, 20, 100)
     assert load_settings({"RUM_GC_THRESHOLDS": "python"}).gc_thresholds is None
-    for bad in ("5000,20", "0,10,10", "a,b,c", "-1,10,10"):
+    for bad in ("5000,20", "0,10,10", "a,b,c", "-1,10,10", "99999999999999999999,1,1", "²,1,1"):
         with pytest.raises(ConfigError, match="RUM_GC_THRESHOLDS"):
             load_settings({"RUM_GC_THRESHOLDS": bad})

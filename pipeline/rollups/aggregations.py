@@ -267,11 +267,11 @@ class Cardinality(Aggregation):
                     strings.add(value)
                 elif (item := canonical_item(value)) is not None:
                     items.add(item)
-        for value in strings:
-            item = canonical.get(value)
-            if item is None:
-                item = canonical[value] = orjson.dumps(value).decode()
-            items.add(item)
+        for text in strings:
+            known = canonical.get(text)
+            if known is None:
+                known = canonical[text] = str(canonical_item(text))  # a string's item is never None
+            items.add(known)
         return items
 
     def initialize(self) -> CardinalitySketch:
@@ -334,20 +334,20 @@ class ValueCounts(Aggregation):
             state[value] = state.get(value, 0) + 1
 
     def count_events(self, state: dict[Any, int], events: Sequence[dict[str, Any]]) -> None:
-        """``count_event`` for each of ``events``, counting plain scalars in one C-level pass."""
+        """``count_event`` for each of ``events``, counting plain scalars in one C-level pass.
+
+        Values are counted in event order either way, so that equal values of
+        different types (``1``, ``1.0``, ``true``) keep the one met first.
+        """
         found = list(map(self.get, events))
         try:
             counts = Counter(found)
-        except TypeError:  # lists or objects among the values: plain ones fast, the rest one by one
-            counts = Counter(v for v in found if v.__class__ in PLAIN)
-            for event, value in zip(events, found, strict=True):
-                if value.__class__ not in PLAIN:  # MISSING included
-                    self.count_event(state, event)
-        if MISSING in counts:  # perhaps reached through a list of objects: the full walk
-            del counts[MISSING]
-            for event, value in zip(events, found, strict=True):
-                if value is MISSING:
-                    self.count_event(state, event)
+        except TypeError:  # a list or an object among the values
+            counts = None
+        if counts is None or MISSING in counts:  # perhaps through a list of objects: the full walk
+            for event in events:
+                self.count_event(state, event)
+            return
         counts.pop(None, None)
         for value, count in counts.items():
             state[value] = state.get(value, 0) + count

@@ -103,16 +103,18 @@ class QuantileSketch:
 
     def add(self, value: float) -> None:
         """Add one value. NaN and infinities have no quantile and are rejected."""
-        if not math.isfinite(value):
-            raise ValueError(f"a quantile sketch only takes finite values, got {value!r}")
-        self._sketch.add(value)
+        self.add_many((value,))
 
     def add_many(self, values: Sequence[float]) -> None:
-        """``add`` each of ``values`` (all finite), with one store update per distinct bin.
+        """Add each of ``values`` (all finite), with one store update per distinct bin.
 
-        Bins get the same keys as with ``add`` (the library's own formula), and
-        the store is grown once to the batch's key range rather than value by
-        value; count, sum, min and max come out as with ``add`` in turn.
+        Bins get the library's keys (its own formula), and the store is grown
+        once to the batch's key range rather than value by value; the result
+        equals the library's ``add`` of each value in turn, except below the
+        kept range of a collapsed store read back by ``from_dict``: there the
+        library's ``add`` writes to a bin outside that range (the count is
+        lost from the serialised form), and this counts it in the lowest kept
+        bin, as a collapsed store should.
         """
         if not values:
             return
@@ -141,7 +143,10 @@ class QuantileSketch:
         for store, counts in ((sk._store, positive), (sk._negative_store, negative)):
             if counts:
                 _store_add_counts(store, counts)
-        sk._sum = sum(values, sk._sum)  # left to right from the current sum, as ``add`` in turn
+        total = sk._sum
+        for value in values:  # plain left-to-right float sum, as the library's ``add`` in turn
+            total += value
+        sk._sum = total
         sk._count += len(values)
         low, high = min(values), max(values)
         if low < sk._min:

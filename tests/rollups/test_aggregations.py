@@ -333,7 +333,7 @@ def test_count_events_equals_counting_each_event(events: list[dict[str, Any]]) -
     for event in events:
         counter.count_event(one_by_one, event)
     counter.count_events(at_once, events)
-    assert at_once == one_by_one
+    assert orjson.dumps(counter.dump(at_once)) == orjson.dumps(counter.dump(one_by_one))
 
 
 @settings(max_examples=300, deadline=None)

@@ -76,8 +76,9 @@ class _Recorder:
     async def ack(self, event: Any) -> None:
         self.calls.append(f"ack {event.message.partition}")
 
-    async def commit(self) -> None:
+    async def commit(self) -> bool:
         self.calls.append("commit")
+        return True
 
 
 class _Event:
@@ -101,7 +102,22 @@ def test_while_draining_every_held_batch_is_due_at_once() -> None:
     f = flusher()
     f.hold([object()] * 10)
     assert not f.due()  # flushed a moment ago
-    f.draining = True
+    f.draining = 1
     assert f.due()
     f.events.clear()
     assert not f.due()  # nothing held, nothing to flush
+
+
+def test_a_commit_that_waited_for_another_is_made_again() -> None:
+    recorder = _Recorder()
+    answers = iter([False, True])  # faust: False when it only waited for a commit in flight
+
+    async def commit() -> bool:
+        recorder.calls.append("commit")
+        return next(answers)
+
+    f = RollupFlusher(recorder, 1.0, 500, commit)  # type: ignore[arg-type]
+    f.stream = recorder
+    f.hold([_Event(0)])
+    asyncio.run(f.flush())
+    assert recorder.calls == ["flush [0]", "ack 0", "commit", "commit"]

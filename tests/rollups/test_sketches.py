@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.rollups.sketches import (
+    _MAPPING,
     BIN_LIMIT,
     RELATIVE_ACCURACY,
     CardinalitySketch,
@@ -307,12 +308,30 @@ _MAGNITUDES = st.floats(min_value=-1e12, max_value=1e12, allow_nan=False, allow_
 def test_add_many_equals_adding_each_value(before: list[float], values: list[float]) -> None:
     one_by_one, at_once = QuantileSketch(), QuantileSketch()
     for value in before:
-        one_by_one.add(value)
+        one_by_one._sketch.add(value)  # the library's own add, value by value
         at_once.add(value)
     for value in values:
-        one_by_one.add(value)
+        one_by_one._sketch.add(value)
     at_once.add_many(values)
     assert at_once.to_dict() == one_by_one.to_dict()
+
+
+def test_a_collapsed_store_read_back_keeps_every_count_of_later_values() -> None:
+    value = _MAPPING.value
+    data = QuantileSketch().to_dict()
+    data.update(
+        positive={"offset": 100, "counts": [1, 1], "collapsed": True},
+        count=2,
+        sum=value(100) + value(101),
+        min=value(100),
+        max=value(101),
+    )
+    restored = QuantileSketch.from_dict(data)  # two bins kept, not the 2048 the store may hold
+    restored.add(value(110))  # grows and re-centres the store
+    restored.add(value(50))  # below the kept range: counts in its lowest bin
+    again = QuantileSketch.from_dict(restored.to_dict())  # raised "add up to 3" with the library's add
+    assert again.count == 4
+    assert again.to_dict()["positive"]["counts"][0] == 2
 
 
 def test_add_many_over_a_range_wider_than_the_bins_keeps_every_count_and_the_top() -> None:
