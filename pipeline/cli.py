@@ -231,6 +231,13 @@ def topics_list() -> None:
     show_default=True,
     help="Share of generated messages that are malformed (parse, schema or size faults).",
 )
+@click.option(
+    "--span",
+    default="1h",
+    show_default=True,
+    metavar="DURATION",
+    help="Generated actions are dated evenly over this span, ending now (e.g. 10s, 5m, 1h, 1d).",
+)
 @click.option("--topic", "-t", default=None, help="Topic to publish to (default: the raw topic).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 def produce(
@@ -239,6 +246,7 @@ def produce(
     rate: float,
     seed: int,
     malformed: float,
+    span: str,
     topic: str | None,
     progress: bool,
 ) -> None:
@@ -251,6 +259,7 @@ def produce(
     Examples:
       rum-pipeline produce actions.jsonl
       rum-pipeline produce --generate 10000 --rate 500 --seed 7 --malformed 0.01
+      rum-pipeline produce --generate 30000 --span 5s   # dated like live traffic
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -259,12 +268,18 @@ def produce(
 
     if (source is None) == (count is None):
         raise click.UsageError("give either SOURCE or --generate N")
+    from pipeline.rollups.config import parse_duration
+
+    try:
+        span_s = parse_duration(span)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--span") from None
     settings = _settings()
     target = topic or settings.topic(RAW)
     if count is not None:
         from pipeline.generate import TrafficGenerator
 
-        generator = TrafficGenerator(seed=seed, malformed_share=malformed)
+        generator = TrafficGenerator(seed=seed, malformed_share=malformed, span_ms=span_s * 1000)
         messages: Any = (Message(m.key, m.value, m.malformed) for m in generator.messages(count))
     else:
         messages = read_lines(source)

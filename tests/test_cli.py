@@ -48,6 +48,14 @@ def test_produce_needs_a_source() -> None:
     assert "--generate" in result.output
 
 
+@pytest.mark.parametrize("span", ["7x", "-1s", "1 h", ""])
+def test_produce_rejects_a_bad_span_before_connecting(span: str) -> None:
+    result = CliRunner().invoke(main, ["produce", "--generate", "5", "--span", span])
+    assert result.exit_code == 2
+    assert "--span" in result.output and "bad duration" in result.output
+    assert "Traceback" not in result.output
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from pathlib import Path
 
+import orjson
 import pytest
 
 from pipeline.topics import RAW
@@ -65,3 +67,21 @@ def test_produce_generate_and_file(tmp_path: Path) -> None:
     assert {b'{"a": 1}', b"\xff\xfe not utf-8", b'{"session": {"id": "s-9"}}'} <= values
     keyed = [r for r in records if r.value == b'{"session": {"id": "s-9"}}']
     assert keyed[0].key == b"s-9"
+
+
+def test_produce_generate_dates_actions_over_the_span(tmp_path: Path) -> None:
+    env = isolated_env(tmp_path)
+    settings = settings_from(env)
+    subprocess.run([CLI, "topics", "create"], env=env, check=True, capture_output=True)
+    before = time.time() * 1000
+    subprocess.run(
+        [CLI, "produce", "--generate", "300", "--span", "10s", "--no-progress"],
+        env=env,
+        capture_output=True,
+        check=True,
+    )
+    after = time.time() * 1000
+    dates = [orjson.loads(r.value)["date"] for r in consume(settings, settings.topic(RAW), 300, timeout=60)]
+    # Evenly over the 10 s before the generator started, give or take its 2 s of jitter.
+    assert before - 12_000 <= min(dates) < before - 6_000
+    assert before - 4_000 < max(dates) <= after + 2_000
