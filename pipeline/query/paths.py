@@ -20,13 +20,14 @@ Two ways to read a path:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any, Final
 
 __all__ = [
     "MISSING",
     "PathError",
+    "compile_many",
     "compile_path",
     "compile_values",
     "normalize_path",
@@ -131,6 +132,40 @@ def compile_path(path: str) -> Callable[[Any], Any]:
         return value
 
     return get_n
+
+
+@lru_cache(maxsize=1024)
+def compile_many(path: str) -> Callable[[Sequence[dict[str, Any]]], list[Any]]:
+    """``compile_path`` for a list of objects at once: their raw values (or :data:`MISSING`), in order.
+
+    One comprehension per depth instead of one getter call per object: about
+    half the cost on the rollups' batched path, which reads each path of every
+    queued action.
+    """
+    keys = tuple(normalize_path(path).split("."))
+    if len(keys) == 1:
+        (k1,) = keys
+
+        def many1(events: Sequence[dict[str, Any]]) -> list[Any]:
+            return [e.get(k1, MISSING) for e in events]
+
+        return many1
+    if len(keys) == 2:
+        k1, k2 = keys
+
+        def many2(events: Sequence[dict[str, Any]]) -> list[Any]:
+            return [
+                v.get(k2, MISSING) if (v := e.get(k1)).__class__ is dict or isinstance(v, dict) else MISSING
+                for e in events
+            ]
+
+        return many2
+    get = compile_path(path)
+
+    def many_n(events: Sequence[dict[str, Any]]) -> list[Any]:
+        return list(map(get, events))
+
+    return many_n
 
 
 def _flatten(value: Any, keys: tuple[str, ...], out: list[Any]) -> None:

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from pipeline.query.paths import MISSING, compile_path, compile_values
+from pipeline.query.paths import MISSING, compile_many, compile_values
 from pipeline.rollups.batch import PLAIN, scalar
 from pipeline.rollups.sketches import CardinalitySketch, QuantileSketch, canonical_item
 
@@ -249,8 +249,10 @@ class Cardinality(Aggregation):
         self.slot = f"hll:{attr}"
         #: The values of ``attr`` in an event: lists are flattened at every level, nulls skipped.
         self.values = compile_values(attr)
+        #: The raw values of ``attr`` in a list of events (the usual string ids come out as they are).
+        self.get_many = compile_many(attr)
 
-    def items(self, events: Iterable[dict[str, Any]], canonical: dict[str, str]) -> set[str]:
+    def items(self, events: Sequence[dict[str, Any]], canonical: dict[str, str]) -> set[str]:
         """The distinct ``canonical_item`` texts of ``attr`` in ``events``.
 
         Strings (the usual ids) are gathered as they are and converted once
@@ -258,11 +260,12 @@ class Cardinality(Aggregation):
         converted one by one, so that ``1``, ``1.0``, ``true`` and ``"1"`` stay
         what ``canonical_item`` makes of them.
         """
-        values = self.values
-        strings: set[str] = set()
+        raw = self.get_many(events)
+        strings: set[str] = {value for value in raw if value.__class__ is str}
         items: set[str] = set()
-        for event in events:
-            for value in values(event):
+        # Anything else (missing, null, numbers, lists, paths through lists): the full walk.
+        for index in [i for i, value in enumerate(raw) if value.__class__ is not str]:
+            for value in self.values(events[index]):
                 if value.__class__ is str:
                     strings.add(value)
                 elif (item := canonical_item(value)) is not None:
@@ -315,8 +318,8 @@ class ValueCounts(Aggregation):
         self.attr = attr
         self.slot = "values"
         self.values = compile_values(attr)
-        #: The raw value at ``attr`` (a scalar, a list, an object, or MISSING).
-        self.get = compile_path(attr)
+        #: The raw values at ``attr`` of a list of events (scalars, lists, objects, or MISSING).
+        self.get_many = compile_many(attr)
 
     def initialize(self) -> dict[Any, int]:
         return {}
@@ -339,7 +342,7 @@ class ValueCounts(Aggregation):
         Values are counted in event order either way, so that equal values of
         different types (``1``, ``1.0``, ``true``) keep the one met first.
         """
-        found = list(map(self.get, events))
+        found = self.get_many(events)
         try:
             counts = Counter(found)
         except TypeError:  # a list or an object among the values

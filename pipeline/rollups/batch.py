@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from pipeline.query.paths import compile_path
+from pipeline.query.paths import compile_many, compile_path
 from pipeline.rollups.windows import SECOND_MS
 
 if TYPE_CHECKING:
@@ -54,15 +54,31 @@ def rollup_slots(
     late: list[frozenset[int] | None],
     unit: int,
     late_suffix: str,
+    shared: dict[int, tuple[dict[int, list[int]], list[int]]] | None = None,
 ) -> dict[SlotKey, list[list[int]]]:
-    """Every partial of ``rollup`` the events reach, with their indexes (lists, each in offset order)."""
+    """Every partial of ``rollup`` the events reach, with their indexes (lists, each in offset order).
+
+    ``shared`` caches, per ``unit``, the buckets of rollups that take every
+    event into a single group (the facets): they all bucket alike, so one pass
+    serves them all, and their buckets are the same lists.
+    """
     coarse: dict[tuple[int, Any], list[int]] = {}
     slots: dict[SlotKey, list[list[int]]] = {}
-    name = rollup.name
     matches = None if rollup.always else rollup.matches
+    if matches is None and not rollup.groups and shared is not None:
+        found = shared.get(unit)
+        if found is None:
+            found = shared[unit] = window_buckets(window_ids, late)
+        buckets, late_indexes = found
+        for index in late_indexes:
+            _late_event(rollup, events[index], index, late[index], late_suffix, slots)  # type: ignore[arg-type]
+        coarse = {(window, ()): indexes for window, indexes in buckets.items()}
+        return _spread(rollup, coarse, unit, None, slots)
     single = rollup.groups[0] if len(rollup.groups) == 1 else None
     # The raw value first: a plain scalar (or null, grouped as None) needs no list of values.
     get = compile_path(single[0]) if single is not None else None
+    # Read for every event at once when every event is taken.
+    raw = compile_many(single[0])(events) if single is not None and matches is None else None
     for index, event in enumerate(events):
         if matches is not None and not matches(event):
             continue
@@ -74,7 +90,7 @@ def rollup_slots(
             for group in rollup.group_keys(event):
                 _append(coarse, (window, group), index)
             continue
-        value = get(event)  # type: ignore[misc]
+        value = raw[index] if raw is not None else get(event)  # type: ignore[misc]
         if value.__class__ in PLAIN:
             bucket = coarse.get((window, value))
             if bucket is None:
@@ -88,8 +104,19 @@ def rollup_slots(
             values = [None]
         for value in values:
             _append(coarse, (window, value), index)
+    return _spread(rollup, coarse, unit, single[0] if single is not None else None, slots)
+
+
+def _spread(
+    rollup: CompiledRollup,
+    coarse: dict[tuple[int, Any], list[int]],
+    unit: int,
+    path: str | None,
+    slots: dict[SlotKey, list[list[int]]],
+) -> dict[SlotKey, list[list[int]]]:
+    """Spread (window id, group) buckets over the partials of the rollup's intervals."""
+    name = rollup.name
     sizes = [(interval, interval * SECOND_MS) for interval in rollup.intervals]
-    path = single[0] if single is not None else None
     for (window, group), indexes in coarse.items():
         base = window * unit
         key = ((path, group),) if path is not None else group
@@ -101,6 +128,24 @@ def rollup_slots(
             else:
                 lists.append(indexes)
     return slots
+
+
+def window_buckets(
+    window_ids: list[int], late: list[frozenset[int] | None]
+) -> tuple[dict[int, list[int]], list[int]]:
+    """The indexes of the on-time events per window id, and the indexes of the late ones."""
+    buckets: dict[int, list[int]] = {}
+    late_indexes: list[int] = []
+    for index, window in enumerate(window_ids):
+        if late[index] is not None:
+            late_indexes.append(index)
+            continue
+        bucket = buckets.get(window)
+        if bucket is None:
+            buckets[window] = [index]
+        else:
+            bucket.append(index)
+    return buckets, late_indexes
 
 
 def _late_event(

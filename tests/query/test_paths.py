@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.query.paths import MISSING, PathError, compile_path, compile_values, normalize_path, values_at
+from pipeline.query.paths import (
+    MISSING,
+    PathError,
+    compile_many,
+    compile_path,
+    compile_values,
+    normalize_path,
+    values_at,
+)
 
 EVENT = {
     "action": {"target": {"name": "checkout"}},
@@ -41,6 +49,28 @@ EVENT = {
 )
 def test_compile_path(path: str, expected: object) -> None:
     assert compile_path(path)(EVENT) == expected
+
+
+class Mapping(dict):  # type: ignore[type-arg]
+    """A dict subclass on the way: read like a dict."""
+
+
+@pytest.mark.parametrize(
+    "path", ["usr", "@geo.country", "geo.city", "geo.country.name", "context.items", "context.a.b.c.d", "x.y"]
+)
+def test_compile_many_reads_each_event_like_compile_path(path: str) -> None:
+    events = [
+        EVENT,
+        {},
+        {"geo": None, "usr": "u-1", "context": {"a": {"b": []}}},
+        {"geo": Mapping(country="Japan"), "x": {"y": None}},
+        {"geo": {"country": {"name": "Peru"}}, "context": {"items": [], "a": {"b": {"c": {"d": None}}}}},
+        {"geo": "France", "x": [{"y": 1}]},
+    ]
+    many = compile_many(path)(events)
+    one = [compile_path(path)(event) for event in events]
+    assert many == one
+    assert [value is MISSING for value in many] == [value is MISSING for value in one]
 
 
 def test_missing_is_falsy_singleton() -> None:
