@@ -78,8 +78,10 @@ def outcome(engine: RollupEngine, partition: int) -> dict[bytes, tuple[Any, ...]
     return {partial.encoded_key: describe(partial, evicted) for partial, evicted in changes}
 
 
-def run(events: list[dict[str, Any]], flush_every: int, one_by_one: bool) -> list[dict[bytes, Any]]:
-    engine = RollupEngine(CONFIG)
+def run(
+    events: list[dict[str, Any]], flush_every: int, one_by_one: bool, aggregate_at: int = 1000
+) -> list[dict[bytes, Any]]:
+    engine = RollupEngine(CONFIG, aggregate_at=aggregate_at)
     engine.load(0, [])
     flushes = []
     for offset, event in enumerate(events):
@@ -93,13 +95,19 @@ def run(events: list[dict[str, Any]], flush_every: int, one_by_one: bool) -> lis
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(event_strategy, min_size=1, max_size=60), st.integers(min_value=1, max_value=25))
+@given(
+    st.lists(event_strategy, min_size=1, max_size=60),
+    st.integers(min_value=1, max_value=25),
+    st.integers(min_value=1, max_value=30),
+)
 def test_batched_aggregation_equals_one_update_per_action(
-    raw: list[dict[str, Any]], flush_every: int
+    raw: list[dict[str, Any]], flush_every: int, aggregate_at: int
 ) -> None:
     # Unsorted dates: some actions are late for the 30s/1m windows and land in the :late rollups.
+    # Queued actions are aggregated every ``aggregate_at`` actions too, between the flushes.
     events = [to_event(r) for r in raw]
-    assert run(events, flush_every, one_by_one=False) == run(events, flush_every, one_by_one=True)
+    batched = run(events, flush_every, one_by_one=False, aggregate_at=aggregate_at)
+    assert batched == run(events, flush_every, one_by_one=True)
 
 
 def test_restored_partials_skip_what_they_hold_then_batch() -> None:
