@@ -347,13 +347,30 @@ class ValueCounts(Aggregation):
             counts = Counter(found)
         except TypeError:  # a list or an object among the values
             counts = None
-        if counts is None or MISSING in counts:  # perhaps through a list of objects: the full walk
+        if counts is None:  # lists or objects among the values
+            self._count_mixed(state, events, found)
+            return
+        if MISSING in counts:  # perhaps through a list of objects: the full walk
             for event in events:
                 self.count_event(state, event)
             return
         counts.pop(None, None)
         for value, count in counts.items():
             state[value] = state.get(value, 0) + count
+
+    def _count_mixed(self, state: dict[Any, int], events: Sequence[dict[str, Any]], found: list[Any]) -> None:
+        """``count_event`` for each event, in order; a flat list of scalars (the usual) counted directly."""
+        for event, value in zip(events, found, strict=True):
+            kind = value.__class__
+            if kind is list and all(item.__class__ in PLAIN for item in value):
+                for item in dict.fromkeys(value):  # each distinct element once; null is no value
+                    if item is not None:
+                        state[item] = state.get(item, 0) + 1
+            elif kind in PLAIN:
+                if value is not None:
+                    state[value] = state.get(value, 0) + 1
+            else:  # an object, a nested list, or a path through a list of objects
+                self.count_event(state, event)
 
     def merge(self, a: dict[Any, int], b: dict[Any, int]) -> dict[Any, int]:
         for value, count in b.items():
