@@ -3,8 +3,16 @@
 (a) Throughput: raw -> enriched actions/s of one `rum-pipeline worker` with the
     rollups on (config/rollups.yaml, or RUM_ROLLUPS_CONFIG) beside one with
     RUM_ROLLUPS=false, alternating in the same run. Each worker reads its own
-    freshly produced copy of the same generated traffic (dates in the last
-    hour) under its own topic prefix, consumer group and state folder. Rates
+    freshly produced copy of the same generated traffic under its own topic
+    prefix, consumer group and state folder. The traffic's dates end now and
+    spread over ``--spans``, one measurement per span, the first one the
+    headline: 30 s makes 150,000 actions as dense in event time as live
+    traffic at about the rate one worker sustains with the rollups on
+    (5,000/s); 1 h spreads the same actions thinly (42 per second of event
+    time) over 60 one-minute windows, like a backfill of a quiet shop, so
+    many more partials carry few actions each. A run lasts well beyond the
+    5 s flush period of a worker in a backlog: with runs of a few seconds,
+    the wait for the last flush would be most of the measured time. Rates
     run from the first enriched record's timestamp, so process start-up is
     not counted, to the last one's, or with the rollups on to the last
     rollup or facet-index upsert once every action's partials are flushed and
@@ -24,7 +32,7 @@ Figures are medians with their spread (min-max) or percentiles; the machine is
 shared, so compare the on/off ratio, measured in the same run, not the
 absolute rates. Every worker's log is scanned for errors.
 
-    python bench/rollups.py [--events 30000] [--runs 3] [--rate 500] [--seconds 20]
+    python bench/rollups.py [--events 150000] [--runs 3] [--spans 30s,1h] [--rate 500] [--seconds 20]
 """
 
 from __future__ import annotations
@@ -57,7 +65,7 @@ from pipeline.demo import stop_worker
 from pipeline.generate import TrafficGenerator
 from pipeline.kafka_auth import client_kwargs
 from pipeline.produce import Message, make_producer, publish
-from pipeline.rollups.config import default_config_path
+from pipeline.rollups.config import default_config_path, parse_duration
 from pipeline.settings import Settings, load_settings
 from pipeline.topics import ENRICHED, FACETS, PARTIALS, RAW, ROLLUPS, topic_specs
 
@@ -435,9 +443,11 @@ def latency_run(tmp: Path, rate: float, seconds: float, keep: bool) -> dict[str,
 # -- main ---------------------------------------------------------------------------------
 
 
-def throughput_section(events: int, runs: int, seed: int, tmp: Path, keep: bool) -> dict[str, Any]:
+def throughput_section(events: int, runs: int, seed: int, span: str, tmp: Path, keep: bool) -> dict[str, Any]:
     """Alternating on/off runs over the same traffic; prints and returns the figures."""
-    generator = TrafficGenerator(seed=seed, start_ms=_now() - 3_600_000)
+    span_s = parse_duration(span)
+    generator = TrafficGenerator(seed=seed, start_ms=_now() - span_s * 1000, span_ms=span_s * 1000)
+    print(f"actions dated over the last {span}:")
     messages = [Message(m.key, m.value) for m in generator.messages(events)]
     rates: dict[str, list[float]] = {f"{mode} {part}": [] for mode in ("on", "off") for part in KINDS}
     for i in range(runs):
@@ -472,7 +482,7 @@ def throughput_section(events: int, runs: int, seed: int, tmp: Path, keep: bool)
     print(f"  {'ratio on/off':13} {cells[0]:>24}   {cells[1]:>24}   {cells[2]:>26} (off/on)")
     whole = statistics.median(rates["ratio whole"])
     print(f"  target on/off >= 0.70 (whole run): {'met' if whole >= 0.7 else 'NOT met'}")
-    return {"events": events, **{name: summarize(values) for name, values in rates.items()}}
+    return {"events": events, "span": span, **{name: summarize(values) for name, values in rates.items()}}
 
 
 def latency_section(rate: float, seconds: float, tmp: Path, keep: bool) -> dict[str, Any]:
@@ -518,8 +528,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--events", type=int, default=30000, help="actions per throughput run")
+    parser.add_argument("--events", type=int, default=150000, help="actions per throughput run")
     parser.add_argument("--runs", type=int, default=3, help="on/off pairs; medians are reported")
+    parser.add_argument(
+        "--spans",
+        default="30s,1h",
+        help="comma-separated spans the throughput runs' action dates cover, ending now (the first is "
+        "the headline; see above)",
+    )
     parser.add_argument("--rate", type=float, default=500, help="probes/s for the latency part (0 = skip)")
     parser.add_argument("--seconds", type=float, default=20, help="how long probes are produced")
     parser.add_argument("--seed", type=int, default=5, help="seed of the generated traffic")
@@ -533,6 +549,14 @@ def main() -> int:
     )
     parser.add_argument("--logs", type=Path, default=None, help="keep the worker logs in this folder")
     args = parser.parse_args()
+    spans = [span.strip() for span in args.spans.split(",") if span.strip()]
+    try:
+        for span in spans:
+            parse_duration(span)
+    except ValueError as exc:
+        parser.error(f"--spans: {exc}")
+    if not spans:
+        parser.error("--spans: give at least one span, e.g. 10s")
     sys.stdout.reconfigure(line_buffering=True)  # progress shows up when piped to a file
     # Metadata warnings about topics this benchmark has just deleted are expected.
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
@@ -542,9 +566,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         if args.events and args.runs:
-            report["throughput"] = throughput_section(
-                args.events, args.runs, args.seed, tmp, args.keep_topics
-            )
+            sections = [
+                throughput_section(args.events, args.runs, args.seed, span, tmp, args.keep_topics)
+                for span in spans
+            ]
+            report["throughput"] = sections[0]
+            report["throughput_spans"] = sections
         if args.rate > 0 and args.seconds > 0:
             report["latency"] = latency_section(args.rate, args.seconds, tmp, args.keep_topics)
         if args.logs:

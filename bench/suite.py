@@ -183,7 +183,7 @@ def rows(by_name: dict[str, Step], runs: int) -> list[tuple[str, str, str]]:
         out.append(("**rollups on / off**", f"**{h['ratio']:.2f}**", "ratio, same run"))
     elif rollups.outputs:
         t = rollups.outputs[0]["throughput"]
-        n = f"{t['events']:,} actions"
+        n = f"{t['events']:,} actions" + (f" dated over {t['span']}" if "span" in t else "")
         out.append(
             ("one worker, rollups on", summary(t["on whole"], ",.0f", " actions/s"), f"bench/rollups.py, {n}")
         )
@@ -195,6 +195,14 @@ def rows(by_name: dict[str, Step], runs: int) -> list[tuple[str, str, str]]:
             )
         )
         out.append(("**rollups on / off**", f"**{summary(t['ratio whole'], '.2f')}**", "ratio, same run"))
+        for other in rollups.outputs[0].get("throughput_spans", [])[1:]:
+            out.append(
+                (
+                    f"rollups on / off, actions dated over {other['span']}",
+                    summary(other["ratio whole"], ".2f"),
+                    f"the same {other['events']:,} actions spread thinly over more windows",
+                )
+            )
     else:
         missing("rollups", ["rollups on / off"])
 
