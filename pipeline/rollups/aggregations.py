@@ -350,10 +350,14 @@ class ValueCounts(Aggregation):
         if counts is None:  # lists or objects among the values
             self._count_mixed(state, events, found)
             return
-        if MISSING in counts:  # perhaps through a list of objects: the full walk
-            for event in events:
-                self.count_event(state, event)
-            return
+        if MISSING in counts:
+            # Usually the attribute is just absent (no geo for a private address). Only a path
+            # through a list of objects finds values there: then count everything in order.
+            values = self.values
+            if any(values(events[i]) for i, value in enumerate(found) if value is MISSING):
+                self._count_mixed(state, events, found)
+                return
+            del counts[MISSING]
         counts.pop(None, None)
         for value, count in counts.items():
             state[value] = state.get(value, 0) + count
