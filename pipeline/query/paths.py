@@ -136,10 +136,12 @@ def compile_path(path: str) -> Callable[[Any], Any]:
 
 @lru_cache(maxsize=1024)
 def compile_many(path: str) -> Callable[[Sequence[dict[str, Any]]], list[Any]]:
-    """``compile_path`` for a list of objects at once: their raw values (or :data:`MISSING`), in order.
+    """``compile_path`` for a list of events at once: their raw values (or :data:`MISSING`), in order.
 
-    One comprehension per depth instead of one getter call per object: about
-    half the cost on the rollups' batched path, which reads each path of every
+    The events must be objects (dicts), as enriched actions always are: unlike
+    ``compile_path``, the result for anything else is undefined. One
+    comprehension per depth instead of one getter call per event: about half
+    the cost on the rollups' batched path, which reads each path of every
     queued action.
     """
     keys = tuple(normalize_path(path).split("."))

@@ -58,9 +58,9 @@ def rollup_slots(
 ) -> dict[SlotKey, list[list[int]]]:
     """Every partial of ``rollup`` the events reach, with their indexes (lists, each in offset order).
 
-    ``shared`` caches, per ``unit``, the buckets of rollups that take every
-    event into a single group (the facets): they all bucket alike, so one pass
-    serves them all, and their buckets are the same lists.
+    ``shared`` caches, per ``unit``, the buckets of rollups without filter or
+    ``group_by`` (the facets, and any such configured rollup): they all bucket
+    alike, so one pass serves them all, and their buckets are the same lists.
     """
     coarse: dict[tuple[int, Any], list[int]] = {}
     slots: dict[SlotKey, list[list[int]]] = {}

@@ -84,7 +84,7 @@ class CompiledRollup:
     aggregations: AggregationSet
     #: True when the filter selects every event (no need to evaluate it).
     always: bool = False
-    #: ``measure`` for a list of events at once.
+    #: ``measure`` for a list of events at once (optional: ``measure`` per event otherwise).
     measure_many: Callable[[Sequence[dict[str, Any]]], list[Any]] | None = None
 
     def group_keys(self, event: Any) -> list[tuple[tuple[str, Any], ...]]:
@@ -209,7 +209,7 @@ class RollupEngine:
     #: (flushes come every 5 s then); the partials a flush writes are the same. Rollups on/off
     #: over 150,000 actions (bench/rollups.py, 2 runs each): with actions dated over 30 s, 0.61 at
     #: 1,000, 0.58-0.67 at 250, 0.69 at 100; dated over an hour (fewer actions per partial),
-    #: 0.53, 0.51 and 0.48.
+    #: 0.53, 0.51 and 0.48. 250 is a compromise between the two, within the runs' noise of both.
     AGGREGATE_AT = 250
 
     def __init__(
@@ -356,8 +356,9 @@ class RollupEngine:
         # that reached it, and none after: its stamp is the offset of that action.
         offsets = [offset for offset, _, _ in pending]
         canonical: dict[str, str] = {}  # cardinality item texts of strings, for the whole pass
-        shared: dict[int, Any] = {}  # the buckets of the facets, the same for all of them
-        # The actions of a bucket, listed once for all the facets.
+        # Buckets of the rollups without filter or group (the facets), per window unit: alike for all.
+        shared: dict[int, Any] = {}
+        # The actions of such a bucket, listed once for all the facets that count values in it.
         listed: dict[int, tuple[list[int], list[dict[str, Any]]]] = {}
         for rollup in self.rollups:
             late_name = rollup.name + LATE_SUFFIX
@@ -394,7 +395,12 @@ class RollupEngine:
                 else:
                     indexes = merged_indexes(lists)
                     batch = [events[i] for i in indexes]
-                    measures = rollup.measure_many(batch) if rollup.measure_many is not None else None
+                    if rollup.measure_many is not None:
+                        measures = rollup.measure_many(batch)
+                    elif rollup.measure is not None:
+                        measures = [rollup.measure(e) for e in batch]
+                    else:
+                        measures = None
                     partial.add_many(measures, batch, offsets[indexes[-1]], canonical)
                 state.dirty.add(slot)
 

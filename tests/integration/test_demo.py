@@ -82,6 +82,6 @@ def test_produce_generate_dates_actions_over_the_span(tmp_path: Path) -> None:
     )
     after = time.time() * 1000
     dates = [orjson.loads(r.value)["date"] for r in consume(settings, settings.topic(RAW), 300, timeout=60)]
-    # Evenly over the 10 s before the generator started, give or take its 2 s of jitter.
-    assert before - 12_000 <= min(dates) < before - 6_000
-    assert before - 4_000 < max(dates) <= after + 2_000
+    # Spread over the 10 s that end when the generator starts (within this command's run).
+    assert before - 10_000 <= min(dates) and max(dates) <= after
+    assert 9_000 <= max(dates) - min(dates) <= 10_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any
 
@@ -33,6 +34,9 @@ rollups:
   - name: everything
     aggregations: [count]
     intervals: [1h]
+  - {name: by_country, group_by: [geo.country], aggregations: [count, cardinality(usr.id)],
+     intervals: [30s, 1h]}
+  - {name: by_item, group_by: [context.items], aggregations: [count], intervals: [1h]}
 grace: 1m
 retention: 2d
 """
@@ -259,3 +263,31 @@ def test_to_bytes_is_the_encoding_of_to_dict() -> None:
     for partial in (full, counts, Partial(KEY, 11, AGGS)):
         assert partial.to_bytes() == orjson.dumps(partial.to_dict())
         assert Partial.from_bytes(partial.to_bytes()).to_dict() == partial.to_dict()
+
+
+def test_a_rollup_compiled_without_its_batched_measure_reads_each_measure() -> None:
+    events = [
+        to_event(
+            {
+                "date": T0 + i * 7_000,
+                "name": "checkout",
+                "country": "Japan",
+                "items": [],
+                "value": i * 1.5,
+                "user": f"u{i % 4}",
+            }
+        )
+        for i in range(40)
+    ]
+    expected = run(events, 10, one_by_one=False)
+    engine = RollupEngine(CONFIG)
+    engine.rollups = [dataclasses.replace(rollup, measure_many=None) for rollup in engine.rollups]
+    engine.load(0, [])
+    flushes = []
+    for offset, event in enumerate(events):
+        engine.apply(0, offset, event, receive_ms=T0 + 100 * MINUTE)
+        if offset % 10 == 9:
+            flushes.append(outcome(engine, 0))
+    flushes.append(outcome(engine, 0))
+    assert flushes == expected
+    assert any(b"cart" in key for flush in flushes for key in flush)

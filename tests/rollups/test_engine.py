@@ -74,15 +74,19 @@ class FakeKafka:
 
 
 def run(
-    events_by_partition: dict[int, list[dict[str, Any]]], crash_seed: int | None, spill: Spill | None = None
+    events_by_partition: dict[int, list[dict[str, Any]]],
+    crash_seed: int | None,
+    spill: Spill | None = None,
+    aggregate_at: int = RollupEngine.AGGREGATE_AT,
 ) -> Merger:
     """Process every partition in batches of 7; with a seed, crash and replay at random points.
 
     With ``spill``, state beyond its capacity goes to RocksDB after every flush, as in a worker.
+    ``aggregate_at`` below 7 aggregates queued actions between flushes too.
     """
     rng = random.Random(crash_seed)
     kafka = FakeKafka()
-    engine = RollupEngine(CONFIG, spill)
+    engine = RollupEngine(CONFIG, spill, aggregate_at=aggregate_at)
     for partition, events in events_by_partition.items():
         engine.load(partition, [])
         committed = 0  # next offset to read after a restart
@@ -127,21 +131,23 @@ def ground_truth(events: list[dict[str, Any]]) -> dict[tuple[int, Any], list[flo
     return truth
 
 
+@pytest.mark.parametrize("aggregate_at", [3, RollupEngine.AGGREGATE_AT])
 @pytest.mark.parametrize("crash_seed", [None, 1, 2, 3, 4, 5])
-def test_rollups_are_exact_through_crashes_and_duplicates(crash_seed: int | None) -> None:
+def test_rollups_are_exact_through_crashes_and_duplicates(crash_seed: int | None, aggregate_at: int) -> None:
     events = make_events(3000, seed=7)
     by_partition = {p: events[p::3] for p in range(3)}
-    assert_exact(run(by_partition, crash_seed), events)
+    assert_exact(run(by_partition, crash_seed, aggregate_at=aggregate_at), events)
 
 
+@pytest.mark.parametrize("aggregate_at", [3, RollupEngine.AGGREGATE_AT])
 @pytest.mark.parametrize("crash_seed", [None, 3])
 def test_rollups_stay_exact_with_most_state_spilled_to_rocksdb(
-    tmp_path: Path, crash_seed: int | None
+    tmp_path: Path, crash_seed: int | None, aggregate_at: int
 ) -> None:
     events = make_events(3000, seed=7)
     spill = Spill(tmp_path / "spill", capacity=10)
     try:
-        merger = run({p: events[p::3] for p in range(3)}, crash_seed, spill)
+        merger = run({p: events[p::3] for p in range(3)}, crash_seed, spill, aggregate_at)
         assert_exact(merger, events)
         assert spill.counts["spilled"] > 100 and spill.counts["unspilled"] > 100
     finally:
