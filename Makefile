@@ -53,7 +53,7 @@ bench-enrich: broker  ## benchmark the enrichment hot path and one worker agains
 bench-intake: broker  ## load-test the HTTP intake (~30 s): requests/s, events/s, p99, acknowledged = in Kafka
 	$(PY) bench/intake.py $(BENCH_INTAKE_ARGS)
 
-bench: $(STAMP)  ## every benchmark (bench/suite.py, ~20 min; BENCH_ARGS="--runs 5"): figures in bench/results.md
+bench: $(STAMP)  ## every benchmark (bench/suite.py, ~12-20 min; BENCH_ARGS="--runs 5"): figures in bench/results.md
 	@scripts/broker.sh with $(PY) bench/suite.py $(BENCH_ARGS)
 
 CHAOS_PORT ?= 19092
