@@ -111,8 +111,8 @@ def worker(
 def tune_garbage_collector(thresholds: tuple[int, int, int] | None) -> None:
     """Collect cyclic garbage less often (RUM_GC_THRESHOLDS), and never scan what start-up made.
 
-    A worker keeps many objects alive for a while (the actions held until the
-    next rollup flush, the partials of open windows), and Python's default
+    A worker keeps many objects alive for a while (the consumed records held
+    until the next rollup flush, the partials of open windows), and Python's default
     thresholds (700, 10, 10) scan all of them again and again: measured, a
     rollup worker spent about a third of its CPU time in full collections.
     The modules, the app and the caches made at start-up are frozen first

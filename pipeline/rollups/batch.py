@@ -76,9 +76,9 @@ def rollup_slots(
         return _spread(rollup, coarse, unit, None, slots)
     single = rollup.groups[0] if len(rollup.groups) == 1 else None
     # The raw value first: a plain scalar (or null, grouped as None) needs no list of values.
-    get = compile_path(single[0]) if single is not None else None
-    # Read for every event at once when every event is taken.
+    # Read for every event at once when every event is taken, else for the matching ones.
     raw = compile_many(single[0])(events) if single is not None and matches is None else None
+    get = compile_path(single[0]) if single is not None and raw is None else None
     for index, event in enumerate(events):
         if matches is not None and not matches(event):
             continue

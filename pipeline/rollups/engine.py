@@ -304,20 +304,16 @@ class RollupEngine:
             return future  # not aggregated, and the watermark stays where it was
         if watermark is None or event_ms + self.grace_ms >= watermark:
             # Every window ends after the event, so none of them is final: on time everywhere.
-            state.pending.append((offset, event, None))
             if watermark is None or event_ms > watermark:
                 state.watermark = event_ms
-            if len(state.pending) >= self.aggregate_at:
-                self.aggregate(partition)
+            self._queue(state, (offset, event, None))
             return []
         late = frozenset(
             interval
             for interval in self.intervals
             if classify(event_ms, watermark, self.grace_ms, receive_ms, interval_s=interval) == "late"
         )
-        state.pending.append((offset, event, late or None))
-        if len(state.pending) >= self.aggregate_at:
-            self.aggregate(partition)
+        self._queue(state, (offset, event, late or None))
         verdicts = [
             Verdict("late", rollup.name, format_interval(interval), window_start(event_ms, interval))
             for rollup in self.rollups
@@ -327,6 +323,12 @@ class RollupEngine:
         ]
         self.counts["late"] += len(verdicts)
         return verdicts
+
+    def _queue(self, state: PartitionState, item: Pending) -> None:
+        """Queue an action; aggregate the partition's queue once ``aggregate_at`` actions wait."""
+        state.pending.append(item)
+        if len(state.pending) >= self.aggregate_at:
+            self.aggregate(state.partition)
 
     def aggregate(self, partition: int) -> None:
         """Add the queued actions of a partition to their partials, one update per partial."""

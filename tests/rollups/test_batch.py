@@ -83,9 +83,13 @@ def outcome(engine: RollupEngine, partition: int) -> dict[bytes, tuple[Any, ...]
 
 
 def run(
-    events: list[dict[str, Any]], flush_every: int, one_by_one: bool, aggregate_at: int = 1000
+    events: list[dict[str, Any]],
+    flush_every: int,
+    one_by_one: bool,
+    aggregate_at: int = 1000,
+    engine: RollupEngine | None = None,
 ) -> list[dict[bytes, Any]]:
-    engine = RollupEngine(CONFIG, aggregate_at=aggregate_at)
+    engine = engine if engine is not None else RollupEngine(CONFIG, aggregate_at=aggregate_at)
     engine.load(0, [])
     flushes = []
     for offset, event in enumerate(events):
@@ -282,12 +286,6 @@ def test_a_rollup_compiled_without_its_batched_measure_reads_each_measure() -> N
     expected = run(events, 10, one_by_one=False)
     engine = RollupEngine(CONFIG)
     engine.rollups = [dataclasses.replace(rollup, measure_many=None) for rollup in engine.rollups]
-    engine.load(0, [])
-    flushes = []
-    for offset, event in enumerate(events):
-        engine.apply(0, offset, event, receive_ms=T0 + 100 * MINUTE)
-        if offset % 10 == 9:
-            flushes.append(outcome(engine, 0))
-    flushes.append(outcome(engine, 0))
+    flushes = run(events, 10, one_by_one=False, engine=engine)
     assert flushes == expected
     assert any(b"cart" in key for flush in flushes for key in flush)
