@@ -100,7 +100,7 @@ class Settings(BaseSettings):
         30.0, ge=6, le=300, description="Seconds before a silent worker's partitions move to the others."
     )
     gc_thresholds: Annotated[tuple[int, int, int] | None, NoDecode] = Field(
-        (10_000, 50, 1000),
+        (200_000, 10, 1000),
         description="A worker's garbage collector thresholds, gen0,gen1,gen2 (see Python's "
         "gc.set_threshold); 'python' keeps Python's own (700,10,10 in 3.11), which cost a rollup worker "
         "about a third of its CPU time in full collections.",
@@ -225,7 +225,7 @@ class Settings(BaseSettings):
         if len(numbers) != 3 or len(parts) != 3 or numbers[0] == 0:
             raise ValueError(
                 "expected three whole numbers gen0,gen1,gen2, 0 < gen0 and each below 10**9 "
-                "(e.g. 10000,50,1000), or 'python'"
+                "(e.g. 200000,10,1000), or 'python'"
             )
         return tuple(numbers)
 

@@ -102,7 +102,7 @@ def test_the_scripts_own_variables_are_not_unknown_settings() -> None:
 
 
 def test_gc_thresholds_are_three_numbers_or_python() -> None:
-    assert load_settings({}).gc_thresholds == (10_000, 50, 1000)
+    assert load_settings({}).gc_thresholds == (200_000, 10, 1000)
     assert load_settings({"RUM_GC_THRESHOLDS": "5000, 20, 100"}).gc_thresholds == (5000, 20, 100)
     assert load_settings({"RUM_GC_THRESHOLDS": "python"}).gc_thresholds is None
     for bad in ("5000,20", "0,10,10", "a,b,c", "-1,10,10", "99999999999999999999,1,1", "²,1,1"):
