@@ -29,6 +29,7 @@ __all__ = [
     "PathError",
     "compile_many",
     "compile_path",
+    "compile_through_list",
     "compile_values",
     "normalize_path",
     "values_at",
@@ -168,6 +169,36 @@ def compile_many(path: str) -> Callable[[Sequence[dict[str, Any]]], list[Any]]:
         return list(map(get, events))
 
     return many_n
+
+
+@lru_cache(maxsize=1024)
+def compile_through_list(path: str) -> Callable[[Any], bool]:
+    """Compile ``path`` into a test: does the path meet a list before its last step in ``event``?
+
+    Only then can :func:`compile_values` find values where :func:`compile_path`
+    gives :data:`MISSING` (it walks into lists of objects, the getter does not);
+    without a list on the way, ``MISSING`` means no value at all. A batched
+    reader uses it to skip the full walk of events that simply lack the path.
+    """
+    keys = tuple(normalize_path(path).split("."))[:-1]
+    if not keys:
+        return _no_list
+
+    def through(event: Any) -> bool:
+        value = event
+        for key in keys:
+            if not isinstance(value, dict):
+                return False
+            value = value.get(key)
+            if isinstance(value, list):
+                return True
+        return False
+
+    return through
+
+
+def _no_list(event: Any) -> bool:
+    return False
 
 
 def _flatten(value: Any, keys: tuple[str, ...], out: list[Any]) -> None:

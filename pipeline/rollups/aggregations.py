@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from pipeline.query.paths import MISSING, compile_many, compile_values
+from pipeline.query.paths import MISSING, compile_many, compile_through_list, compile_values
 from pipeline.rollups.batch import PLAIN, scalar
 from pipeline.rollups.sketches import CardinalitySketch, QuantileSketch, canonical_item
 
@@ -251,6 +251,8 @@ class Cardinality(Aggregation):
         self.values = compile_values(attr)
         #: The raw values of ``attr`` in a list of events (the usual string ids come out as they are).
         self.get_many = compile_many(attr)
+        #: Whether a list lies on the way to ``attr`` (only then can a missing raw value hide values).
+        self.through_list = compile_through_list(attr)
 
     def items(self, events: Sequence[dict[str, Any]], canonical: dict[str, str]) -> set[str]:
         """The distinct ``canonical_item`` texts of ``attr`` in ``events``.
@@ -263,8 +265,17 @@ class Cardinality(Aggregation):
         raw = self.get_many(events)
         strings: set[str] = {value for value in raw if value.__class__ is str}
         items: set[str] = set()
-        # Anything else (missing, null, numbers, lists, paths through lists): the full walk.
-        for index in [i for i, value in enumerate(raw) if value.__class__ is not str]:
+        # Anything else (numbers, lists, objects, paths through lists): the full walk. Null has
+        # no value, and neither has a missing path unless a list of objects is on its way.
+        through = self.through_list
+        walk = [
+            i
+            for i, value in enumerate(raw)
+            if value.__class__ is not str
+            and value is not None
+            and (value is not MISSING or through(events[i]))
+        ]
+        for index in walk:
             for value in self.values(events[index]):
                 if value.__class__ is str:
                     strings.add(value)
@@ -320,6 +331,8 @@ class ValueCounts(Aggregation):
         self.values = compile_values(attr)
         #: The raw values at ``attr`` of a list of events (scalars, lists, objects, or MISSING).
         self.get_many = compile_many(attr)
+        #: Whether a list lies on the way to ``attr`` (only then can a missing raw value hide values).
+        self.through_list = compile_through_list(attr)
 
     def initialize(self) -> dict[Any, int]:
         return {}
@@ -353,8 +366,8 @@ class ValueCounts(Aggregation):
         if MISSING in counts:
             # Usually the attribute is just absent (no geo for a private address). Only a path
             # through a list of objects finds values there: then count everything in order.
-            values = self.values
-            if any(values(events[i]) for i, value in enumerate(found) if value is MISSING):
+            through = self.through_list
+            if any(through(events[i]) for i, value in enumerate(found) if value is MISSING):
                 self._count_mixed(state, events, found)
                 return
             del counts[MISSING]

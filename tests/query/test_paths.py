@@ -9,6 +9,7 @@ from pipeline.query.paths import (
     PathError,
     compile_many,
     compile_path,
+    compile_through_list,
     compile_values,
     normalize_path,
     values_at,
@@ -71,6 +72,43 @@ def test_compile_many_reads_each_event_like_compile_path(path: str) -> None:
     one = [compile_path(path)(event) for event in events]
     assert many == one
     assert [value is MISSING for value in many] == [value is MISSING for value in one]
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("usr", False),  # one step: nothing on the way
+        ("geo.country", False),
+        ("geo.city", False),  # absent, through objects only
+        ("nothere.at.all", False),
+        ("context.items", False),  # a list at the last step is the value, not on the way
+        ("context.products.sku", True),
+        ("context.products.nothere", True),  # a list on the way, whatever it then finds
+        ("context.matrix.x", True),
+        ("context.a.b.c.d", False),
+        ("geo.country.name", False),  # a string on the way
+    ],
+)
+def test_compile_through_list(path: str, expected: bool) -> None:
+    assert compile_through_list(path)(EVENT) is expected
+
+
+@pytest.mark.parametrize(
+    "path", ["usr.id", "geo.country", "context.products.sku", "context.products.tags", "x.y.z", "a.b"]
+)
+def test_values_behind_a_missing_raw_value_need_a_list_on_the_way(path: str) -> None:
+    """What batched readers rely on: where the getter finds nothing, values exist only through a list."""
+    events = [
+        EVENT,
+        {},
+        {"usr": None, "a": [{"b": 1}, {"c": 2}]},
+        {"usr": [{"id": "u-1"}, {"id": "u-2"}], "x": {"y": [{"z": True}]}},
+        {"geo": [{"country": "Peru"}, "Chile"], "a": {"b": None}},
+        {"x": [[{"y": {"z": 3}}]], "context": {"products": []}},
+    ]
+    hidden = [e for e in events if compile_path(path)(e) is MISSING and compile_values(path)(e)]
+    assert hidden  # every path has such an event above
+    assert all(compile_through_list(path)(e) for e in hidden)
 
 
 def test_missing_is_falsy_singleton() -> None:
