@@ -135,6 +135,13 @@ class BatchDeliveryTransport(aiokafka_driver.Transport):
     flusher: RollupFlusher | None = None
 
 
+#: Most partials the merge agent takes at once. A rollup flush sends every changed partial of
+#: every raw partition in one burst, and each batch merges and upserts each key it touches:
+#: taken 500 at a time, a key's partials from the raw partitions fell into several batches
+#: and it was upserted about once per partial instead of once per burst.
+MERGE_BATCH = 10_000
+
+
 class RollupFlusher:
     """Holds acknowledgements until the rollup state of their events is on Kafka.
 
@@ -373,7 +380,8 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         @app.agent(partials, name="merge", supervisor_strategy=CrashingSupervisor)
         async def merge(stream: Any) -> None:
             """Partials -> facet-index and rollup upserts."""
-            async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
+            batch = max(settings.batch_size, MERGE_BATCH)
+            async for events in stream.take_events(batch, within=settings.batch_within):
                 await stage.merge(events)
 
     return app
