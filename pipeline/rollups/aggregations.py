@@ -238,21 +238,28 @@ class Percentile(Aggregation):
         return QuantileSketch.from_dict(data)
 
 
-class Cardinality(Aggregation):
-    """Approximate number of distinct values of an event attribute (HyperLogLog)."""
+class _AttributeAggregation(Aggregation):
+    """An aggregation over the values of an event attribute rather than over the measure."""
 
     uses_measure = False
 
     def __init__(self, name: str, attr: str) -> None:
         super().__init__(name)
         self.attr = attr
-        self.slot = f"hll:{attr}"
         #: The values of ``attr`` in an event: lists are flattened at every level, nulls skipped.
         self.values = compile_values(attr)
-        #: The raw values of ``attr`` in a list of events (the usual string ids come out as they are).
+        #: The raw values at ``attr`` of a list of events (scalars, lists, objects, or MISSING).
         self.get_many = compile_many(attr)
         #: Whether a list lies on the way to ``attr`` (only then can a missing raw value hide values).
         self.through_list = compile_through_list(attr)
+
+
+class Cardinality(_AttributeAggregation):
+    """Approximate number of distinct values of an event attribute (HyperLogLog)."""
+
+    def __init__(self, name: str, attr: str) -> None:
+        super().__init__(name, attr)
+        self.slot = f"hll:{attr}"
 
     def items(self, events: Sequence[dict[str, Any]], canonical: dict[str, str]) -> set[str]:
         """The distinct ``canonical_item`` texts of ``attr`` in ``events``.
@@ -312,7 +319,7 @@ class Cardinality(Aggregation):
         return CardinalitySketch.from_base64(data)
 
 
-class ValueCounts(Aggregation):
+class ValueCounts(_AttributeAggregation):
     """How many events carry each distinct value of an attribute (the facet index's windows).
 
     An event counts once per distinct value it carries (a list attribute: each
@@ -322,17 +329,7 @@ class ValueCounts(Aggregation):
     rollup config does not offer it.
     """
 
-    uses_measure = False
-
-    def __init__(self, name: str, attr: str) -> None:
-        super().__init__(name)
-        self.attr = attr
-        self.slot = "values"
-        self.values = compile_values(attr)
-        #: The raw values at ``attr`` of a list of events (scalars, lists, objects, or MISSING).
-        self.get_many = compile_many(attr)
-        #: Whether a list lies on the way to ``attr`` (only then can a missing raw value hide values).
-        self.through_list = compile_through_list(attr)
+    slot = "values"
 
     def initialize(self) -> dict[Any, int]:
         return {}
@@ -366,8 +363,10 @@ class ValueCounts(Aggregation):
         if MISSING in counts:
             # Usually the attribute is just absent (no geo for a private address). Only a path
             # through a list of objects finds values there: then count everything in order.
-            through = self.through_list
-            if any(through(events[i]) for i, value in enumerate(found) if value is MISSING):
+            through, values = self.through_list, self.values
+            if any(
+                through(events[i]) and values(events[i]) for i, value in enumerate(found) if value is MISSING
+            ):
                 self._count_mixed(state, events, found)
                 return
             del counts[MISSING]

@@ -93,6 +93,11 @@ def test_compile_through_list(path: str, expected: bool) -> None:
     assert compile_through_list(path)(EVENT) is expected
 
 
+def test_compile_through_list_reads_dict_subclasses_like_dicts() -> None:
+    assert compile_through_list("a.b.c")({"a": Mapping(b=[{"c": 1}])}) is True
+    assert compile_through_list("a.b.c")({"a": Mapping(b=Mapping(c=1))}) is False
+
+
 @pytest.mark.parametrize(
     "path", ["usr.id", "geo.country", "context.products.sku", "context.products.tags", "x.y.z", "a.b"]
 )

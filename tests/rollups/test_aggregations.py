@@ -312,22 +312,32 @@ _AT_PATH = st.one_of(
     st.lists(st.lists(_SCALARS, max_size=2), max_size=2),
     st.dictionaries(st.sampled_from(["x", "y"]), _SCALARS, max_size=2),
 )
-_EVENTS = st.lists(
-    st.one_of(
-        st.builds(lambda v: {"usr": {"id": v}}, _AT_PATH),
-        st.builds(lambda vs: {"usr": [{"id": v} for v in vs]}, st.lists(_SCALARS, max_size=3)),
-        st.just({"usr": {}}),
-        st.just({"usr": "flat"}),
-        st.just({}),
-    ),
-    max_size=25,
-)
 
 
-@settings(max_examples=300, deadline=None)
-@given(events=_EVENTS)
-def test_count_events_equals_counting_each_event(events: list[dict[str, Any]]) -> None:
-    counter = ValueCounts("values(usr.id)", "usr.id")
+def _reaching(keys: tuple[str, ...]) -> st.SearchStrategy[Any]:
+    """What may stand where ``keys`` start: an object leading on, a list of them, or a dead end."""
+    if not keys:
+        return _AT_PATH
+    step = st.builds(lambda value: {keys[0]: value}, _reaching(keys[1:]))
+    return st.one_of(step, st.lists(step, max_size=3), st.just({}), st.none(), st.just("flat"))
+
+
+def _events(path: str) -> st.SearchStrategy[list[dict[str, Any]]]:
+    """Events for ``path``: lists of objects may stand at any step on the way, or the path may stop short."""
+    first, *rest = path.split(".")
+    event = st.builds(lambda value: {first: value}, _reaching(tuple(rest)))
+    return st.lists(st.one_of(event, st.just({})), max_size=25)
+
+
+_PATHS = ["usr", "usr.id", "usr.a.id"]
+
+
+@pytest.mark.parametrize("path", _PATHS)
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_count_events_equals_counting_each_event(path: str, data: st.DataObject) -> None:
+    events = data.draw(_events(path))
+    counter = ValueCounts(f"values({path})", path)
     one_by_one: dict[Any, int] = {"b": 1}
     at_once: dict[Any, int] = {"b": 1}
     for event in events:
@@ -336,10 +346,12 @@ def test_count_events_equals_counting_each_event(events: list[dict[str, Any]]) -
     assert orjson.dumps(counter.dump(at_once)) == orjson.dumps(counter.dump(one_by_one))
 
 
-@settings(max_examples=300, deadline=None)
-@given(events=_EVENTS)
-def test_cardinality_items_are_the_canonical_texts_of_every_value(events: list[dict[str, Any]]) -> None:
-    card = Cardinality("cardinality(usr.id)", "usr.id")
+@pytest.mark.parametrize("path", _PATHS)
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_cardinality_items_are_the_canonical_texts_of_every_value(path: str, data: st.DataObject) -> None:
+    events = data.draw(_events(path))
+    card = Cardinality(f"cardinality({path})", path)
     expected = {canonical_item(v) for e in events for v in card.values(e)} - {None}
     cache: dict[str, str] = {}
     assert card.items(events, cache) == expected
