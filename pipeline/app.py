@@ -156,7 +156,10 @@ class RollupFlusher:
     ``BACKLOG_STRETCH`` intervals, or until ``MAX_HELD`` events wait: a flush
     costs about the same however many actions it covers, and freshness is
     bounded by the waiting records anyway. Once batches are no longer full,
-    the period is ``interval`` again.
+    the period is ``interval`` again; and when the first batch that is not
+    full finds the consumer at the end of its partitions (``caught_up``), the
+    backlog is over and its last actions are flushed at once rather than at
+    the next timer tick.
     """
 
     BACKLOG_STRETCH = 5
@@ -168,8 +171,11 @@ class RollupFlusher:
         interval: float,
         batch_size: int = 0,
         commit: Callable[[], Awaitable[Any]] | None = None,
+        caught_up: Callable[[], bool] | None = None,
     ) -> None:
         self.stage = stage
+        #: True when the consumer has read every partition of the raw topic it owns to its end.
+        self.caught_up = caught_up
         #: Commits the acknowledged offsets (the consumer's ``commit``), right after a flush.
         self.commit = commit
         self.interval = interval
@@ -179,6 +185,8 @@ class RollupFlusher:
         self.lock = asyncio.Lock()
         self.last = time.monotonic()
         self.behind = False
+        #: The batch just held ended a run of full ones, and nothing more was waiting.
+        self.drained = False
         self.held_at = self.last
         #: Above 0 while faust waits for every delivered event to be acknowledged: flush at once.
         self.draining = 0
@@ -186,14 +194,17 @@ class RollupFlusher:
     def hold(self, events: list[Any]) -> None:
         """Keep a processed batch's events until the flush that covers them; a full batch means behind."""
         self.events.extend(events)
-        self.behind = 0 < self.batch_size <= len(events)
+        behind = 0 < self.batch_size <= len(events)
+        if self.behind and not behind and self.caught_up is not None:
+            self.drained = self.caught_up()
+        self.behind = behind
         self.held_at = time.monotonic()
 
     def due(self) -> bool:
         """True when events wait and the flush period has passed."""
         if not self.events:
             return False
-        if self.draining:
+        if self.draining or self.drained:
             return True
         now = time.monotonic()
         period = self.interval
@@ -205,6 +216,7 @@ class RollupFlusher:
     async def flush_locked(self) -> None:
         """Flush the state of the waiting events' partitions, then acknowledge them (lock held)."""
         events, self.events = self.events, []
+        self.drained = False
         await self.stage.flush({e.message.partition for e in events})
         for event in events:
             await self.stream.ack(event)
@@ -269,8 +281,16 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     # would restart it past the failed batch, whose events were never
     # acknowledged and would then not be read again until the next restart.
     # Crashing hands the partitions to another worker, which replays them.
+    raw_name = settings.topic(RAW)
+
+    def raw_caught_up() -> bool:
+        consumer = app.consumer
+        return all(read_to_end(consumer, tp) for tp in consumer.assignment() if tp.topic == raw_name)
+
     flusher = (
-        RollupFlusher(stage, settings.flush_interval, settings.batch_size, lambda: app.consumer.commit())
+        RollupFlusher(
+            stage, settings.flush_interval, settings.batch_size, lambda: app.consumer.commit(), raw_caught_up
+        )
         if stage is not None
         else None
     )
@@ -345,8 +365,6 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
                     # events stay unacknowledged and are replayed elsewhere),
                     # not leave a timer that keeps failing.
                     await app.crash(exc)
-
-        raw_name = settings.topic(RAW)
 
         async def partitions_moved(*_args: Any, **_kwargs: Any) -> None:
             if stage is not None:

@@ -47,6 +47,51 @@ def test_full_batches_stretch_the_period_until_traffic_pauses() -> None:
     assert f.due()
 
 
+class _Ends:
+    """Stands in for the consumer's position: at the end of the raw partitions or not; counts the asks."""
+
+    def __init__(self, at_end: bool) -> None:
+        self.at_end = at_end
+        self.asked = 0
+
+    def __call__(self) -> bool:
+        self.asked += 1
+        return self.at_end
+
+
+def test_the_end_of_a_backlog_is_flushed_at_once() -> None:
+    ends = _Ends(at_end=True)
+    f = RollupFlusher(stage=None, interval=1.0, batch_size=500, caught_up=ends)  # type: ignore[arg-type]
+    f.hold([object()] * 500)
+    f.hold([object()] * 500)
+    assert not f.due() and ends.asked == 0  # full batches: still behind
+    f.hold([object()] * 37)  # the last, short batch, with nothing more to read
+    assert ends.asked == 1
+    assert f.due()  # no waiting for the period
+
+
+def test_a_short_batch_with_records_still_waiting_keeps_the_period() -> None:
+    ends = _Ends(at_end=False)
+    f = RollupFlusher(stage=None, interval=1.0, batch_size=500, caught_up=ends)  # type: ignore[arg-type]
+    f.hold([object()] * 500)
+    f.hold([object()] * 37)
+    assert ends.asked == 1
+    assert not f.due()
+    aged(f, 1.01)
+    assert f.due()
+
+
+def test_live_traffic_keeps_the_period_and_never_asks_for_the_end() -> None:
+    ends = _Ends(at_end=True)
+    f = RollupFlusher(stage=None, interval=1.0, batch_size=500, caught_up=ends)  # type: ignore[arg-type]
+    for _ in range(3):
+        f.hold([object()] * 40)
+    assert not f.due()
+    assert ends.asked == 0
+    aged(f, 1.01)
+    assert f.due()
+
+
 def test_too_many_held_events_flush_at_the_interval() -> None:
     f = flusher()
     events: list[Any] = [object()] * 500
@@ -121,3 +166,15 @@ def test_a_commit_that_waited_for_another_is_made_again() -> None:
     f.hold([_Event(0)])
     asyncio.run(f.flush())
     assert recorder.calls == ["flush [0]", "ack 0", "commit", "commit"]
+
+
+def test_after_the_flush_that_ended_a_backlog_the_period_applies_again() -> None:
+    recorder = _Recorder()
+    f = RollupFlusher(recorder, 1.0, 500, recorder.commit, _Ends(at_end=True))  # type: ignore[arg-type]
+    f.stream = recorder
+    f.hold([_Event(2)] * 500)
+    f.hold([_Event(2)] * 3)
+    assert f.due()
+    asyncio.run(f.flush())
+    f.hold([_Event(2)] * 3)  # live traffic again
+    assert not f.due()
