@@ -366,12 +366,20 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
                     # not leave a timer that keeps failing.
                     await app.crash(exc)
 
-        async def partitions_moved(*_args: Any, **_kwargs: Any) -> None:
+        async def partitions_revoked(*_args: Any, **_kwargs: Any) -> None:
             if stage is not None:
                 stage.rebalanced()
 
-        app.on_partitions_revoked.connect(partitions_moved)
-        app.on_partitions_assigned.connect(partitions_moved)
+        async def partitions_assigned(*_args: Any, **_kwargs: Any) -> None:
+            if stage is None:
+                return
+            stage.rebalanced()
+            owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == raw_name}
+            async with flusher.lock:  # not while a batch is being aggregated
+                stage.release(owned)
+
+        app.on_partitions_revoked.connect(partitions_revoked)
+        app.on_partitions_assigned.connect(partitions_assigned)
 
         @app.timer(interval=max(1.0, settings.flush_interval))
         async def advance_quiet_partitions() -> None:

@@ -201,6 +201,8 @@ class RollupStage:
         metas = []
         records = RecordBatches()
         for partition in partitions:
+            if not self.engine.loaded(partition):
+                continue  # released (see ``release``) with nothing left to flush
             changes, meta = self.engine.flush(partition)
             self.counts["partials"] += len(changes)  # one partials-topic record each, tombstones included
             watermark = self.engine.partitions[partition].watermark
@@ -294,6 +296,28 @@ class RollupStage:
             self.idle_ms // 1000,
         )
         return sorted(metas)
+
+    def release(self, owned: set[int]) -> list[int]:
+        """Forget the state of raw partitions no longer owned here; the partitions released.
+
+        Called once partitions have moved. Their changelog holds everything this
+        worker had (faust waits for every held action to be flushed before it
+        gives partitions up), and a partition assigned here again is restored from
+        it by its first batch. Without this, a worker keeps the state of every
+        partition it ever owned: after scaling out, as much as before. A partition
+        with state still to flush is kept for its flush (released at a later move).
+        """
+        released = sorted(
+            p for p in self.engine.partitions if p not in owned and not self.engine.unflushed(p)
+        )
+        for partition in released:
+            self.engine.drop(partition)
+            self._generation.pop(partition, None)
+            self.active.pop(partition, None)
+            self.current.discard(partition)
+        if released:
+            log.info("rollup state of partitions %s released: owned by another worker now", released)
+        return released
 
     def rebalanced(self, now: int | None = None) -> None:
         """Partitions moved: no state here is known current until read again (see ``advance_idle``)."""

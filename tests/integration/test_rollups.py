@@ -87,6 +87,8 @@ def test_adding_and_removing_a_worker_stays_exact(tmp_path: Path, test_mmdb: Pat
         with run_worker(envs[1], tmp_path / "w1.log"):
             wait_until_processing(tmp_path / "w1.log")
             time.sleep(3)
+        # The first worker let go of the state of the partitions the second one took.
+        assert "released: owned by another worker now" in (tmp_path / "w0.log").read_text(), first.tail()
         producer.join(300)
         assert produced, "the producer did not finish"
         check_rollups(env, produced[0], timeout=300)
