@@ -495,21 +495,32 @@ class AggregationSet:
         measures: Sequence[Any] | None,
         events: Sequence[dict[str, Any]],
         canonical: dict[str, str] | None = None,
+        derived: dict[str, Any] | None = None,
     ) -> State:
         """Add several events at once (``measures[i]`` belongs to ``events[i]``); equal to ``add`` each.
 
         ``canonical`` caches the cardinality item texts of strings (see
         ``Cardinality.items``) for the duration of one aggregation pass, so that
-        a value seen in several windows is converted once.
+        a value seen in several windows is converted once. ``derived`` keeps
+        what depends on ``measures`` and ``events`` alone (the measure values,
+        each cardinality's items) for the next state given the same ones: the
+        windows of a rollup's intervals (1m, 1h, 1d) mostly get the same actions.
         """
+        if derived is None:
+            derived = {}
         state["count"] += len(events)
         if measures is not None and self._measure:
-            values = [v for v in map(as_measure, measures) if v is not None]
+            values = derived.get("measures")
+            if values is None:
+                values = derived["measures"] = [v for v in map(as_measure, measures) if v is not None]
             if values:
                 for slot, agg in self._measure:
                     state[slot] = agg.add_many(state[slot], values)
         for slot, card in self._cardinality:
-            state[slot].add_items(card.items(events, canonical if canonical is not None else {}))
+            items = derived.get(slot)
+            if items is None:
+                items = derived[slot] = card.items(events, canonical if canonical is not None else {})
+            state[slot].add_items(items)
         for slot, counter in self._value_counts:
             counter.count_events(state[slot], events)
         return state

@@ -374,6 +374,7 @@ class RollupEngine:
             # A facet's value counts per bucket of actions, made once: the buckets of an
             # hour are shared by the hour's window and the day's.
             counted: dict[int, dict[Any, int]] = {}
+            prepared: dict[tuple[int, ...], tuple[Any, list[int], list[Any], Any, dict[str, Any]]] = {}
             for slot, lists in slots.items():
                 partial = self._partial(
                     state, slot, _LATE_COUNT if slot[0] == late_name else rollup.aggregations
@@ -396,15 +397,23 @@ class RollupEngine:
                     last = max(indexes[-1] for indexes in lists)
                     partial.add_count(sum(map(len, lists)), offsets[last])
                 else:
-                    indexes = merged_indexes(lists)
-                    batch = [events[i] for i in indexes]
-                    if rollup.measure_many is not None:
-                        measures = rollup.measure_many(batch)
-                    elif rollup.measure is not None:
-                        measures = [rollup.measure(e) for e in batch]
-                    else:
-                        measures = None
-                    partial.add_many(measures, batch, offsets[indexes[-1]], canonical)
+                    # The windows of the rollup's intervals mostly get the same buckets (the
+                    # same lists): their actions, measures and derived values are made once.
+                    same = tuple(map(id, lists))
+                    made = prepared.get(same)
+                    if made is None:
+                        indexes = merged_indexes(lists)
+                        batch = [events[i] for i in indexes]
+                        if rollup.measure_many is not None:
+                            measures = rollup.measure_many(batch)
+                        elif rollup.measure is not None:
+                            measures = [rollup.measure(e) for e in batch]
+                        else:
+                            measures = None
+                        # ``lists`` is kept too, so that the ids in ``same`` are not reused.
+                        made = prepared[same] = (lists, indexes, batch, measures, {})
+                    _, indexes, batch, measures, derived = made
+                    partial.add_many(measures, batch, offsets[indexes[-1]], canonical, derived)
                 state.dirty.add(slot)
 
     def _aggregate_one(

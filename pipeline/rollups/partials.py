@@ -119,14 +119,15 @@ class Partial:
         events: list[dict[str, Any]],
         last_offset: int,
         canonical: dict[str, str] | None = None,
+        derived: dict[str, Any] | None = None,
     ) -> None:
         """Add several new events at once, the last one read at ``last_offset``; equal to ``apply`` each.
 
         The caller guarantees the events are above ``last_offset`` of this
-        partial (no replay among them). ``canonical`` caches cardinality item
-        texts between partials (see ``AggregationSet.add_many``).
+        partial (no replay among them). ``canonical`` and ``derived`` carry
+        work over to other partials (see ``AggregationSet.add_many``).
         """
-        self.aggregations.add_many(self.state, measures, events, canonical)
+        self.aggregations.add_many(self.state, measures, events, canonical, derived)
         self.last_offset = max(self.last_offset, last_offset)
 
     def add_counted(self, events: int, counts: list[dict[Any, int]], last_offset: int) -> None:
