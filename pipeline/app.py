@@ -366,24 +366,21 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
                     # not leave a timer that keeps failing.
                     await app.crash(exc)
 
-        async def partitions_revoked(*_args: Any, **_kwargs: Any) -> None:
+        async def partitions_moved(*_args: Any, **_kwargs: Any) -> None:
             if stage is not None:
                 stage.rebalanced()
 
-        async def partitions_assigned(*_args: Any, **_kwargs: Any) -> None:
-            if stage is None:
-                return
-            stage.rebalanced()
-            owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == raw_name}
-            async with flusher.lock:  # not while a batch is being aggregated
-                stage.release(owned)
-
-        app.on_partitions_revoked.connect(partitions_revoked)
-        app.on_partitions_assigned.connect(partitions_assigned)
+        app.on_partitions_revoked.connect(partitions_moved)
+        app.on_partitions_assigned.connect(partitions_moved)
 
         @app.timer(interval=max(1.0, settings.flush_interval))
         async def advance_quiet_partitions() -> None:
-            """Let raw partitions without traffic stop holding windows open (rollup config ``idle``)."""
+            """Forget the state of partitions gone elsewhere; let quiet ones stop holding windows open.
+
+            Rollup config ``idle`` says when a raw partition without traffic counts as quiet.
+            Here rather than in a rebalance callback: the lock may be held by a batch that is
+            restoring state, and a callback waiting for it would hold up the group's rejoin.
+            """
             if stage is None:
                 return
             try:
@@ -392,6 +389,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
                         return  # ownership is changing: only an owner may write a partition's changelog
                     consumer = app.consumer
                     owned = {tp.partition for tp in consumer.assignment() if tp.topic == raw_name}
+                    stage.release(owned)
 
                     def caught_up(partition: int) -> bool:
                         return read_to_end(consumer, TP(raw_name, partition))

@@ -374,7 +374,8 @@ class RollupEngine:
             # A facet's value counts per bucket of actions, made once: the buckets of an
             # hour are shared by the hour's window and the day's.
             counted: dict[int, dict[Any, int]] = {}
-            prepared: dict[tuple[int, ...], tuple[Any, list[int], list[Any], Any, dict[str, Any]]] = {}
+            # Keyed by the ids of bucket lists that ``slots`` keeps alive for the whole loop.
+            prepared: dict[tuple[int, ...], tuple[list[int], list[Any], Any, dict[str, Any]]] = {}
             for slot, lists in slots.items():
                 partial = self._partial(
                     state, slot, _LATE_COUNT if slot[0] == late_name else rollup.aggregations
@@ -410,9 +411,8 @@ class RollupEngine:
                             measures = [rollup.measure(e) for e in batch]
                         else:
                             measures = None
-                        # ``lists`` is kept too, so that the ids in ``same`` are not reused.
-                        made = prepared[same] = (lists, indexes, batch, measures, {})
-                    _, indexes, batch, measures, derived = made
+                        made = prepared[same] = (indexes, batch, measures, {})
+                    indexes, batch, measures, derived = made
                     partial.add_many(measures, batch, offsets[indexes[-1]], canonical, derived)
                 state.dirty.add(slot)
 

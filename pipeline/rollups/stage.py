@@ -202,7 +202,10 @@ class RollupStage:
         records = RecordBatches()
         for partition in partitions:
             if not self.engine.loaded(partition):
-                continue  # released (see ``release``) with nothing left to flush
+                # Released (see ``release``) while actions of it were held: replays alone, which
+                # change nothing; anything else would have kept it loaded until this flush.
+                log.warning("actions of partition %d held for a flush, but its state was released", partition)
+                continue
             changes, meta = self.engine.flush(partition)
             self.counts["partials"] += len(changes)  # one partials-topic record each, tombstones included
             watermark = self.engine.partitions[partition].watermark
@@ -298,14 +301,16 @@ class RollupStage:
         return sorted(metas)
 
     def release(self, owned: set[int]) -> list[int]:
-        """Forget the state of raw partitions no longer owned here; the partitions released.
+        """Forget the state of raw partitions not owned here; the partitions released.
 
-        Called once partitions have moved. Their changelog holds everything this
+        Called about once a second outside rebalances (``owned``: this worker's raw
+        partitions). The changelog of a moved partition holds everything this
         worker had (faust waits for every held action to be flushed before it
         gives partitions up), and a partition assigned here again is restored from
         it by its first batch. Without this, a worker keeps the state of every
-        partition it ever owned: after scaling out, as much as before. A partition
-        with state still to flush is kept for its flush (released at a later move).
+        partition it ever owned: after scaling out, as much as before. State still
+        to flush is kept (that cannot follow a rebalance, which flushes first) and
+        released by a later call once flushed. Spilled partials go too.
         """
         released = sorted(
             p for p in self.engine.partitions if p not in owned and not self.engine.unflushed(p)

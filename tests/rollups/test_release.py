@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import orjson
+import pytest
 
 from pipeline.rollups.engine import META_KEY
 from pipeline.rollups.stage import RollupStage
@@ -63,11 +65,13 @@ def test_a_partition_that_returns_is_read_from_its_changelog() -> None:
     assert stage.engine.counts["replayed"] == 1  # at or below the changelog's offset: already counted
 
 
-def test_a_flush_after_the_release_skips_the_released_partition() -> None:
+def test_a_flush_after_the_release_skips_the_released_partition(caplog: pytest.LogCaptureFixture) -> None:
     stage, producer = _stage()
     _owned_and_flushed(stage, range(2))
     stage.engine.apply(0, 2, _action(T0 + 1), receive_ms=T0)
     stage.release({0})
     # Actions of partition 1 that were all replays may still be held: their flush writes nothing for it.
-    asyncio.run(stage.flush([0, 1]))
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(stage.flush([0, 1]))
     assert {partition for topic, partition, _, _ in producer.sent if topic.endswith("rollup-state")} == {0}
+    assert "actions of partition 1 held for a flush, but its state was released" in caplog.text
