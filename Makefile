@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help run test test-unit broker broker-stop topics lint bench-enrich bench chaos install kcat browser
+.PHONY: help run test test-unit broker broker-stop topics lint bench-enrich bench-paired bench chaos install kcat browser
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -52,6 +52,9 @@ bench-enrich: broker  ## benchmark the enrichment hot path and one worker agains
 
 bench-intake: broker  ## load-test the HTTP intake (~30 s): requests/s, events/s, p99, acknowledged = in Kafka
 	$(PY) bench/intake.py $(BENCH_INTAKE_ARGS)
+
+bench-paired: broker  ## rollups on and off in two workers at once (~6 min): CPU per action, off/on (BENCH_PAIRED_ARGS)
+	$(PY) bench/paired.py $(BENCH_PAIRED_ARGS)
 
 bench: $(STAMP)  ## every benchmark (bench/suite.py, ~12-20 min; BENCH_ARGS="--runs 5"): figures in bench/results.md
 	@scripts/broker.sh with $(PY) bench/suite.py $(BENCH_ARGS)
