@@ -37,6 +37,7 @@ from typing import Any
 from rollups import (
     CpuSampler,
     bench_env,
+    dated_traffic,
     delete_topics,
     enriched_stamps,
     rollups_done,
@@ -46,7 +47,6 @@ from rollups import (
 )
 
 from pipeline.admin import create_topics
-from pipeline.generate import TrafficGenerator
 from pipeline.produce import Message, publish
 from pipeline.rollups.config import parse_duration
 from pipeline.topics import RAW
@@ -102,10 +102,7 @@ def paired_run(messages: list[Message], tmp: Path, keep: bool) -> dict[str, floa
 
 def paired_section(events: int, runs: int, seed: int, span: str, tmp: Path, keep: bool) -> dict[str, Any]:
     """``runs`` side-by-side runs over the same traffic dated over ``span``; prints and returns figures."""
-    span_s = parse_duration(span)
-    now = time.time_ns() // 1_000_000
-    generator = TrafficGenerator(seed=seed, start_ms=now - span_s * 1000, span_ms=span_s * 1000)
-    messages = [Message(m.key, m.value) for m in generator.messages(events)]
+    messages = dated_traffic(events, seed, span)
     print(f"actions dated over the last {span}:")
     results = []
     for i in range(runs):

@@ -154,6 +154,13 @@ async def delete_topics(settings: Settings) -> None:
         await admin.close()
 
 
+def dated_traffic(events: int, seed: int, span: str) -> list[Message]:
+    """``events`` generated actions whose dates spread over ``span`` (e.g. ``30s``) and end now."""
+    span_ms = parse_duration(span) * 1000
+    generator = TrafficGenerator(seed=seed, start_ms=_now() - span_ms, span_ms=span_ms)
+    return [Message(m.key, m.value) for m in generator.messages(events)]
+
+
 def summarize(values: list[float]) -> dict[str, float]:
     """Median and spread of repeated measurements."""
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
@@ -445,10 +452,8 @@ def latency_run(tmp: Path, rate: float, seconds: float, keep: bool) -> dict[str,
 
 def throughput_section(events: int, runs: int, seed: int, span: str, tmp: Path, keep: bool) -> dict[str, Any]:
     """Alternating on/off runs over the same traffic; prints and returns the figures."""
-    span_s = parse_duration(span)
-    generator = TrafficGenerator(seed=seed, start_ms=_now() - span_s * 1000, span_ms=span_s * 1000)
     print(f"actions dated over the last {span}:")
-    messages = [Message(m.key, m.value) for m in generator.messages(events)]
+    messages = dated_traffic(events, seed, span)
     rates: dict[str, list[float]] = {f"{mode} {part}": [] for mode in ("on", "off") for part in KINDS}
     for i in range(runs):
         order = ("on", "off") if i % 2 == 0 else ("off", "on")
