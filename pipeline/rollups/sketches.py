@@ -311,9 +311,15 @@ def _store_to_dict(store: CollapsingLowestDenseStore) -> dict[str, Any]:
         start += 1
     while end > start and counts[end - 1] == 0:
         end -= 1
+    kept = counts[start:end]
+    # Usually every count is integral: converted at C speed, and kept when equal to the bins.
+    try:
+        whole = list(map(int, kept))
+    except (ValueError, OverflowError):  # a count that is not finite (read from a foreign sketch)
+        whole = None
     return {
         "offset": store.min_key + start,
-        "counts": [_count(c) for c in counts[start:end]],
+        "counts": whole if whole == kept else [_count(c) for c in kept],
         "collapsed": bool(store.is_collapsed),
     }
 

@@ -171,6 +171,17 @@ def test_format_is_compact_and_documented() -> None:
     assert all(isinstance(c, int) for c in data["positive"]["counts"])
 
 
+def test_weighted_counts_of_a_foreign_sketch_are_written_as_they_are() -> None:
+    data = sketch_of([1.0, 1.0, 3.0]).to_dict()
+    counts = data["positive"]["counts"]
+    counts[0] = 1.5  # weighted sketches (other libraries) count in fractions
+    data["count"] = 2.5
+    written = QuantileSketch.from_dict(data).to_dict()["positive"]["counts"]
+    assert written[0] == 1.5 and isinstance(written[0], float)
+    assert written[-1] == 1 and isinstance(written[-1], int)  # the integral counts stay integers
+    assert written == counts
+
+
 def test_from_dict_rejects_foreign_parameters() -> None:
     data = sketch_of([1.0]).to_dict()
     with pytest.raises(ValueError):
