@@ -243,6 +243,14 @@ class RollupEngine:
         # Partials written after the last meta record belong to a flush that may not have
         # completed: their copy on the partials topic may be missing. They are sent again.
         unconfirmed: set[SlotKey] = set()
+        # The spill budget holds during the restore too, not only after it: a changelog may
+        # carry more partials than fit in memory (a tenth of the budget over it at most).
+        capacity = self.spill.capacity
+        every = min(max(capacity // 10, 1), 1000) if capacity > 0 else 0
+        restored = 0
+        # Actions up to the highest stamp read may be in some partial already. Stamps of
+        # partials removed later in the changelog count too: a higher bound is only slower.
+        replay_until = -1
         for key, value in records:
             if key == META_KEY:
                 if value is not None:
@@ -260,9 +268,14 @@ class RollupEngine:
                     continue  # a facet partial of the format before one-per-window
                 partials[slot] = partial
                 unconfirmed.add(slot)
+                if partial.last_offset > replay_until:
+                    replay_until = partial.last_offset
+                restored += 1
+                if every and restored % every == 0:
+                    self.spill.balance()
         state.dirty = unconfirmed
         state.seen = state.offset
-        state.replay_until = max((p.last_offset for p in partials.hot.values()), default=-1)
+        state.replay_until = replay_until
         state.earliest_end = min((_slot_end(s) for s in partials), default=None)
         self.partitions[partition] = state
         self.spill.balance()

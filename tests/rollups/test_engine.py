@@ -155,6 +155,47 @@ def test_rollups_stay_exact_with_most_state_spilled_to_rocksdb(
     assert not (tmp_path / "spill").exists()
 
 
+def test_a_restore_keeps_the_state_in_memory_within_the_spill_budget(tmp_path: Path) -> None:
+    events = make_events(2000, seed=5)
+    for i, event in enumerate(events):  # 20 days of hours: many windows, the oldest evicted
+        event["date"] = T0 + i * HOUR // 4
+    kafka = FakeKafka()
+    first = RollupEngine(CONFIG)
+    first.load(0, [])
+    for offset, event in enumerate(events):
+        first.apply(0, offset, event, receive_ms=event["date"] + 1000)
+        if offset % 100 == 99:
+            kafka.write(first, 0)
+    # Last, a late action: the highest stamp goes to a partial of an old window, which spills first.
+    late = {**events[-1], "date": events[-1]["date"] - 30 * HOUR}
+    assert first.apply(0, len(events), late, receive_ms=events[-1]["date"])
+    kafka.write(first, 0)
+    records = kafka.changelog[0]
+    assert any(value is None for _, value in records)  # tombstones of evicted windows among them
+    plain = RollupEngine(CONFIG).load(0, records)
+    assert len(plain.partials) > 150  # several times the budget below
+    spill = Spill(tmp_path / "spill", capacity=40)
+    try:
+        engine = RollupEngine(CONFIG, spill)
+        peak = 0
+
+        def watched() -> Any:
+            nonlocal peak
+            for record in records:
+                peak = max(peak, spill.in_memory())
+                yield record
+
+        state = engine.load(0, watched())
+        assert spill.counts["spilled"] > 0
+        assert peak <= 40 + 40 // 10
+        assert state.replay_until == len(events) == max(p.last_offset for p in plain.partials.hot.values())
+        assert (state.offset, state.watermark, state.dirty) == (plain.offset, plain.watermark, plain.dirty)
+        restored = {slot: state.partials[slot].to_bytes() for slot in state.partials}
+        assert restored == {slot: plain.partials[slot].to_bytes() for slot in plain.partials}
+    finally:
+        spill.close()
+
+
 def assert_exact(merger: Merger, events: list[dict[str, Any]]) -> None:
     """Every cart rollup of the merger equals ground truth over ``events``."""
     merger.dirty.update(merger.merged)  # everything, not only what changed since the last flush
