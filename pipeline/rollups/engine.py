@@ -235,51 +235,18 @@ class RollupEngine:
 
     def load(self, partition: int, records: Iterable[tuple[bytes, bytes | None]]) -> PartitionState:
         """Restore a partition from its changelog records (oldest first; None = tombstone)."""
-        old = self.partitions.get(partition)
-        if old is not None:
-            self.spill.forget(old.partials)
-        partials = self.spill.new_map(orjson.dumps, Partial.to_bytes, Partial.from_bytes, _slot_end)
-        state = PartitionState(partition, partials)
-        # Partials written after the last meta record belong to a flush that may not have
-        # completed: their copy on the partials topic may be missing. They are sent again.
-        unconfirmed: set[SlotKey] = set()
-        # The spill budget holds during the restore too, not only after it: a changelog may
-        # carry more partials than fit in memory (a tenth of the budget over it at most).
-        capacity = self.spill.capacity
-        every = min(max(capacity // 10, 1), 1000) if capacity > 0 else 0
-        restored = 0
-        # Actions up to the highest stamp read may be in some partial already. Stamps of
-        # partials removed later in the changelog count too: a higher bound is only slower.
-        replay_until = -1
-        for key, value in records:
-            if key == META_KEY:
-                if value is not None:
-                    meta = orjson.loads(value)
-                    state.watermark, state.offset = meta["watermark"], meta["offset"]
-                    unconfirmed.clear()
-            elif value is None:
-                slot = _slot(RollupKey.from_dict(orjson.loads(key)))
-                partials.discard(slot)
-                unconfirmed.discard(slot)
-            else:
-                partial = Partial.from_bytes(value)
-                slot = _slot(partial.key)
-                if slot[3] and is_facet(slot[0]):
-                    continue  # a facet partial of the format before one-per-window
-                partials[slot] = partial
-                unconfirmed.add(slot)
-                if partial.last_offset > replay_until:
-                    replay_until = partial.last_offset
-                restored += 1
-                if every and restored % every == 0:
-                    self.spill.balance()
-        state.dirty = unconfirmed
-        state.seen = state.offset
-        state.replay_until = replay_until
-        state.earliest_end = min((_slot_end(s) for s in partials), default=None)
-        self.partitions[partition] = state
-        self.spill.balance()
-        return state
+        restore = self.restoring(partition)
+        restore.add(records)
+        return restore.finish()
+
+    def restoring(self, partition: int) -> Restore:
+        """Start restoring a partition from its changelog, records given as they are read.
+
+        The partition's current state is dropped at once: until ``Restore.finish``,
+        it is not loaded here.
+        """
+        self.drop(partition)
+        return Restore(self, partition)
 
     def drop(self, partition: int) -> None:
         """Forget a partition this worker no longer owns (its changelog has everything)."""
@@ -528,3 +495,67 @@ class RollupEngine:
         state.offset = state.seen
         meta = orjson.dumps({"offset": state.offset, "watermark": state.watermark})
         return changes, (META_KEY, meta)
+
+
+class Restore:
+    """A partition's state rebuilt from its changelog, records added as they are read.
+
+    The spill budget holds during the restore too, not only after it: a
+    changelog may carry more partials than fit in memory (a tenth of the budget
+    over it at most), and its records need not be in memory all at once.
+    """
+
+    def __init__(self, engine: RollupEngine, partition: int) -> None:
+        self.engine = engine
+        spill = engine.spill
+        self.partials = spill.new_map(orjson.dumps, Partial.to_bytes, Partial.from_bytes, _slot_end)
+        self.state = PartitionState(partition, self.partials)
+        # Partials written after the last meta record belong to a flush that may not have
+        # completed: their copy on the partials topic may be missing. They are sent again.
+        self.unconfirmed: set[SlotKey] = set()
+        self.every = min(max(spill.capacity // 10, 1), 1000) if spill.capacity > 0 else 0
+        self.restored = 0
+        # Actions up to the highest stamp read may be in some partial already. Stamps of
+        # partials removed later in the changelog count too: a higher bound is only slower.
+        self.replay_until = -1
+
+    def add(self, records: Iterable[tuple[bytes, bytes | None]]) -> None:
+        """Take the next records of the changelog (oldest first; None = tombstone)."""
+        state, partials, unconfirmed = self.state, self.partials, self.unconfirmed
+        for key, value in records:
+            if key == META_KEY:
+                if value is not None:
+                    meta = orjson.loads(value)
+                    state.watermark, state.offset = meta["watermark"], meta["offset"]
+                    unconfirmed.clear()
+            elif value is None:
+                slot = _slot(RollupKey.from_dict(orjson.loads(key)))
+                partials.discard(slot)
+                unconfirmed.discard(slot)
+            else:
+                partial = Partial.from_bytes(value)
+                slot = _slot(partial.key)
+                if slot[3] and is_facet(slot[0]):
+                    continue  # a facet partial of the format before one-per-window
+                partials[slot] = partial
+                unconfirmed.add(slot)
+                if partial.last_offset > self.replay_until:
+                    self.replay_until = partial.last_offset
+                self.restored += 1
+                if self.every and self.restored % self.every == 0:
+                    self.engine.spill.balance()
+
+    def finish(self) -> PartitionState:
+        """Install the restored state in the engine (the partition is loaded from now on)."""
+        state = self.state
+        state.dirty = self.unconfirmed
+        state.seen = state.offset
+        state.replay_until = self.replay_until
+        state.earliest_end = min((_slot_end(s) for s in self.partials), default=None)
+        self.engine.partitions[state.partition] = state
+        self.engine.spill.balance()
+        return state
+
+    def abandon(self) -> None:
+        """Drop what was restored so far: the partition stays unloaded."""
+        self.engine.spill.forget(self.partials)

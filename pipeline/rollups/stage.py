@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipeline.consume import make_reader, topic_partitions
 from pipeline.rollups.config import RollupConfig
-from pipeline.rollups.engine import RollupEngine, Verdict
+from pipeline.rollups.engine import Restore, RollupEngine, Verdict
 from pipeline.rollups.merge import Merger, partial_record, route, tombstone_key, watermark_record
 from pipeline.rollups.records import RecordBatches
 from pipeline.rollups.spill import Spill, spill_folder
@@ -39,6 +39,9 @@ from pipeline.settings import Settings
 from pipeline.topics import FACETS, LATE, PARTIALS, ROLLUPS, STATE
 
 log = logging.getLogger(__name__)
+
+#: Records of one partition as read: (key, value), value None for a tombstone.
+Chunk = list[tuple[bytes, bytes | None]]
 
 
 def now_ms() -> int:
@@ -67,13 +70,25 @@ class TopicReader:
         self, topic: str, partitions: Iterable[int]
     ) -> dict[int, list[tuple[bytes, bytes | None]]]:
         """``read`` for several partitions at once, in one pass of one consumer."""
-        async with self._lock:
-            return await self._read(topic, sorted(set(partitions)))
-
-    async def _read(self, topic: str, partitions: list[int]) -> dict[int, list[tuple[bytes, bytes | None]]]:
+        partitions = sorted(set(partitions))
         records: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in partitions}
+        await self.read_each(topic, partitions, lambda partition, chunk: records[partition].extend(chunk))
+        return records
+
+    async def read_each(
+        self, topic: str, partitions: Iterable[int], take: Callable[[int, Chunk], None]
+    ) -> None:
+        """``read_many`` handing over the records as they are fetched: ``take(partition, records)``.
+
+        Each partition's records come in order, in chunks of at most one fetch,
+        so that a large partition never has to be in memory all at once.
+        """
+        async with self._lock:
+            await self._read(topic, sorted(set(partitions)), take)
+
+    async def _read(self, topic: str, partitions: list[int], take: Callable[[int, Chunk], None]) -> None:
         if not partitions:
-            return records
+            return
         if self._consumer is None:
             consumer = make_reader(self.settings, max_wait_ms=self.MAX_WAIT_MS)
             await consumer.start()
@@ -87,16 +102,16 @@ class TopicReader:
         # Empty (or fully compacted away) partitions have nothing to fetch.
         todo = [tp for tp in tps if begins[tp] < ends[tp]]
         if not todo:
-            return records
+            return
         consumer.assign(todo)
         for tp in todo:
             consumer.seek(tp, begins[tp])
         while todo:
             batch = await consumer.getmany(*todo, timeout_ms=1000, max_records=10000)
             for tp, fetched in batch.items():
-                records[tp.partition].extend((r.key, r.value) for r in fetched if r.offset < ends[tp])
+                end = ends[tp]
+                take(tp.partition, [(r.key, r.value) for r in fetched if r.offset < end])
             todo = [tp for tp in todo if await consumer.position(tp) < ends[tp]]
-        return records
 
     async def close(self) -> None:
         """Stop the underlying consumer."""
@@ -169,9 +184,9 @@ class RollupStage:
             return
         started = time.monotonic()
         # One pass for all of them: a worker given partitions gets them in one batch.
-        read = await self.reader.read_many(self.state_topic, stale)
+        restores = await self._restore(stale)
         for partition, generation in sorted(stale.items()):
-            state = self.engine.load(partition, read[partition])
+            state = restores[partition].finish()
             self._generation[partition] = generation
             self.current.add(partition)
             log.info(
@@ -256,11 +271,13 @@ class RollupStage:
         # the restore work of a take-over.
         unread = {p for p in owned - self.current if not self.engine.unflushed(p)}
         if unread and now - self.rebalanced_at >= self.idle_ms:
-            read = await self.reader.read_many(self.state_topic, unread)
+            restores = await self._restore(unread)
             if self.epoch != epoch:
+                for restore in restores.values():
+                    restore.abandon()  # not loaded: the partition's next batch restores it
                 return []
             for partition in sorted(unread):
-                self.engine.load(partition, read[partition])
+                restores[partition].finish()
                 self._generation.pop(partition, None)  # the next batch restores it again, as usual
                 self.active[partition] = now  # quiet from now on, as far as this worker knows
                 self.current.add(partition)
@@ -299,6 +316,19 @@ class RollupStage:
             self.idle_ms // 1000,
         )
         return sorted(metas)
+
+    async def _restore(self, partitions: Iterable[int]) -> dict[int, Restore]:
+        """Read the changelog of ``partitions`` into restores, in one pass (to be finished or abandoned)."""
+        restores = {partition: self.engine.restoring(partition) for partition in sorted(set(partitions))}
+        try:
+            await self.reader.read_each(
+                self.state_topic, restores, lambda partition, chunk: restores[partition].add(chunk)
+            )
+        except BaseException:
+            for restore in restores.values():
+                restore.abandon()
+            raise
+        return restores
 
     def release(self, owned: set[int]) -> list[int]:
         """Forget the state of raw partitions not owned here; the partitions released.
@@ -348,12 +378,16 @@ class RollupStage:
         if stale:
             # Rebuild newly owned partitions from the partials topic, all in one pass. The
             # batch's own records are offered again below: older partials change nothing.
-            read = await self.merge_reader.read_many(self.partials_topic, stale)
-            for partition, generation in stale.items():
+            for partition in stale:
                 self.merger.drop(partition)
-                for _key, value in read[partition]:
+                self._merge_generation.pop(partition, None)  # until read in full
+
+            def offer(partition: int, chunk: Chunk) -> None:
+                for _key, value in chunk:
                     self.merger.offer(value, partition)
-                self._merge_generation[partition] = generation
+
+            await self.merge_reader.read_each(self.partials_topic, stale, offer)
+            self._merge_generation.update(stale)
         for event in events:
             self.merger.offer(event.message.value, event.message.partition)
         self.counts["partials_in"] += len(events)

@@ -29,8 +29,8 @@ async def _scenario(settings: Settings) -> None:
     await producer.start()
     reader = TopicReader(settings)
     try:
-        # Partition 2 stays empty; 0, 1 and 3 get different numbers of records.
-        sent = {0: 5, 1: 300, 3: 1}
+        # Partition 2 stays empty; 0, 1 and 3 get different numbers of records (1: several fetches).
+        sent = {0: 5, 1: 25_000, 3: 1}
         for partition, n in sent.items():
             for i in range(n):
                 await producer.send(
@@ -42,16 +42,25 @@ async def _scenario(settings: Settings) -> None:
         for partition in range(4):
             want = [(f"k{i}".encode(), f"v{partition}-{i}".encode()) for i in range(sent.get(partition, 0))]
             assert read[partition] == want
+        # The same records handed over as they are fetched: in order, no chunk above one fetch.
+        chunks: list[tuple[int, list[tuple[bytes, bytes | None]]]] = []
+        await reader.read_each(topic, [1, 0], lambda partition, chunk: chunks.append((partition, chunk)))
+        assert len([chunk for partition, chunk in chunks if partition == 1]) >= 3
+        assert max(len(chunk) for _, chunk in chunks) <= 10_000
+        joined: dict[int, list[tuple[bytes, bytes | None]]] = {0: [], 1: []}
+        for partition, chunk in chunks:
+            joined[partition].extend(chunk)
+        assert joined == {0: read[0], 1: read[1]}
         # Records written after a read are not in it, and are in the next one (same consumer).
         await producer.send_and_wait(topic, b"late", key=b"k", partition=0)
         assert (await reader.read(topic, 0))[-1] == (b"k", b"late")
-        assert len(await reader.read(topic, 1)) == 300
+        assert len(await reader.read(topic, 1)) == 25_000
     finally:
         await reader.close()
         await producer.stop()
 
 
-def test_read_many_returns_each_partition_in_order(tmp_path: Path) -> None:
+def test_read_many_and_read_each_return_each_partition_in_order(tmp_path: Path) -> None:
     settings = settings_from(isolated_env(tmp_path))
     try:
         asyncio.run(_scenario(settings))

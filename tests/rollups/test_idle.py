@@ -145,15 +145,18 @@ def test_a_bad_idle_value_is_named() -> None:
 
 
 class FakeReader:
-    """The changelog of each raw partition, as ``TopicReader.read_many`` returns it."""
+    """The changelog of each raw partition, handed over as ``TopicReader.read_each`` does."""
 
     def __init__(self, changelog: dict[int, list[tuple[bytes, bytes | None]]]) -> None:
         self.changelog = changelog
         self.reads: list[set[int]] = []
 
-    async def read_many(self, topic: str, partitions: Any) -> dict[int, list[tuple[bytes, bytes | None]]]:
+    async def read_each(self, topic: str, partitions: Any, take: Any) -> None:
         self.reads.append(set(partitions))
-        return {p: self.changelog.get(p, []) for p in partitions}
+        for partition in sorted(partitions):
+            records = self.changelog.get(partition, [])
+            for start in range(0, len(records), 2):  # in small chunks, as fetches may come
+                take(partition, records[start : start + 2])
 
 
 def test_after_a_rebalance_state_is_read_again_before_it_moves() -> None:
@@ -217,14 +220,18 @@ class RebalancingReader(FakeReader):
         super().__init__({0: [(META_KEY, orjson.dumps({"offset": 4, "watermark": T0}))]})
         self.stage = stage
 
-    async def read_many(self, topic: str, partitions: Any) -> dict[int, list[tuple[bytes, bytes | None]]]:
+    async def read_each(self, topic: str, partitions: Any, take: Any) -> None:
         self.stage.rebalanced(now=0)
-        return await super().read_many(topic, partitions)
+        await super().read_each(topic, partitions, take)
 
 
 def test_a_rebalance_during_its_reads_stops_it_before_any_write() -> None:
     producer = FakeProducer()
     stage = RollupStage(load_settings({}), CONFIG, lambda: producer, set)
     stage.reader = RebalancingReader(stage)  # type: ignore[assignment]
+    maps = len(stage.spill.maps)
     assert asyncio.run(stage.advance_idle({0}, T0 + 10 * HOUR)) == []
     assert producer.sent == [] and stage.current == set()
+    # What was read is not installed: the partition's next batch restores it again.
+    assert not stage.engine.loaded(0) and stage.needs_restore([(0, 1)])
+    assert len(stage.spill.maps) == maps
