@@ -185,7 +185,8 @@ class PartitionState:
     pending: list[Pending] = field(default_factory=list)
     #: No partial's window ends before this (ms): eviction has nothing to do below it.
     earliest_end: int | None = None
-    #: The highest offset stamp among restored partials: actions up to it may be in some already.
+    #: The highest offset stamp read in a restore (of partials kept or replaced later): actions up
+    #: to it may be in some partial already.
     replay_until: int = -1
 
 
@@ -518,6 +519,7 @@ class Restore:
         # Actions up to the highest stamp read may be in some partial already. Stamps of
         # partials removed later in the changelog count too: a higher bound is only slower.
         self.replay_until = -1
+        self.closed = False
 
     def add(self, records: Iterable[tuple[bytes, bytes | None]]) -> None:
         """Take the next records of the changelog (oldest first; None = tombstone)."""
@@ -547,6 +549,8 @@ class Restore:
 
     def finish(self) -> PartitionState:
         """Install the restored state in the engine (the partition is loaded from now on)."""
+        self._close()
+        self.engine.drop(self.state.partition)  # whatever was installed meanwhile
         state = self.state
         state.dirty = self.unconfirmed
         state.seen = state.offset
@@ -558,4 +562,10 @@ class Restore:
 
     def abandon(self) -> None:
         """Drop what was restored so far: the partition stays unloaded."""
+        self._close()
         self.engine.spill.forget(self.partials)
+
+    def _close(self) -> None:
+        if self.closed:
+            raise RuntimeError(f"the restore of partition {self.state.partition} was finished or abandoned")
+        self.closed = True

@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipeline.consume import make_reader, topic_partitions
 from pipeline.rollups.config import RollupConfig
-from pipeline.rollups.engine import Restore, RollupEngine, Verdict
+from pipeline.rollups.engine import PartitionState, Restore, RollupEngine, Verdict
 from pipeline.rollups.merge import Merger, partial_record, route, tombstone_key, watermark_record
 from pipeline.rollups.records import RecordBatches
 from pipeline.rollups.spill import Spill, spill_folder
@@ -120,6 +120,20 @@ class TopicReader:
             self._consumer = None
 
 
+def _finish_all(restores: dict[int, Restore]) -> dict[int, PartitionState]:
+    """Finish every restore, in partition order; should one fail, abandon the ones not closed."""
+    states = {}
+    try:
+        for partition in sorted(restores):
+            states[partition] = restores[partition].finish()
+    except BaseException:
+        for restore in restores.values():
+            if not restore.closed:
+                restore.abandon()
+        raise
+    return states
+
+
 class RollupStage:
     """Stage 1 state handling for the enrich agent, and the merge agent's loop body."""
 
@@ -184,9 +198,9 @@ class RollupStage:
             return
         started = time.monotonic()
         # One pass for all of them: a worker given partitions gets them in one batch.
-        restores = await self._restore(stale)
+        states = _finish_all(await self._restore(stale))
         for partition, generation in sorted(stale.items()):
-            state = restores[partition].finish()
+            state = states[partition]
             self._generation[partition] = generation
             self.current.add(partition)
             log.info(
@@ -276,12 +290,12 @@ class RollupStage:
                 for restore in restores.values():
                     restore.abandon()  # not loaded: the partition's next batch restores it
                 return []
+            _finish_all(restores)
             for partition in sorted(unread):
-                restores[partition].finish()
                 self._generation.pop(partition, None)  # the next batch restores it again, as usual
                 self.active[partition] = now  # quiet from now on, as far as this worker knows
                 self.current.add(partition)
-            # A flush cut short by a crash left partials to send again (``RollupEngine.load``).
+            # A flush cut short by a crash left partials to send again (``Restore``).
             await self.flush([p for p in sorted(unread) if self.engine.unflushed(p)])
             if self.epoch != epoch:
                 return []
