@@ -33,6 +33,7 @@ from typing import Any
 
 import user_agents
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from rollups import delete_topics
 
 from pipeline.admin import create_topics
 from pipeline.consume import record_timestamps
@@ -163,23 +164,26 @@ def broker_run(base_env: dict[str, str], events: int, batch: int, tmp: Path) -> 
         "RUM_ROLLUPS": "false",  # enrichment alone: bench/rollups.py measures the rollups
     }
     settings = load_settings({k: v for k, v in env.items() if k.startswith("RUM_")})
-    asyncio.run(create_topics(settings))
-    generated = TrafficGenerator(seed=5).messages(events)
-    asyncio.run(publish(settings, settings.topic(RAW), (Message(m.key, m.value) for m in generated)))
-
     pass_topic = settings.topic("bench.passthrough")
-    asyncio.run(_create(settings, pass_topic))
-    asyncio.run(passthrough(settings, settings.topic(RAW), pass_topic, events, batch))
-    pass_rate = asyncio.run(_rate_of(settings, pass_topic, events, 120))
-
-    log = tmp / f"worker-{tag}.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([CLI, "worker"], env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        worker_rate = asyncio.run(_rate_of(settings, settings.topic(ENRICHED), events, 300))
+        asyncio.run(create_topics(settings))
+        generated = TrafficGenerator(seed=5).messages(events)
+        asyncio.run(publish(settings, settings.topic(RAW), (Message(m.key, m.value) for m in generated)))
+
+        asyncio.run(_create(settings, pass_topic))
+        asyncio.run(passthrough(settings, settings.topic(RAW), pass_topic, events, batch))
+        pass_rate = asyncio.run(_rate_of(settings, pass_topic, events, 120))
+
+        log = tmp / f"worker-{tag}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([CLI, "worker"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            worker_rate = asyncio.run(_rate_of(settings, settings.topic(ENRICHED), events, 300))
+        finally:
+            proc.terminate()
+            proc.wait(60)
     finally:
-        proc.terminate()
-        proc.wait(60)
+        asyncio.run(delete_topics(settings, pass_topic))
     return worker_rate, pass_rate
 
 

@@ -141,13 +141,18 @@ def tail(log: Path, lines: int = 30) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
-async def delete_topics(settings: Settings) -> None:
-    """Delete every topic of ``settings``' prefix that the pipeline creates (the broker's disk is finite)."""
+async def delete_topics(settings: Settings, *extra: str) -> None:
+    """Delete every topic of ``settings``' prefix that the pipeline creates, faust's own, and ``extra`` ones.
+
+    The broker's disk is finite: a benchmark leaves none of its topics behind.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **client_kwargs(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        names = [name for name, _spec in topic_specs(settings) if name in existing]
+        wanted = {name for name, _spec in topic_specs(settings)} | set(extra)
+        faust_own = f"{settings.app_id}-"  # e.g. the assignor's leader topic
+        names = sorted(name for name in existing if name in wanted or name.startswith(faust_own))
         if names:
             await admin.delete_topics(names)
     finally:
