@@ -62,26 +62,15 @@ class TopicReader:
         # One read at a time: a read re-assigns the consumer to its partitions.
         self._lock = asyncio.Lock()
 
-    async def read(self, topic: str, partition: int) -> list[tuple[bytes, bytes | None]]:
-        """Every (key, value) of the partition, oldest first, up to the end offset at call time."""
-        return (await self.read_many(topic, [partition]))[partition]
-
-    async def read_many(
-        self, topic: str, partitions: Iterable[int]
-    ) -> dict[int, list[tuple[bytes, bytes | None]]]:
-        """``read`` for several partitions at once, in one pass of one consumer."""
-        partitions = sorted(set(partitions))
-        records: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in partitions}
-        await self.read_each(topic, partitions, lambda partition, chunk: records[partition].extend(chunk))
-        return records
-
     async def read_each(
         self, topic: str, partitions: Iterable[int], take: Callable[[int, Chunk], None]
     ) -> None:
-        """``read_many`` handing over the records as they are fetched: ``take(partition, records)``.
+        """Every (key, value) of ``partitions``, oldest first, up to their end offsets at call time.
 
-        Each partition's records come in order, in chunks of at most one fetch,
-        so that a large partition never has to be in memory all at once.
+        The records are handed over as they are fetched, ``take(partition, records)``:
+        each partition's in order, in chunks of at most one fetch, so that a large
+        partition never has to be in memory all at once. One pass of one consumer
+        reads all the partitions.
         """
         async with self._lock:
             await self._read(topic, sorted(set(partitions)), take)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -15,6 +16,15 @@ from tests.chaos_helpers import delete_topics
 from tests.kafka_helpers import isolated_env, settings_from
 
 pytestmark = pytest.mark.kafka
+
+
+async def read_many(
+    reader: TopicReader, topic: str, partitions: Any
+) -> dict[int, list[tuple[bytes, bytes | None]]]:
+    """Every record of ``partitions``, collected from ``read_each``."""
+    records: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in partitions}
+    await reader.read_each(topic, partitions, lambda partition, chunk: records[partition].extend(chunk))
+    return records
 
 
 async def _scenario(settings: Settings) -> None:
@@ -37,7 +47,7 @@ async def _scenario(settings: Settings) -> None:
                     topic, f"v{partition}-{i}".encode(), key=f"k{i}".encode(), partition=partition
                 )
         await producer.flush()
-        read = await reader.read_many(topic, [3, 0, 1, 2, 1])
+        read = await read_many(reader, topic, [3, 0, 1, 2, 1])
         assert sorted(read) == [0, 1, 2, 3]
         for partition in range(4):
             want = [(f"k{i}".encode(), f"v{partition}-{i}".encode()) for i in range(sent.get(partition, 0))]
@@ -53,14 +63,14 @@ async def _scenario(settings: Settings) -> None:
         assert joined == {0: read[0], 1: read[1]}
         # Records written after a read are not in it, and are in the next one (same consumer).
         await producer.send_and_wait(topic, b"late", key=b"k", partition=0)
-        assert (await reader.read(topic, 0))[-1] == (b"k", b"late")
-        assert len(await reader.read(topic, 1)) == 25_000
+        assert (await read_many(reader, topic, [0]))[0][-1] == (b"k", b"late")
+        assert len((await read_many(reader, topic, [1]))[1]) == 25_000
     finally:
         await reader.close()
         await producer.stop()
 
 
-def test_read_many_and_read_each_return_each_partition_in_order(tmp_path: Path) -> None:
+def test_read_each_returns_each_partition_in_order(tmp_path: Path) -> None:
     settings = settings_from(isolated_env(tmp_path))
     try:
         asyncio.run(_scenario(settings))
