@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help run test test-unit broker broker-stop topics lint bench-enrich bench-paired bench chaos install kcat browser
+.PHONY: help run test test-unit broker broker-stop topics lint bench-enrich bench-placement bench-paired bench chaos install kcat browser
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -52,6 +52,9 @@ bench-enrich: broker  ## benchmark the enrichment hot path and one worker agains
 
 bench-intake: broker  ## load-test the HTTP intake (~30 s): requests/s, events/s, p99, acknowledged = in Kafka
 	$(PY) bench/intake.py $(BENCH_INTAKE_ARGS)
+
+bench-placement: broker  ## keyed-record placement: aiokafka's partitioner against ours, per key and per send (~10 s)
+	$(PY) bench/placement.py
 
 bench-paired: broker  ## rollups on and off in two workers at once (~6 min): CPU per action, off/on (BENCH_PAIRED_ARGS)
 	$(PY) bench/paired.py $(BENCH_PAIRED_ARGS)

@@ -22,6 +22,7 @@ from mode.supervisors import CrashingSupervisor
 
 from pipeline.kafka_auth import broker_credentials
 from pipeline.metrics import FaustProbe, WorkerMetrics, committed_position
+from pipeline.partitioning import KeyPartitioner
 from pipeline.process import Processor, now_ms
 from pipeline.rollups.config import default_config_path, load_rollup_config
 from pipeline.rollups.stage import RollupStage
@@ -252,6 +253,8 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         producer_max_request_size=16 * 1024 * 1024,
         consumer_max_fetch_size=16 * 1024 * 1024,
         producer_acks=-1,
+        # Kafka's default placement of keyed records, with recent keys' hashes kept (upserts).
+        producer_partitioner=KeyPartitioner(),
         web_enabled=settings.web_port > 0,
         web_port=settings.web_port or 6066,
         web_host="127.0.0.1",

@@ -37,6 +37,7 @@ from pipeline.badrows import original_payload
 from pipeline.consume import make_reader, topic_partitions
 from pipeline.errors import PipelineError
 from pipeline.kafka_auth import client_kwargs
+from pipeline.partitioning import KeyPartitioner
 from pipeline.recover import (
     HEADER_BAD_ROW,
     HEADER_SOURCE,
@@ -175,6 +176,7 @@ class Publisher:
             acks="all",
             linger_ms=5,
             max_request_size=16 * 1024 * 1024,
+            partitioner=KeyPartitioner(),
             **client_kwargs(settings),
         )
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from aiokafka.partitioner import DefaultPartitioner
 
 from pipeline.consume import assign_topics, make_reader
 from pipeline.process import Processor
@@ -80,11 +81,19 @@ async def _latest(settings: Settings, topic: str) -> dict[bytes, dict[str, Any]]
     try:
         await assign_topics(consumer, [topic])
         ends = await consumer.end_offsets(list(consumer.assignment()))
+        partitions = sorted(consumer.partitions_for_topic(topic) or ())
+        kafka_default = DefaultPartitioner()
         latest: dict[bytes, dict[str, Any]] = {}
         while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
             batch = await consumer.getmany(timeout_ms=1000, max_records=20000)
             for records in batch.values():
                 for record in records:
+                    # Compaction keeps one record per key only if every client places the key alike.
+                    placed = kafka_default(record.key, partitions, partitions)
+                    assert record.partition == placed, (
+                        f"{topic}: key {record.key!r} in partition {record.partition}, "
+                        f"Kafka's default placement is {placed}"
+                    )
                     latest[record.key] = orjson.loads(record.value)
         return latest
     finally:
