@@ -10,6 +10,8 @@ every key, then measures, in the same run:
 (b) a whole send through an aiokafka producer to the local broker, CPU µs per
     record, with each partitioner, records awaited in batches of 1,000.
 
+Each side goes first in every other run.
+
 Two kinds of keys: rollup upsert keys (about 110 bytes of JSON) and session
 ids (36 bytes). Medians of --runs runs with their spread; compare the ratios.
 
@@ -25,29 +27,34 @@ import time
 import uuid
 from collections.abc import Callable
 
-import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 
 from pipeline.partitioning import KeyPartitioner
+from pipeline.rollups.partials import RollupKey
 from pipeline.settings import load_settings
 
 PARTITIONS = list(range(12))
+ORDER = [
+    "aiokafka",
+    "ours, new keys",
+    "ours, kept keys",
+    "send, aiokafka's partitioner",
+    "send, ours (kept keys)",
+]
 
 
 def upsert_keys(n: int) -> list[bytes]:
-    """Keys shaped like the merge stage's rollup upserts."""
+    """Keys of the merge stage's rollup upserts, one per minute and country."""
     countries = ["FR", "DE", "US", "BR", "JP", "GB", "IN", "ES", "IT", "CA"]
     return [
-        orjson.dumps(
-            {
-                "rollup": "cart_value_by_country",
-                "interval": "1m",
-                "window_start": 1764331200000 + (i // len(countries)) * 60_000,
-                "group": {"geo.country": countries[i % len(countries)]},
-            }
-        )
+        RollupKey(
+            "cart_value_by_country",
+            "1m",
+            1764331200000 + (i // len(countries)) * 60_000,
+            (("geo.country", countries[i % len(countries)]),),
+        ).encode()
         for i in range(n)
     ]
 
@@ -63,14 +70,17 @@ def per_key(call: Callable[[bytes], int], keys: list[bytes]) -> float:
     return (time.process_time() - started) / len(keys) * 1e6
 
 
-def partitioner_calls(keys: list[bytes]) -> dict[str, float]:
+def partitioner_calls(keys: list[bytes], ours_first: bool) -> dict[str, float]:
     default = DefaultPartitioner()
     ours = KeyPartitioner(keep=len(keys) + 1)
-    return {
-        "aiokafka": per_key(lambda k: default(k, PARTITIONS, PARTITIONS), keys),
-        "ours, new keys": per_key(lambda k: ours(k, PARTITIONS, PARTITIONS), keys),
-        "ours, kept keys": per_key(lambda k: ours(k, PARTITIONS, PARTITIONS), keys),
-    }
+    figures: dict[str, float] = {}
+    for side in ("ours", "aiokafka") if ours_first else ("aiokafka", "ours"):
+        if side == "aiokafka":
+            figures["aiokafka"] = per_key(lambda k: default(k, PARTITIONS, PARTITIONS), keys)
+        else:
+            figures["ours, new keys"] = per_key(lambda k: ours(k, PARTITIONS, PARTITIONS), keys)
+            figures["ours, kept keys"] = per_key(lambda k: ours(k, PARTITIONS, PARTITIONS), keys)
+    return figures
 
 
 async def sends(bootstrap: list[str], topic: str, keys: list[bytes], partitioner: object) -> float:
@@ -88,13 +98,20 @@ async def sends(bootstrap: list[str], topic: str, keys: list[bytes], partitioner
         await producer.stop()
 
 
-async def broker_sends(bootstrap: list[str], topic: str, keys: list[bytes]) -> dict[str, float]:
+async def broker_sends(
+    bootstrap: list[str], topic: str, keys: list[bytes], ours_first: bool
+) -> dict[str, float]:
     ours = KeyPartitioner()
     await sends(bootstrap, topic, keys, ours)  # keeps every key's hash
-    return {
-        "send, aiokafka's partitioner": await sends(bootstrap, topic, keys, DefaultPartitioner()),
-        "send, ours (kept keys)": await sends(bootstrap, topic, keys, ours),
-    }
+    figures: dict[str, float] = {}
+    for side in ("ours", "aiokafka") if ours_first else ("aiokafka", "ours"):
+        if side == "aiokafka":
+            figures["send, aiokafka's partitioner"] = await sends(
+                bootstrap, topic, keys, DefaultPartitioner()
+            )
+        else:
+            figures["send, ours (kept keys)"] = await sends(bootstrap, topic, keys, ours)
+    return figures
 
 
 async def topic_admin(bootstrap: list[str], topic: str, create: bool) -> None:
@@ -116,7 +133,7 @@ def main() -> int:
     parser.add_argument("--keys", type=int, default=5000, help="keys of each kind")
     parser.add_argument("--runs", type=int, default=5, help="runs (medians reported)")
     args = parser.parse_args()
-    bootstrap = load_settings({}).bootstrap_servers
+    bootstrap = load_settings().bootstrap_servers  # RUM_KAFKA_BOOTSTRAP and the rest, as elsewhere
     topic = f"bench-placement-{uuid.uuid4().hex[:8]}"
     asyncio.run(topic_admin(bootstrap, topic, create=True))
     try:
@@ -124,9 +141,10 @@ def main() -> int:
             if not same_placement(kind, keys):
                 return 1
             runs: dict[str, list[float]] = {}
-            for _ in range(args.runs):
-                figures = partitioner_calls(keys)
-                figures.update(asyncio.run(broker_sends(bootstrap, topic, keys)))
+            for run in range(args.runs):
+                ours_first = run % 2 == 1  # each side goes first in every other run
+                figures = partitioner_calls(keys, ours_first)
+                figures.update(asyncio.run(broker_sends(bootstrap, topic, keys, ours_first)))
                 for name, value in figures.items():
                     runs.setdefault(name, []).append(value)
             report(f"{kind} ({len(keys[0])} bytes), µs per key, median (min-max):", runs)
@@ -147,7 +165,7 @@ def report(title: str, runs: dict[str, list[float]]) -> None:
     print(title)
     base = statistics.median(runs["aiokafka"])
     send_base = statistics.median(runs["send, aiokafka's partitioner"])
-    for name, values in runs.items():
+    for name, values in sorted(runs.items(), key=lambda item: ORDER.index(item[0])):
         median = statistics.median(values)
         ratio = median / (send_base if name.startswith("send") else base)
         print(f"  {name:30s} {median:6.2f} ({min(values):.2f}-{max(values):.2f})  x{ratio:.2f}")

@@ -82,6 +82,7 @@ async def _latest(settings: Settings, topic: str) -> dict[bytes, dict[str, Any]]
         await assign_topics(consumer, [topic])
         ends = await consumer.end_offsets(list(consumer.assignment()))
         partitions = sorted(consumer.partitions_for_topic(topic) or ())
+        assert partitions, f"no partitions known for {topic}"
         kafka_default = DefaultPartitioner()
         latest: dict[bytes, dict[str, Any]] = {}
         while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:

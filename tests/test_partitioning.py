@@ -41,6 +41,22 @@ def test_murmur2_covers_every_tail_length() -> None:
         assert murmur2(data) == aiokafka_murmur2(data), length
 
 
+@given(st.binary(max_size=80))
+def test_murmur2_of_other_bytes_like_objects(data: bytes) -> None:
+    assert murmur2(bytearray(data)) == murmur2(memoryview(data)) == aiokafka_murmur2(data)
+
+
+@given(st.binary(max_size=80))
+def test_murmur2_without_native_words(data: bytes) -> None:
+    # The way words are read where array("I") is not 4-byte little-endian (big-endian hosts).
+    original = partitioning._NATIVE_WORDS
+    partitioning._NATIVE_WORDS = False
+    try:
+        assert murmur2(data) == aiokafka_murmur2(data)
+    finally:
+        partitioning._NATIVE_WORDS = original
+
+
 partition_lists = st.lists(st.integers(0, 200), min_size=1, max_size=64, unique=True).map(sorted)
 
 
@@ -59,6 +75,8 @@ def test_key_types_other_than_bytes_place_alike() -> None:
     assert ours(bytearray(key), partitions, partitions) == expected
     assert ours(memoryview(key), partitions, partitions) == expected
     assert ours(key, partitions, partitions) == expected
+    with pytest.raises(TypeError):
+        ours(5, partitions, partitions)  # type: ignore[arg-type]  # as aiokafka's: keys are bytes
 
 
 def test_a_record_without_key_goes_to_an_available_partition() -> None:

@@ -6,11 +6,11 @@ import asyncio
 import subprocess
 from pathlib import Path
 
-import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from pipeline.produce import make_producer
+from pipeline.rollups.partials import RollupKey
 from pipeline.settings import Settings
 from tests.kafka_helpers import BOOTSTRAP, isolated_env, kcat, settings_from
 
@@ -22,17 +22,12 @@ PARTITIONS = 12
 def _keys() -> list[bytes]:
     sessions = [f"3f2a9c1e-5b7d-4e8f-9a0b-{i:012d}".encode() for i in range(150)]
     upserts = [
-        orjson.dumps(
-            {
-                "rollup": "cart_value_by_country",
-                "interval": interval,
-                "window_start": 1764331200000 + minute * 60_000,
-                "group": {"geo.country": country},
-            }
-        )
+        RollupKey(
+            "cart_value_by_country", interval, 1764331200000 + hour * 3_600_000, (("geo.country", c),)
+        ).encode()
         for interval in ("1m", "1h")
-        for minute in range(10)
-        for country in ("FR", "DE", "US", "BR", "JP")
+        for hour in range(10)
+        for c in ("FR", "DE", "US", "BR", "JP")
     ]
     return sessions + upserts + [b"a", b"ab", b"abc"]
 
