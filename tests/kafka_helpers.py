@@ -109,3 +109,14 @@ def kcat() -> str:
     if not path:
         raise RuntimeError("kcat is not installed: run `make test`, which installs it")
     return path
+
+
+def kcat_lines(topic: str, fmt: str = "%s\n") -> list[bytes]:
+    """Every record of ``topic`` read by kcat from the beginning to the end, one ``fmt`` line each."""
+    out = subprocess.run(
+        [kcat(), "-C", "-b", BOOTSTRAP, "-t", topic, "-o", "beginning", "-e", "-q", "-f", fmt],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    ).stdout
+    return [line for line in out.split(b"\n") if line]

@@ -109,6 +109,13 @@ class TopicReader:
             self._consumer = None
 
 
+def _abandon_open(restores: dict[int, Restore]) -> None:
+    """Abandon every restore not finished or abandoned yet."""
+    for restore in restores.values():
+        if not restore.closed:
+            restore.abandon()
+
+
 def _finish_all(restores: dict[int, Restore]) -> dict[int, PartitionState]:
     """Finish every restore, in partition order; should one fail, abandon the ones not closed."""
     states = {}
@@ -116,9 +123,7 @@ def _finish_all(restores: dict[int, Restore]) -> dict[int, PartitionState]:
         for partition in sorted(restores):
             states[partition] = restores[partition].finish()
     except BaseException:
-        for restore in restores.values():
-            if not restore.closed:
-                restore.abandon()
+        _abandon_open(restores)
         raise
     return states
 
@@ -276,8 +281,7 @@ class RollupStage:
         if unread and now - self.rebalanced_at >= self.idle_ms:
             restores = await self._restore(unread)
             if self.epoch != epoch:
-                for restore in restores.values():
-                    restore.abandon()  # not loaded: the partition's next batch restores it
+                _abandon_open(restores)  # not loaded: the partition's next batch restores it
                 return []
             _finish_all(restores)
             for partition in sorted(unread):
@@ -328,8 +332,7 @@ class RollupStage:
                 self.state_topic, restores, lambda partition, chunk: restores[partition].add(chunk)
             )
         except BaseException:
-            for restore in restores.values():
-                restore.abandon()
+            _abandon_open(restores)
             raise
         return restores
 

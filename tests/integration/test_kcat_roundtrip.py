@@ -11,7 +11,16 @@ import pytest
 
 from pipeline.schemas import validate_record
 from pipeline.topics import ENRICHED, RAW
-from tests.kafka_helpers import BOOTSTRAP, CLI, WorkerProcess, isolated_env, kcat, run_worker, settings_from
+from tests.kafka_helpers import (
+    BOOTSTRAP,
+    CLI,
+    WorkerProcess,
+    isolated_env,
+    kcat,
+    kcat_lines,
+    run_worker,
+    settings_from,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -40,13 +49,7 @@ def _kcat_read(topic: str, expected: int, timeout: float, worker: WorkerProcess)
     lines: list[bytes] = []
     while time.monotonic() < deadline:
         assert worker.process.poll() is None, f"the worker exited:\n{worker.tail()}"
-        out = subprocess.run(
-            [kcat(), "-C", "-b", BOOTSTRAP, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%s\n"],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        ).stdout
-        lines = [line for line in out.split(b"\n") if line]
+        lines = kcat_lines(topic)
         if len(lines) >= expected:
             break
         time.sleep(1)

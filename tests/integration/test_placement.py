@@ -12,7 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pipeline.produce import make_producer
 from pipeline.rollups.partials import RollupKey
 from pipeline.settings import Settings
-from tests.kafka_helpers import BOOTSTRAP, isolated_env, kcat, settings_from
+from tests.kafka_helpers import BOOTSTRAP, isolated_env, kcat, kcat_lines, settings_from
 
 pytestmark = pytest.mark.kafka
 
@@ -53,14 +53,8 @@ async def _produce(settings: Settings, topic: str, keys: list[bytes]) -> None:
 
 
 def _placement(topic: str, expected: int) -> dict[bytes, set[int]]:
-    out = subprocess.run(
-        [kcat(), "-C", "-b", BOOTSTRAP, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%p\t%k\n"],
-        capture_output=True,
-        timeout=60,
-        check=True,
-    ).stdout
     placed: dict[bytes, set[int]] = {}
-    lines = [line for line in out.split(b"\n") if line]
+    lines = kcat_lines(topic, "%p\t%k\n")
     assert len(lines) == expected, (topic, len(lines))
     for line in lines:
         partition, key = line.split(b"\t", 1)
