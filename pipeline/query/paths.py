@@ -29,6 +29,7 @@ __all__ = [
     "PathError",
     "compile_many",
     "compile_path",
+    "compile_projection",
     "compile_through_list",
     "compile_values",
     "normalize_path",
@@ -252,6 +253,47 @@ def compile_values(path: str) -> Callable[[Any], list[Any]]:
         return [value]
 
     return values
+
+
+def compile_projection(paths: Sequence[str]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Compile ``paths`` into a function that copies from an event only what they can read.
+
+    The copy holds new objects along the paths and the event's own values where
+    a path ends or meets anything but an object (a list, walked into by
+    :func:`compile_values`, is kept whole), so that every reader of these
+    paths (:func:`compile_path`, :func:`compile_values`, :func:`compile_many`,
+    :func:`compile_through_list`) finds in it exactly what it finds in the event.
+    A path that is the start of another keeps its whole value.
+
+    The rollups hold their queued actions as such copies: the full action is
+    freed as soon as it is sent, while it is still in the CPU caches.
+    """
+    tree: dict[str, Any] = {}
+    for path in paths:
+        *steps, last = normalize_path(path).split(".")
+        node = tree
+        for step in steps:
+            child = node.setdefault(step, {})
+            if child is None:  # a shorter path keeps this whole value already
+                break
+            node = child
+        else:
+            node[last] = None  # keep the value whole, whatever longer paths wanted under it
+    return _projector(tree)
+
+
+def _projector(tree: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    steps = [(key, None if sub is None else _projector(sub)) for key, sub in tree.items()]
+
+    def project(obj: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for key, sub in steps:
+            value = obj.get(key, MISSING)
+            if value is not MISSING:
+                out[key] = sub(value) if sub is not None and isinstance(value, dict) else value
+        return out
+
+    return project
 
 
 def values_at(event: Any, path: str) -> list[Any]:

@@ -463,6 +463,8 @@ class AggregationSet:
         self.encoded_names = orjson.dumps(list(self.names))
         #: True when the state is the count alone (facets, late counts).
         self.counts_only = list(owners) == ["count"]
+        #: The attribute paths the aggregations read (besides the rollup's measure).
+        self.paths = tuple(agg.attr for agg in owners.values() if isinstance(agg, _AttributeAggregation))
 
     @staticmethod
     @lru_cache(maxsize=256)

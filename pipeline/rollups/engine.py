@@ -44,7 +44,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.query.paths import compile_many, compile_path, compile_values
+from pipeline.query.paths import compile_many, compile_path, compile_projection, compile_values
 from pipeline.rollups.aggregations import AggregationSet
 from pipeline.rollups.batch import merged_indexes, rollup_slots, scalar, window_unit
 from pipeline.rollups.config import RollupConfig
@@ -86,6 +86,8 @@ class CompiledRollup:
     always: bool = False
     #: ``measure`` for a list of events at once (optional: ``measure`` per event otherwise).
     measure_many: Callable[[Sequence[dict[str, Any]]], list[Any]] | None = None
+    #: Every attribute path the rollup reads: filter, measure, group_by and aggregations.
+    paths: tuple[str, ...] = ()
 
     def group_keys(self, event: Any) -> list[tuple[tuple[str, Any], ...]]:
         """Every group the event belongs to: a list attribute gives one group per element."""
@@ -113,6 +115,7 @@ def compile_rollups(config: RollupConfig) -> list[CompiledRollup]:
     compiled = []
     for spec in config.rollups:
         measure = compile_path(spec.measure) if spec.measure else None
+        aggregations = AggregationSet.of(tuple(a.name for a in spec.aggregations))
         compiled.append(
             CompiledRollup(
                 name=spec.name,
@@ -120,9 +123,15 @@ def compile_rollups(config: RollupConfig) -> list[CompiledRollup]:
                 measure=measure,
                 groups=tuple((path, compile_values(path)) for path in spec.group_by),
                 intervals=tuple(spec.intervals),
-                aggregations=AggregationSet.of(tuple(a.name for a in spec.aggregations)),
+                aggregations=aggregations,
                 always=not spec.filter.text.strip(),
                 measure_many=compile_many(spec.measure) if spec.measure else None,
+                paths=(
+                    *spec.filter.paths,
+                    *([spec.measure] if spec.measure else []),
+                    *spec.group_by,
+                    *aggregations.paths,
+                ),
             )
         )
     # Facets are indexed per hour and per day: finer windows would multiply the
@@ -140,6 +149,7 @@ def compile_rollups(config: RollupConfig) -> list[CompiledRollup]:
                 intervals=intervals,
                 aggregations=AggregationSet.of(("count", f"values({facet.path})")),
                 always=True,
+                paths=(facet.path,),
             )
         )
     return compiled
@@ -222,6 +232,8 @@ class RollupEngine:
         #: Where partials go when more than its capacity are in memory (capacity 0: never).
         self.spill = spill if spill is not None else Spill(None, 0)
         self.rollups = compile_rollups(config)
+        #: Queued actions are held as copies of what the rollups read (see ``compile_projection``).
+        self.project = compile_projection(["date", *(path for r in self.rollups for path in r.paths)])
         self.intervals = sorted({i for rollup in self.rollups for i in rollup.intervals})
         self.units = {rollup.name: window_unit(list(rollup.intervals)) for rollup in self.rollups}
         self.grace_ms = config.grace_seconds * SECOND_MS
@@ -283,6 +295,7 @@ class RollupEngine:
             ]
             self.counts["future"] += len(future)
             return future  # not aggregated, and the watermark stays where it was
+        event = self.project(event)
         if watermark is None or event_ms + self.grace_ms >= watermark:
             # Every window ends after the event, so none of them is final: on time everywhere.
             if watermark is None or event_ms > watermark:

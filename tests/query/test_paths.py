@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.query.paths import (
     MISSING,
     PathError,
     compile_many,
     compile_path,
+    compile_projection,
     compile_through_list,
     compile_values,
     normalize_path,
@@ -174,3 +177,51 @@ def test_good_paths() -> None:
     assert normalize_path("@view.url_path_group") == "view.url_path_group"
     assert normalize_path("context.x-request-id") == "context.x-request-id"
     assert normalize_path("_private") == "_private"
+
+
+# -- projection: what the rollups keep of a queued action -----------------------------------
+
+KEYS = ("a", "b", "c", "d")
+JSON_LEAVES = st.none() | st.booleans() | st.integers(-5, 5) | st.sampled_from(["x", "y", ""])
+JSON_VALUES = st.recursive(
+    JSON_LEAVES,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4),
+    max_leaves=20,
+)
+EVENTS = st.dictionaries(st.sampled_from(KEYS), JSON_VALUES, max_size=4)
+PATHS = st.lists(st.sampled_from(KEYS), min_size=1, max_size=4).map(".".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(event=EVENTS, paths=st.lists(PATHS, min_size=1, max_size=5))
+def test_projection_reads_like_the_event_for_its_paths(event: dict[str, object], paths: list[str]) -> None:
+    projected = compile_projection(paths)(event)
+    for path in paths:
+        assert compile_path(path)(projected) == compile_path(path)(event)
+        assert compile_values(path)(projected) == compile_values(path)(event)
+        assert compile_many(path)([projected]) == compile_many(path)([event])
+        assert compile_through_list(path)(projected) == compile_through_list(path)(event)
+
+
+def test_projection_keeps_only_what_its_paths_read() -> None:
+    project = compile_projection(["@geo.country", "context.products.sku", "context.a.b", "context.a.b.c.d"])
+    projected = project(EVENT)
+    assert projected == {
+        "geo": {"country": "France"},
+        # a list on the way is kept whole; a path that starts another keeps its whole value
+        "context": {"products": EVENT["context"]["products"], "a": {"b": {"c": {"d": 4}}}},
+    }
+    assert projected["context"]["products"] is EVENT["context"]["products"]
+    assert projected["geo"] is not EVENT["geo"]  # a new object: the event's own can be freed
+    assert project({}) == {}
+    assert compile_projection(["usr.id"])({"usr": "not an object"}) == {"usr": "not an object"}
+
+
+def test_projection_walks_dict_subclasses() -> None:
+    projected = compile_projection(["geo.country"])({"geo": Mapping(country="France", city="Paris")})
+    assert projected == {"geo": {"country": "France"}}
+
+
+def test_projection_refuses_bad_paths() -> None:
+    with pytest.raises(PathError):
+        compile_projection(["geo..country"])

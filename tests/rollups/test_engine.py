@@ -380,3 +380,63 @@ def test_facet_partials_of_the_per_value_format_are_left_out() -> None:
     merger = Merger(CONFIG.grace_seconds, CONFIG.retention_seconds)
     merger.offer(partial_message(old, T0)[1], 0)
     assert merger.flush(now_ms=0) == []
+
+
+def test_queued_actions_hold_only_what_the_rollups_read() -> None:
+    """Queued actions are copies of the attributes the config reads, and aggregate like the actions."""
+    config = parse_rollup_config(
+        """
+facets: [context.items]
+measures: [{path: context.value, unit: EUR}]
+rollups:
+  - name: shop
+    filter: "@view.url_host:shop.example OR @context.products.sku:a"
+    measure: context.value
+    group_by: [geo.country]
+    aggregations: [count, sum, p50, cardinality(usr.id)]
+    intervals: [1h]
+"""
+    )
+    events = make_events(300, seed=11)
+    rng = random.Random(3)
+    for event in events:
+        event["view"] = {"url_host": rng.choice(["shop.example", "blog.example"]), "url_path": "/cart"}
+        event["context"]["products"] = [{"sku": rng.choice("ab"), "name": "tomato"}]
+        event["pipeline"] = {"source": {"topic": "raw", "partition": 0}, "warnings": []}
+    engine = RollupEngine(config, aggregate_at=10**6)
+    reference = RollupEngine(config, aggregate_at=10**6)
+    reference.project = lambda event: event  # type: ignore[method-assign]
+    for one in (engine, reference):
+        one.load(0, [])
+        for offset, event in enumerate(events):
+            assert one.apply(0, offset, event, event["date"]) == []
+
+    queued = engine.partitions[0].pending[0][1]
+    first = events[0]
+    assert queued == {
+        "date": first["date"],
+        "view": {"url_host": first["view"]["url_host"]},
+        "context": {
+            "products": first["context"]["products"],
+            "value": first["context"]["value"],
+            "items": first["context"]["items"],
+        },
+        "usr": first["usr"],
+        **({"geo": first["geo"]} if "geo" in first else {}),
+    }
+
+    def flushed(one: RollupEngine) -> dict[bytes, bytes]:
+        one.aggregate(0)
+        changes, _ = one.flush(0)
+        return {partial.key.encode(): partial.to_bytes() for partial, _ in changes}
+
+    assert flushed(engine) == flushed(reference)
+    partials = engine.partitions[0].partials
+    shop = [partials[slot] for slot in partials if slot[0] == "shop"]
+    selected = [
+        e
+        for e in events
+        if e["view"]["url_host"] == "shop.example" or e["context"]["products"][0]["sku"] == "a"
+    ]
+    assert 0 < len(selected) < len(events)
+    assert sum(p.state["count"] for p in shop) == len(selected)
