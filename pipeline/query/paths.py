@@ -124,6 +124,19 @@ def compile_path(path: str) -> Callable[[Any], Any]:
             return MISSING
 
         return get2
+    if len(keys) == 3:  # action.target.name
+        k1, k2, k3 = keys
+
+        def get3(event: Any) -> Any:
+            if isinstance(event, dict):
+                v = event.get(k1)
+                if isinstance(v, dict):
+                    v = v.get(k2)
+                    if isinstance(v, dict):
+                        return v.get(k3, MISSING)
+            return MISSING
+
+        return get3
 
     def get_n(event: Any) -> Any:
         value = event
@@ -164,6 +177,18 @@ def compile_many(path: str) -> Callable[[Sequence[dict[str, Any]]], list[Any]]:
             ]
 
         return many2
+    if len(keys) == 3:
+        k1, k2, k3 = keys
+
+        def many3(events: Sequence[dict[str, Any]]) -> list[Any]:
+            return [
+                (w.get(k3, MISSING) if isinstance(w := v.get(k2), dict) else MISSING)
+                if isinstance(v := e.get(k1), dict)
+                else MISSING
+                for e in events
+            ]
+
+        return many3
     get = compile_path(path)
 
     def many_n(events: Sequence[dict[str, Any]]) -> list[Any]:

@@ -376,6 +376,7 @@ class ValueCounts(_AttributeAggregation):
 
     def _count_mixed(self, state: dict[Any, int], events: Sequence[dict[str, Any]], found: list[Any]) -> None:
         """``count_event`` for each event, in order; a flat list of scalars (the usual) counted directly."""
+        through = self.through_list
         for event, value in zip(events, found, strict=True):
             kind = value.__class__
             if kind is list and all(item.__class__ in PLAIN for item in value):
@@ -385,6 +386,8 @@ class ValueCounts(_AttributeAggregation):
             elif kind in PLAIN:
                 if value is not None:
                     state[value] = state.get(value, 0) + 1
+            elif value is MISSING and not through(event):
+                continue  # no value: only a list of objects on the way could hold some
             else:  # an object, a nested list, or a path through a list of objects
                 self.count_event(state, event)
 

@@ -192,6 +192,24 @@ EVENTS = st.dictionaries(st.sampled_from(KEYS), JSON_VALUES, max_size=4)
 PATHS = st.lists(st.sampled_from(KEYS), min_size=1, max_size=4).map(".".join)
 
 
+def walk(event: object, path: str) -> object:
+    """The raw value at ``path``, step by step: what every getter must return."""
+    value = event
+    for key in path.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return MISSING
+        value = value[key]
+    return value
+
+
+@settings(max_examples=300, deadline=None)
+@given(events=st.lists(EVENTS, max_size=4), path=PATHS)
+def test_getters_of_every_depth_read_like_a_walk(events: list[dict[str, object]], path: str) -> None:
+    expected = [walk(event, path) for event in events]
+    assert [compile_path(path)(event) for event in events] == expected
+    assert compile_many(path)(events) == expected
+
+
 @settings(max_examples=400, deadline=None)
 @given(event=EVENTS, paths=st.lists(PATHS, min_size=1, max_size=5))
 def test_projection_reads_like_the_event_for_its_paths(event: dict[str, object], paths: list[str]) -> None:
