@@ -182,8 +182,8 @@ def compile_many(path: str) -> Callable[[Sequence[dict[str, Any]]], list[Any]]:
 
         def many3(events: Sequence[dict[str, Any]]) -> list[Any]:
             return [
-                (w.get(k3, MISSING) if isinstance(w := v.get(k2), dict) else MISSING)
-                if isinstance(v := e.get(k1), dict)
+                (w.get(k3, MISSING) if (w := v.get(k2)).__class__ is dict or isinstance(w, dict) else MISSING)
+                if (v := e.get(k1)).__class__ is dict or isinstance(v, dict)
                 else MISSING
                 for e in events
             ]

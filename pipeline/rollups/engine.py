@@ -12,7 +12,8 @@ the offset up to which everything was applied.
 
 Actions are aggregated in batches: ``apply`` decides at once what depends on
 the order of events (replay, lateness against the watermark, the watermark
-itself) and queues the action; once ``AGGREGATE_AT`` actions of a partition
+itself) and queues a copy of what the rollups read of the action
+(``compile_projection``: the rest is freed at once); once ``AGGREGATE_AT`` actions of a partition
 are queued, and at each ``flush``, ``aggregate`` groups the queued actions by
 partial and updates each partial once for all of them. A partial's state and
 offset stamp are the same as with one update per action; only ``flush``
@@ -62,7 +63,8 @@ from pipeline.rollups.windows import (
 #: A partial's identity on the hot path: (rollup, interval seconds, window start, group).
 #: Cheaper to build and hash than a RollupKey, which is made once per new partial.
 SlotKey = tuple[str, int, int, tuple[tuple[str, Any], ...]]
-#: A queued action: raw offset, enriched event, and the intervals (seconds) it is late for (None: none).
+#: A queued action: raw offset, the copy of what the rollups read of the enriched action, and the
+#: intervals (seconds) it is late for (None: none).
 Pending = tuple[int, dict[str, Any], frozenset[int] | None]
 
 #: Changelog key of a partition's meta record (never a valid RollupKey encoding).
@@ -82,12 +84,13 @@ class CompiledRollup:
     groups: tuple[tuple[str, Callable[[Any], list[Any]]], ...]
     intervals: tuple[int, ...]
     aggregations: AggregationSet
+    #: Every attribute path the rollup reads (filter, measure, group_by, aggregations; a facet's
+    #: path): queued actions keep only these, so a reader of any other path would find nothing.
+    paths: tuple[str, ...]
     #: True when the filter selects every event (no need to evaluate it).
     always: bool = False
     #: ``measure`` for a list of events at once (optional: ``measure`` per event otherwise).
     measure_many: Callable[[Sequence[dict[str, Any]]], list[Any]] | None = None
-    #: Every attribute path the rollup reads: filter, measure, group_by and aggregations.
-    paths: tuple[str, ...] = ()
 
     def group_keys(self, event: Any) -> list[tuple[tuple[str, Any], ...]]:
         """Every group the event belongs to: a list attribute gives one group per element."""
@@ -138,6 +141,7 @@ def compile_rollups(config: RollupConfig) -> list[CompiledRollup]:
     # state by the number of distinct values for little use.
     intervals = DEFAULT_FACET_INTERVALS
     for facet in config.facets:
+        aggregations = AggregationSet.of(("count", f"values({facet.path})"))
         compiled.append(
             # One partial per facet window holds the count of every value: one record per
             # window and flush instead of one per value (most of the partials otherwise).
@@ -147,9 +151,9 @@ def compile_rollups(config: RollupConfig) -> list[CompiledRollup]:
                 measure=None,
                 groups=(),
                 intervals=intervals,
-                aggregations=AggregationSet.of(("count", f"values({facet.path})")),
+                aggregations=aggregations,
                 always=True,
-                paths=(facet.path,),
+                paths=aggregations.paths,
             )
         )
     return compiled
@@ -272,7 +276,7 @@ class RollupEngine:
         """Take one enriched action read at ``offset``; return its late/future verdicts.
 
         Replay, lateness and the watermark are decided here, in offset order; the
-        action itself is queued and aggregated with the others queued (at
+        action (a copy of what the rollups read of it) is queued and aggregated with the others queued (at
         ``AGGREGATE_AT`` of them, or at the next ``flush``).
         """
         state = self.partitions[partition]

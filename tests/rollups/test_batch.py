@@ -61,11 +61,19 @@ def to_event(raw: dict[str, Any]) -> dict[str, Any]:
         "date": raw["date"],
         "action": {"target": {"name": raw["name"]}},
         "context": {"items": raw["items"], "value": raw["value"]},
-        "usr": {"id": raw["user"]},
+        "usr": {"id": raw["user"], "name": "not read"},
+        "view": {"url": "https://shop.example/cart"},
     }
     if raw["country"] is not None:
-        event["geo"] = {"country": raw["country"]}
+        event["geo"] = {"country": raw["country"], "city": "not read"}
     return event
+
+
+def whole_actions_engine() -> RollupEngine:
+    """An engine that queues the actions themselves instead of copies of what it reads."""
+    engine = RollupEngine(CONFIG)
+    engine.project = lambda event: event  # type: ignore[method-assign,assignment]
+    return engine
 
 
 def describe(partial: Partial, evicted: bool = False) -> tuple[Any, ...]:
@@ -116,6 +124,8 @@ def test_batched_aggregation_equals_one_update_per_action(
     events = [to_event(r) for r in raw]
     batched = run(events, flush_every, one_by_one=False, aggregate_at=aggregate_at)
     assert batched == run(events, flush_every, one_by_one=True)
+    # Queued as copies of the attributes the config reads, they aggregate like the whole actions.
+    assert batched == run(events, flush_every, one_by_one=True, engine=whole_actions_engine())
 
 
 def test_restored_partials_skip_what_they_hold_then_batch() -> None:

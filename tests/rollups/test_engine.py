@@ -11,10 +11,13 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.rollups.config import parse_rollup_config
+from pipeline.generate import TrafficGenerator
+from pipeline.process import Processor
+from pipeline.rollups.config import default_config_path, load_rollup_config, parse_rollup_config
 from pipeline.rollups.engine import META_KEY, RollupEngine
 from pipeline.rollups.merge import Merger, partial_message, route
 from pipeline.rollups.spill import Spill
+from pipeline.settings import load_settings
 
 HOUR = 3_600_000
 T0 = 1_764_331_200_000  # 2025-11-28T12:00:00Z, aligned to the hour and the day
@@ -403,9 +406,11 @@ rollups:
         event["view"] = {"url_host": rng.choice(["shop.example", "blog.example"]), "url_path": "/cart"}
         event["context"]["products"] = [{"sku": rng.choice("ab"), "name": "tomato"}]
         event["pipeline"] = {"source": {"topic": "raw", "partition": 0}, "warnings": []}
+        event["usr"]["name"] = "not read"
+        event.setdefault("geo", {})["city"] = "not read"
     engine = RollupEngine(config, aggregate_at=10**6)
     reference = RollupEngine(config, aggregate_at=10**6)
-    reference.project = lambda event: event  # type: ignore[method-assign]
+    reference.project = lambda event: event  # type: ignore[method-assign,assignment]
     for one in (engine, reference):
         one.load(0, [])
         for offset, event in enumerate(events):
@@ -421,8 +426,8 @@ rollups:
             "value": first["context"]["value"],
             "items": first["context"]["items"],
         },
-        "usr": first["usr"],
-        **({"geo": first["geo"]} if "geo" in first else {}),
+        "usr": {"id": first["usr"]["id"]},
+        "geo": {"country": first["geo"]["country"]} if "country" in first["geo"] else {},
     }
 
     def flushed(one: RollupEngine) -> dict[bytes, bytes]:
@@ -440,3 +445,28 @@ rollups:
     ]
     assert 0 < len(selected) < len(events)
     assert sum(p.state["count"] for p in shop) == len(selected)
+
+
+def test_the_default_config_aggregates_generated_traffic_like_the_whole_actions() -> None:
+    """Enriched generated actions, the default rollups and facets: copies and whole actions alike."""
+    start = T0 - HOUR
+    processor = Processor(load_settings({}))
+    events = [
+        out.event
+        for message in TrafficGenerator(seed=8, start_ms=start, span_ms=HOUR).messages(2_000)
+        if (out := processor.process(message.value, received_at=T0)).event is not None
+    ]
+    config = load_rollup_config(default_config_path())
+    engine = RollupEngine(config)
+    reference = RollupEngine(config)
+    reference.project = lambda event: event  # type: ignore[method-assign,assignment]
+    partials = []
+    for one in (engine, reference):
+        one.load(0, [])
+        verdicts = [one.apply(0, offset, event, T0) for offset, event in enumerate(events)]
+        one.aggregate(0)
+        changes, meta = one.flush(0)
+        partials.append((verdicts, {p.key.encode(): p.to_bytes() for p, _ in changes}, meta))
+    assert partials[0] == partials[1]
+    assert len(partials[0][1]) > 100  # every rollup, facet and interval had something to aggregate
+    assert len(engine.partitions[0].partials) == len(partials[0][1])
