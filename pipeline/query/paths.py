@@ -290,8 +290,8 @@ def compile_projection(paths: Sequence[str]) -> Callable[[dict[str, Any]], dict[
     :func:`compile_through_list`) finds in it exactly what it finds in the event.
     A path that is the start of another keeps its whole value.
 
-    The rollups hold their queued actions as such copies: the full action is
-    freed as soon as it is sent, while it is still in the CPU caches.
+    The rollups hold their queued actions as such copies: the rest of the action
+    is freed as soon as it is sent, while it is still in the CPU caches.
     """
     tree: dict[str, Any] = {}
     for path in paths:
