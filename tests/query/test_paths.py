@@ -235,6 +235,23 @@ def test_projection_keeps_only_what_its_paths_read() -> None:
     assert compile_projection(["usr.id"])({"usr": "not an object"}) == {"usr": "not an object"}
 
 
+@pytest.mark.parametrize("depth", [7, 8, 9, 16, 60])
+def test_deep_projections_copy_like_short_ones(depth: int) -> None:
+    # Past a few levels the copy goes on in functions of their own: still a copy of the path alone.
+    keys = [f"k{i}" for i in range(depth)]
+    event: dict[str, object] = {"other": 1}
+    node = event
+    for key in keys[:-1]:
+        node[key] = {"other": 1}
+        node = node[key]  # type: ignore[assignment]
+    node[keys[-1]] = [1, 2]
+    deep = ".".join(keys)
+    projected = compile_projection([deep, "other"])(event)
+    assert compile_path(deep)(projected) == [1, 2]
+    assert projected["other"] == 1
+    assert str(projected).count("other") == 1  # only the top-level one was asked for
+
+
 def test_projection_walks_dict_subclasses() -> None:
     projected = compile_projection(["geo.country"])({"geo": Mapping(country="France", city="Paris")})
     assert projected == {"geo": {"country": "France"}}
