@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import timeit
 from typing import Any
 
 import pytest
@@ -235,14 +234,6 @@ def test_filter_object() -> None:
     assert f == parse_filter(f.text)
     assert hash(f) == hash(parse_filter(f.text))
     assert repr(f).startswith("Filter(")
-
-
-def test_matching_is_fast() -> None:
-    f = parse_filter(
-        "@action.target.name:checkout @context.value:>10 (@geo.country:France OR @browser.name:Chr*)"
-    )
-    per_call = min(timeit.repeat(lambda: f.matches(CHECKOUT), number=2000, repeat=5)) / 2000
-    assert per_call < 20e-6  # a few µs; generous for slow CI machines
 
 
 json_values = st.recursive(
