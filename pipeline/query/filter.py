@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
 from pipeline.errors import PipelineError
-from pipeline.query.paths import PathError, compile_values, normalize_path
+from pipeline.query.paths import PathError, compile_many, compile_values, normalize_path
 
 __all__ = ["Filter", "FilterSyntaxError", "parse_filter"]
 
 Predicate = Callable[[Any], bool]  # a compiled (sub-)filter: event -> bool
+#: The same (sub-)filter for a list of events (objects) at once: one bool per event, in order.
+ManyPredicate = Callable[[Sequence[dict[str, Any]]], list[bool]]
+_Compiled = tuple[Predicate, ManyPredicate]
 Test = Callable[[Any], bool]  # a term's test, applied to each value of its attribute
 _TermSpec = tuple[str, Test | None]  # a term token's path and test (None: existence)
 _Token = tuple[str, int, Any]  # kind ( ) AND OR NOT NEG STAR TERM END, column, payload
@@ -46,17 +49,29 @@ class FilterSyntaxError(PipelineError):
 class Filter:
     """A parsed filter: ``text`` as written and a compiled ``matches(event)``."""
 
-    __slots__ = ("_predicate", "paths", "text")
+    __slots__ = ("_many", "_predicate", "paths", "text")
 
-    def __init__(self, text: str, predicate: Predicate, paths: tuple[str, ...]) -> None:
+    def __init__(
+        self, text: str, predicate: Predicate, paths: tuple[str, ...], many: ManyPredicate | None = None
+    ) -> None:
         self.text = text
         #: Attribute paths the filter reads, in order of first use.
         self.paths = paths
         self._predicate = predicate
+        self._many = many if many is not None else _one_by_one(predicate)
 
     def matches(self, event: Any) -> bool:
         """True when ``event`` (a decoded enriched action) satisfies the filter."""
         return self._predicate(event)
+
+    def matches_many(self, events: Sequence[dict[str, Any]]) -> list[bool]:
+        """``matches`` of each of ``events`` (objects, as enriched actions are), in order.
+
+        A term reads its attribute of every event in one pass (``compile_many``)
+        and tests a plain value directly; lists, objects and missing values take
+        the per-event walk.
+        """
+        return self._many(events)
 
     def __repr__(self) -> str:
         return f"Filter({self.text!r})"
@@ -292,6 +307,33 @@ def _term(values: Callable[[Any], list[Any]], test: Test | None) -> Predicate:
     return lambda event: any(map(test, values(event)))  # map keeps the loop in C
 
 
+#: Values a term tests as they are: one value, itself (null has none; lists and objects are walked).
+_SCALARS = frozenset({str, int, float, bool})
+
+
+def _term_many(path: str, test: Test | None, one: Predicate) -> ManyPredicate:
+    """``_term`` for a list of events: a plain value is tested at once, anything else as ``one`` does."""
+    raw_values = compile_many(path)
+    scalars = _SCALARS
+    if test is None:
+        return lambda events: [
+            raw.__class__ in scalars or (raw is not None and one(event))
+            for event, raw in zip(events, raw_values(events), strict=True)
+        ]
+    return lambda events: [
+        test(raw) if raw.__class__ in scalars else (raw is not None and one(event))
+        for event, raw in zip(events, raw_values(events), strict=True)
+    ]
+
+
+def _one_by_one(predicate: Predicate) -> ManyPredicate:
+    return lambda events: [predicate(event) for event in events]
+
+
+def _all_many(events: Sequence[Any]) -> list[bool]:
+    return [True] * len(events)
+
+
 # -- parser -------------------------------------------------------------------------------------------
 _STARTS = frozenset({"TERM", "STAR", "(", "NOT", "NEG"})  # tokens that begin a unary
 
@@ -322,34 +364,35 @@ class _Parser:
             return FilterSyntaxError(f"unexpected end of filter after {what!r}", column)
         return FilterSyntaxError(f"unexpected {kind!r}", column)
 
-    def parse(self) -> Predicate:
-        predicate = _match_all if self.kind() == "END" else self.or_expr()
+    def parse(self) -> _Compiled:
+        compiled = (_match_all, _all_many) if self.kind() == "END" else self.or_expr()
         if self.kind() != "END":
             raise self.unexpected()
-        return predicate
+        return compiled
 
-    def or_expr(self) -> Predicate:
+    def or_expr(self) -> _Compiled:
         parts = [self.and_expr()]
         while self.kind() == "OR":
             parts.append(self.and_expr(self.advance()))
         return _any_of(parts) if len(parts) > 1 else parts[0]
 
-    def and_expr(self, after: _Token | None = None) -> Predicate:
+    def and_expr(self, after: _Token | None = None) -> _Compiled:
         parts = [self.unary(after)]
         while self.kind() in _STARTS or self.kind() == "AND":
             parts.append(self.unary(self.advance() if self.kind() == "AND" else None))
         return _all_of(parts) if len(parts) > 1 else parts[0]
 
-    def unary(self, after: _Token | None = None) -> Predicate:
+    def unary(self, after: _Token | None = None) -> _Compiled:
         kind, column, payload = self.tokens[self.index]
         if kind == "TERM":
             self.advance()
             path, test = payload
             self.paths.setdefault(path)
-            return _term(compile_values(path), test)
+            one = _term(compile_values(path), test)
+            return one, _term_many(path, test, one)
         if kind == "STAR":
             self.advance()
-            return _match_all
+            return _match_all, _all_many
         if kind not in ("NOT", "NEG", "("):
             raise self.unexpected(after)
         self.depth += 1
@@ -357,9 +400,9 @@ class _Parser:
             raise FilterSyntaxError(f"filter nested deeper than {MAX_DEPTH} levels", column)
         token = self.advance()
         if kind != "(":
-            inner = self.unary(token)
+            inner, inner_many = self.unary(token)
             self.depth -= 1
-            return lambda event: not inner(event)
+            return lambda event: not inner(event), lambda events: [not m for m in inner_many(events)]
         if self.kind() == ")":
             raise FilterSyntaxError("empty parentheses", self.tokens[self.index][1])
         group = self.or_expr() if self.kind() != "END" else None
@@ -370,18 +413,44 @@ class _Parser:
         return group
 
 
-def _all_of(parts: list[Predicate]) -> Predicate:
-    if len(parts) == 2:  # the common case, without a generator
-        first, second = parts
-        return lambda event: first(event) and second(event)
-    return lambda event: all(predicate(event) for predicate in parts)
+def _all_of(parts: list[_Compiled]) -> _Compiled:
+    ones = [one for one, _ in parts]
+    if len(ones) == 2:  # the common case, without a generator
+        first, second = ones
+        one: Predicate = lambda event: first(event) and second(event)  # noqa: E731
+    else:
+        one = lambda event: all(predicate(event) for predicate in ones)  # noqa: E731
+    return one, _joined([many for _, many in parts], True)
 
 
-def _any_of(parts: list[Predicate]) -> Predicate:
-    if len(parts) == 2:
-        first, second = parts
-        return lambda event: first(event) or second(event)
-    return lambda event: any(predicate(event) for predicate in parts)
+def _any_of(parts: list[_Compiled]) -> _Compiled:
+    ones = [one for one, _ in parts]
+    if len(ones) == 2:
+        first, second = ones
+        one: Predicate = lambda event: first(event) or second(event)  # noqa: E731
+    else:
+        one = lambda event: any(predicate(event) for predicate in ones)  # noqa: E731
+    return one, _joined([many for _, many in parts], False)
+
+
+def _joined(manys: list[ManyPredicate], undecided: bool) -> ManyPredicate:
+    """The parts for a list of events, joined by AND (``undecided`` True) or OR (False).
+
+    As with one event, a part reads only the events that the parts before it
+    left undecided: still true for AND, still false for OR.
+    """
+
+    def many(events: Sequence[dict[str, Any]]) -> list[bool]:
+        results = manys[0](events)
+        for part in manys[1:]:
+            open_ = [i for i, result in enumerate(results) if result is undecided]
+            if not open_:
+                break
+            for i, result in zip(open_, part([events[i] for i in open_]), strict=True):
+                results[i] = result
+        return results
+
+    return many
 
 
 def parse_filter(text: str) -> Filter:
@@ -389,5 +458,5 @@ def parse_filter(text: str) -> Filter:
     if not isinstance(text, str):
         raise FilterSyntaxError(f"a filter must be a string, got {type(text).__name__}", 1)
     parser = _Parser(_Lexer(text).tokens())
-    predicate = parser.parse()
-    return Filter(text, predicate, tuple(parser.paths))
+    predicate, many = parser.parse()
+    return Filter(text, predicate, tuple(parser.paths), many)

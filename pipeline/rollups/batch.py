@@ -14,6 +14,7 @@ straight to their per-interval partials, including the ``<rollup>:late`` ones.
 
 from __future__ import annotations
 
+from itertools import compress
 from math import gcd
 from typing import TYPE_CHECKING, Any
 
@@ -79,9 +80,10 @@ def rollup_slots(
     # Read for every event at once when every event is taken, else for the matching ones.
     raw = compile_many(single[0])(events) if single is not None and matches is None else None
     get = compile_path(single[0]) if single is not None and raw is None else None
-    for index, event in enumerate(events):
-        if matches is not None and not matches(event):
-            continue
+    # The filter of every event in one pass (see ``Filter.matches_many``), then the matching ones.
+    chosen = range(len(events)) if matches is None else compress(range(len(events)), rollup.select(events))
+    for index in chosen:
+        event = events[index]
         if late[index] is not None:
             _late_event(rollup, event, index, late[index], late_suffix, slots)  # type: ignore[arg-type]
             continue

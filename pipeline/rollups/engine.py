@@ -91,6 +91,14 @@ class CompiledRollup:
     always: bool = False
     #: ``measure`` for a list of events at once (optional: ``measure`` per event otherwise).
     measure_many: Callable[[Sequence[dict[str, Any]]], list[Any]] | None = None
+    #: ``matches`` for a list of events at once (optional: ``matches`` per event otherwise).
+    matches_many: Callable[[Sequence[dict[str, Any]]], list[bool]] | None = None
+
+    def select(self, events: Sequence[dict[str, Any]]) -> list[bool]:
+        """``matches`` of each event, in order."""
+        if self.matches_many is not None:
+            return self.matches_many(events)
+        return [self.matches(event) for event in events]
 
     def group_keys(self, event: Any) -> list[tuple[tuple[str, Any], ...]]:
         """Every group the event belongs to: a list attribute gives one group per element."""
@@ -129,6 +137,7 @@ def compile_rollups(config: RollupConfig) -> list[CompiledRollup]:
                 aggregations=aggregations,
                 always=not spec.filter.text.strip(),
                 measure_many=compile_many(spec.measure) if spec.measure else None,
+                matches_many=spec.filter.matches_many,
                 paths=(
                     *spec.filter.paths,
                     *([spec.measure] if spec.measure else []),

@@ -168,6 +168,14 @@ def test_matches(text: str, event: dict[str, Any], expected: bool) -> None:
     assert f.text == text
 
 
+@pytest.mark.parametrize("text", sorted({text for text, _, _ in MATCHES}))
+def test_matching_many_events_at_once_matches_each(text: str) -> None:
+    f = parse_filter(text)
+    table = [event for _, event, _ in MATCHES]
+    assert f.matches_many(table) == [f.matches(event) for event in table]
+    assert f.matches_many([]) == []
+
+
 def test_table_is_large() -> None:
     assert len(MATCHES) >= 45
 
@@ -273,3 +281,15 @@ QUERIES = [f for f, _, _ in MATCHES] + ["@a:x", "@a.b:[1 TO 5]", "-@geo.country:
 def test_matching_never_raises(event: dict[str, Any], text: str) -> None:
     assert parse_filter(text).matches(event) in (True, False)
     json.dumps(event, default=str)  # the events are JSON-like
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(events, max_size=6), st.sampled_from(QUERIES) | filter_texts)
+def test_matching_many_is_matching_each(batch: list[dict[str, Any]], text: str) -> None:
+    try:
+        f = parse_filter(text)
+    except FilterSyntaxError:
+        return
+    # `is`, not ==: each result is the very bool (a truthy value would not do)
+    assert all(a is b for a, b in zip(f.matches_many(batch), [f.matches(e) for e in batch], strict=True))
+    assert len(f.matches_many(batch)) == len(batch)

@@ -37,6 +37,8 @@ rollups:
   - {name: by_country, group_by: [geo.country], aggregations: [count, cardinality(usr.id)],
      intervals: [30s, 1h]}
   - {name: by_item, group_by: [context.items], aggregations: [count], intervals: [1h]}
+  - {name: filtered, filter: "-@geo.country:France (@context.items:a OR @context.value:>0 OR NOT @usr.id:*)",
+     group_by: [geo.country], aggregations: [count], intervals: [1h]}
 grace: 1m
 retention: 2d
 """
