@@ -9,6 +9,8 @@ Runs, in turn, each as its own process with --json, and collects their figures:
             produce -> first rollup upsert, p50 and p99
   scale     bench/scale.py: two worker processes vs one, same input (ratio)
   intake    bench/intake.py, when it exists, --runs times: events/s through the HTTP intake
+  paired    bench/paired.py: a rollups-on and a rollups-off worker at once, worker CPU
+            per action off / on (ratio), over actions dated over 30 s and over 1 h
 
 Every figure is the median of --runs runs with the spread (min-max). The
 machine (cores, RAM, Python, Kafka version), the date and the git commit head
@@ -84,6 +86,12 @@ def steps() -> list[Step]:
             "scale", "scale.py", lambda a: ["--runs", str(a.runs)] + (["--events", "8000"] if a.quick else [])
         ),
         Step("intake", "intake.py", lambda a: [], repeat=True),
+        Step(
+            "paired",
+            "paired.py",
+            # The workers must overlap for a few seconds: fewer actions than this is no pairing.
+            lambda a: ["--runs", str(a.runs)] + (["--events", "60000", "--spans", "30s"] if a.quick else []),
+        ),
     ]
 
 
@@ -275,6 +283,22 @@ def rows(by_name: dict[str, Step], runs: int) -> list[tuple[str, str, str]]:
         )
     else:
         missing("intake", ["intake events/s"])
+
+    paired = by_name["paired"]
+    if paired.outputs:
+        for section in paired.outputs[0]["spans"]:
+            on = statistics.median(r["on_cpu_us"] for r in section["runs"])
+            off = statistics.median(r["off_cpu_us"] for r in section["runs"])
+            out.append(
+                (
+                    f"**rollups on / off side by side**, worker CPU off / on, dated over {section['span']}",
+                    f"**{summary(section['ratio'], '.2f')}**",
+                    f"bench/paired.py, both workers at once, {section['events']:,} actions each; "
+                    f"{on:.0f} µs on, {off:.0f} off",
+                )
+            )
+    else:
+        missing("paired", ["rollups on / off side by side"])
     return out
 
 
@@ -346,7 +370,9 @@ def main() -> int:
         "--quick", action="store_true", help="small sizes: checks the suite works, figures mean little"
     )
     parser.add_argument(
-        "--only", default=None, help="comma-separated steps to run (enrich, rollups, latency, scale, intake)"
+        "--only",
+        default=None,
+        help="comma-separated steps to run (enrich, rollups, latency, scale, intake, paired)",
     )
     parser.add_argument("--output", type=Path, default=BENCH / "results.md", help="where the report goes")
     parser.add_argument("--json", type=Path, default=None, help="also write every step's raw figures here")
