@@ -11,6 +11,7 @@ Runs, in turn, each as its own process with --json, and collects their figures:
   intake    bench/intake.py, when it exists, --runs times: events/s through the HTTP intake
   paired    bench/paired.py: a rollups-on and a rollups-off worker at once, worker CPU
             per action off / on (ratio), over actions dated over 30 s and over 1 h
+            (30 s only with --quick)
 
 Every figure is the median of --runs runs with the spread (min-max). The
 machine (cores, RAM, Python, Kafka version), the date and the git commit head
@@ -287,11 +288,10 @@ def rows(by_name: dict[str, Step], runs: int) -> list[tuple[str, str, str]]:
     paired = by_name["paired"]
     if paired.outputs:
         for section in paired.outputs[0]["spans"]:
-            on = statistics.median(r["on_cpu_us"] for r in section["runs"])
-            off = statistics.median(r["off_cpu_us"] for r in section["runs"])
+            on, off = section["on_cpu_us"]["median"], section["off_cpu_us"]["median"]
             out.append(
                 (
-                    f"**rollups on / off side by side**, worker CPU off / on, dated over {section['span']}",
+                    f"**rollups on / off, side by side** (worker CPU off / on), dated over {section['span']}",
                     f"**{summary(section['ratio'], '.2f')}**",
                     f"bench/paired.py, both workers at once, {section['events']:,} actions each; "
                     f"{on:.0f} µs on, {off:.0f} off",

@@ -29,7 +29,9 @@ Predicate = Callable[[Any], bool]  # a compiled (sub-)filter: event -> bool
 #: The same (sub-)filter for a list of events (objects) at once: one bool per event, in order.
 ManyPredicate = Callable[[Sequence[dict[str, Any]]], list[bool]]
 _Compiled = tuple[Predicate, ManyPredicate]
-Test = Callable[[Any], bool]  # a term's test, applied to each value of its attribute
+#: A term's test, applied to each value of its attribute: True or False itself, never another
+#: truthy or falsy value (``matches_many`` joins results by identity).
+Test = Callable[[Any], bool]
 _TermSpec = tuple[str, Test | None]  # a term token's path and test (None: existence)
 _Token = tuple[str, int, Any]  # kind ( ) AND OR NOT NEG STAR TERM END, column, payload
 
@@ -51,14 +53,12 @@ class Filter:
 
     __slots__ = ("_many", "_predicate", "paths", "text")
 
-    def __init__(
-        self, text: str, predicate: Predicate, paths: tuple[str, ...], many: ManyPredicate | None = None
-    ) -> None:
+    def __init__(self, text: str, predicate: Predicate, paths: tuple[str, ...], many: ManyPredicate) -> None:
         self.text = text
         #: Attribute paths the filter reads, in order of first use.
         self.paths = paths
         self._predicate = predicate
-        self._many = many if many is not None else _one_by_one(predicate)
+        self._many = many
 
     def matches(self, event: Any) -> bool:
         """True when ``event`` (a decoded enriched action) satisfies the filter."""
@@ -324,10 +324,6 @@ def _term_many(path: str, test: Test | None, one: Predicate) -> ManyPredicate:
         test(raw) if raw.__class__ in scalars else (raw is not None and one(event))
         for event, raw in zip(events, raw_values(events), strict=True)
     ]
-
-
-def _one_by_one(predicate: Predicate) -> ManyPredicate:
-    return lambda events: [predicate(event) for event in events]
 
 
 def _all_many(events: Sequence[Any]) -> list[bool]:

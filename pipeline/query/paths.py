@@ -316,9 +316,9 @@ def _projector(tree: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any
     """The copier of ``tree`` (key -> subtree, None: keep the value whole) as straight-line code.
 
     Written out as Python source and compiled once: one ``get`` and one store
-    per key, with no loop over the tree and no call per level. Every action the
-    rollups take is copied; for the default config's paths this takes 5.3 µs
-    per action where a loop over the tree, recursing per level, took 7.5.
+    per key, with no loop over the tree and, for the first eight levels, no
+    call per level. Every action the rollups take is copied: this form takes
+    about two thirds of the time of a loop over the tree recursing per level.
     """
     namespace: dict[str, Any] = {"MISSING": MISSING}
     lines = ["def project(o0):"]

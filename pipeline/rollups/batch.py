@@ -65,8 +65,8 @@ def rollup_slots(
     """
     coarse: dict[tuple[int, Any], list[int]] = {}
     slots: dict[SlotKey, list[list[int]]] = {}
-    matches = None if rollup.always else rollup.matches
-    if matches is None and not rollup.groups and shared is not None:
+    filtered = not rollup.always
+    if not filtered and not rollup.groups and shared is not None:
         found = shared.get(unit)
         if found is None:
             found = shared[unit] = window_buckets(window_ids, late)
@@ -78,10 +78,10 @@ def rollup_slots(
     single = rollup.groups[0] if len(rollup.groups) == 1 else None
     # The raw value first: a plain scalar (or null, grouped as None) needs no list of values.
     # Read for every event at once when every event is taken, else for the matching ones.
-    raw = compile_many(single[0])(events) if single is not None and matches is None else None
+    raw = compile_many(single[0])(events) if single is not None and not filtered else None
     get = compile_path(single[0]) if single is not None and raw is None else None
     # The filter of every event in one pass (see ``Filter.matches_many``), then the matching ones.
-    chosen = range(len(events)) if matches is None else compress(range(len(events)), rollup.select(events))
+    chosen = compress(range(len(events)), rollup.select(events)) if filtered else range(len(events))
     for index in chosen:
         event = events[index]
         if late[index] is not None:

@@ -172,7 +172,9 @@ def test_matches(text: str, event: dict[str, Any], expected: bool) -> None:
 def test_matching_many_events_at_once_matches_each(text: str) -> None:
     f = parse_filter(text)
     table = [event for _, event, _ in MATCHES]
-    assert f.matches_many(table) == [f.matches(event) for event in table]
+    results = f.matches_many(table)
+    assert len(results) == len(table)
+    assert all(a is b for a, b in zip(results, [f.matches(event) for event in table], strict=True))
     assert f.matches_many([]) == []
 
 
@@ -273,7 +275,14 @@ def test_parse_never_raises_anything_else(text: str, event: dict[str, Any]) -> N
         assert result.matches(event) in (True, False)
 
 
-QUERIES = [f for f, _, _ in MATCHES] + ["@a:x", "@a.b:[1 TO 5]", "-@geo.country:*", "@items:>1 OR @x:y*"]
+QUERIES = [f for f, _, _ in MATCHES] + [
+    "@a:x",
+    "@a.b:[1 TO 5]",
+    "-@geo.country:*",
+    "@items:>1 OR @x:y*",
+    "@a.b.x.items:x* OR @geo.a.b.country:1",  # paths of four steps and more
+    "@a.b.x:* -@items:[a TO c]",
+]
 
 
 @settings(max_examples=300, deadline=None)
@@ -283,13 +292,26 @@ def test_matching_never_raises(event: dict[str, Any], text: str) -> None:
     json.dumps(event, default=str)  # the events are JSON-like
 
 
+class Attributes(dict):  # type: ignore[type-arg]
+    """A dict subclass: filters read it like a dict."""
+
+
+# Events whose objects may be dict subclasses, nested deep enough for paths of four steps.
+deep_events = st.recursive(
+    events,
+    lambda inner: st.dictionaries(keys, inner | json_values, max_size=3).map(
+        lambda d: Attributes(d) if len(d) % 2 else d
+    ),
+    max_leaves=12,
+)
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.lists(events, max_size=6), st.sampled_from(QUERIES) | filter_texts)
+@given(st.lists(deep_events, max_size=6), st.sampled_from(QUERIES) | filter_texts)
 def test_matching_many_is_matching_each(batch: list[dict[str, Any]], text: str) -> None:
     try:
         f = parse_filter(text)
     except FilterSyntaxError:
         return
-    # `is`, not ==: each result is the very bool (a truthy value would not do)
+    # `is`, not ==: each result is the very bool (a truthy value would not do), in order
     assert all(a is b for a, b in zip(f.matches_many(batch), [f.matches(e) for e in batch], strict=True))
-    assert len(f.matches_many(batch)) == len(batch)

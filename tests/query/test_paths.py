@@ -237,19 +237,33 @@ def test_projection_keeps_only_what_its_paths_read() -> None:
 
 @pytest.mark.parametrize("depth", [7, 8, 9, 16, 60])
 def test_deep_projections_copy_like_short_ones(depth: int) -> None:
-    # Past a few levels the copy goes on in functions of their own: still a copy of the path alone.
+    # Past a few levels the copy goes on in functions of their own: still a copy of the paths alone.
     keys = [f"k{i}" for i in range(depth)]
-    event: dict[str, object] = {"other": 1}
-    node = event
+
+    def chain(steps: list[str], leaf: object) -> dict[str, object]:
+        node: dict[str, object] = {steps[-1]: leaf, "other": 1}
+        for key in reversed(steps[:-1]):
+            node = {key: node, "other": 1}
+        return node
+
+    event = chain(keys, [1, 2])
+    # A second branch that leaves the first one at the deepest level, a missing key and a non-object.
+    branch = event
     for key in keys[:-1]:
-        node[key] = {"other": 1}
-        node = node[key]  # type: ignore[assignment]
-    node[keys[-1]] = [1, 2]
+        branch = branch[key]  # type: ignore[assignment]
+    branch["side"] = {"leaf": "x", "other": 1}
+    branch["flat"] = "not an object"
     deep = ".".join(keys)
-    projected = compile_projection([deep, "other"])(event)
+    side = ".".join([*keys[:-1], "side", "leaf"])
+    paths = [deep, side, ".".join([*keys[:-1], "flat", "y"]), "absent.z", "other"]
+    projected = compile_projection(paths)(event)
+    expected = {"other": 1}
+    node = expected
+    for key in keys[:-1]:
+        node[key] = node = {}  # type: ignore[assignment]
+    node.update({keys[-1]: [1, 2], "side": {"leaf": "x"}, "flat": "not an object"})
+    assert projected == expected
     assert compile_path(deep)(projected) == [1, 2]
-    assert projected["other"] == 1
-    assert str(projected).count("other") == 1  # only the top-level one was asked for
 
 
 def test_projection_walks_dict_subclasses() -> None:

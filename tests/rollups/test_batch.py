@@ -301,3 +301,30 @@ def test_a_rollup_compiled_without_its_batched_measure_reads_each_measure() -> N
     flushes = run(events, 10, one_by_one=False, engine=engine)
     assert flushes == expected
     assert any(b"cart" in key for flush in flushes for key in flush)
+
+
+def test_a_rollup_compiled_without_its_batched_filter_tests_each_action() -> None:
+    events = [
+        to_event(
+            {
+                "date": T0 + i * 7_000,
+                "name": ["checkout", "search"][i % 2],
+                "country": ["Japan", "France", None][i % 3],
+                "items": [["a"], [], ["b", "a"]][i % 3],
+                "value": i * 1.5 - 20,
+                "user": None if i % 5 == 0 else f"u{i % 4}",
+            }
+        )
+        for i in range(60)
+    ]
+    expected = run(events, 10, one_by_one=False)
+    engine = RollupEngine(CONFIG)
+    engine.rollups = [dataclasses.replace(rollup, matches_many=None) for rollup in engine.rollups]
+    flushes = run(events, 10, one_by_one=False, engine=engine)
+    assert flushes == expected
+    assert any(b"filtered" in key for flush in flushes for key in flush)
+    # and the filters do select: the day's cart partials count the checkouts alone
+    last = {key: described for flush in flushes for key, described in flush.items()}
+    day = [d for k, d in last.items() if k.startswith(b'{"rollup":"cart","interval":"1d"')]
+    checkouts = sum(1 for e in events if e["action"]["target"]["name"] == "checkout")
+    assert day and sum(state["count"] for _, _, state, _ in day) == checkouts < len(events)
