@@ -7,6 +7,7 @@ import random
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -281,29 +282,9 @@ def test_to_bytes_is_the_encoding_of_to_dict() -> None:
         assert Partial.from_bytes(partial.to_bytes()).to_dict() == partial.to_dict()
 
 
-def test_a_rollup_compiled_without_its_batched_measure_reads_each_measure() -> None:
-    events = [
-        to_event(
-            {
-                "date": T0 + i * 7_000,
-                "name": "checkout",
-                "country": "Japan",
-                "items": [],
-                "value": i * 1.5,
-                "user": f"u{i % 4}",
-            }
-        )
-        for i in range(40)
-    ]
-    expected = run(events, 10, one_by_one=False)
-    engine = RollupEngine(CONFIG)
-    engine.rollups = [dataclasses.replace(rollup, measure_many=None) for rollup in engine.rollups]
-    flushes = run(events, 10, one_by_one=False, engine=engine)
-    assert flushes == expected
-    assert any(b"cart" in key for flush in flushes for key in flush)
-
-
-def test_a_rollup_compiled_without_its_batched_filter_tests_each_action() -> None:
+@pytest.mark.parametrize("batched", ["measure_many", "matches_many"])
+def test_a_rollup_compiled_without_a_batched_form_reads_each_action(batched: str) -> None:
+    # Without its batched measure or filter, a rollup reads each action's: the same flushes.
     events = [
         to_event(
             {
@@ -319,7 +300,7 @@ def test_a_rollup_compiled_without_its_batched_filter_tests_each_action() -> Non
     ]
     expected = run(events, 10, one_by_one=False)
     engine = RollupEngine(CONFIG)
-    engine.rollups = [dataclasses.replace(rollup, matches_many=None) for rollup in engine.rollups]
+    engine.rollups = [dataclasses.replace(rollup, **{batched: None}) for rollup in engine.rollups]
     flushes = run(events, 10, one_by_one=False, engine=engine)
     assert flushes == expected
     assert any(b"filtered" in key for flush in flushes for key in flush)
