@@ -370,13 +370,13 @@ class _Parser:
         parts = [self.and_expr()]
         while self.kind() == "OR":
             parts.append(self.and_expr(self.advance()))
-        return _any_of(parts) if len(parts) > 1 else parts[0]
+        return _join(parts, conjunction=False) if len(parts) > 1 else parts[0]
 
     def and_expr(self, after: _Token | None = None) -> _Compiled:
         parts = [self.unary(after)]
         while self.kind() in _STARTS or self.kind() == "AND":
             parts.append(self.unary(self.advance() if self.kind() == "AND" else None))
-        return _all_of(parts) if len(parts) > 1 else parts[0]
+        return _join(parts, conjunction=True) if len(parts) > 1 else parts[0]
 
     def unary(self, after: _Token | None = None) -> _Compiled:
         kind, column, payload = self.tokens[self.index]
@@ -409,24 +409,19 @@ class _Parser:
         return group
 
 
-def _all_of(parts: list[_Compiled]) -> _Compiled:
+def _join(parts: list[_Compiled], conjunction: bool) -> _Compiled:
+    """The parts joined by AND (``conjunction``) or OR, for one event and for a list of them."""
     ones = [one for one, _ in parts]
     if len(ones) == 2:  # the common case, without a generator
         first, second = ones
-        one: Predicate = lambda event: first(event) and second(event)  # noqa: E731
+        if conjunction:
+            one: Predicate = lambda event: first(event) and second(event)  # noqa: E731
+        else:
+            one = lambda event: first(event) or second(event)  # noqa: E731
     else:
-        one = lambda event: all(predicate(event) for predicate in ones)  # noqa: E731
-    return one, _joined([many for _, many in parts], True)
-
-
-def _any_of(parts: list[_Compiled]) -> _Compiled:
-    ones = [one for one, _ in parts]
-    if len(ones) == 2:
-        first, second = ones
-        one: Predicate = lambda event: first(event) or second(event)  # noqa: E731
-    else:
-        one = lambda event: any(predicate(event) for predicate in ones)  # noqa: E731
-    return one, _joined([many for _, many in parts], False)
+        join = all if conjunction else any
+        one = lambda event: join(predicate(event) for predicate in ones)  # noqa: E731
+    return one, _joined([many for _, many in parts], conjunction)
 
 
 def _joined(manys: list[ManyPredicate], undecided: bool) -> ManyPredicate:
