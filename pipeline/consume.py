@@ -13,7 +13,7 @@ from pipeline.settings import Settings
 
 
 def make_reader(
-    settings: Settings, isolation_level: str = "read_uncommitted", max_wait_ms: int = 500
+    settings: Settings, isolation_level: str = "read_committed", max_wait_ms: int = 500
 ) -> AIOKafkaConsumer:
     """A consumer outside any group that reads what it is assigned (start it before use).
 

@@ -36,6 +36,7 @@ from pipeline import PROCESSOR_NAME, __version__
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings
 from pipeline.topics import BAD, ENRICHED, FACETS, LATE, PARTIALS, RAW, ROLLUPS
+from pipeline.worker.faust_private import committed_position
 
 log = logging.getLogger(__name__)
 
@@ -144,11 +145,17 @@ class WorkerMetrics:
             name: settings.topic(name) for name in (RAW, ENRICHED, BAD, LATE, FACETS, ROLLUPS, PARTIALS)
         }
         self.processor: Sources | None = None
+        self.tasks: Any = None
+        self.writers: Any = None
         self.stage: Any = None
         self.probe: WorkerProbe | None = None
         self.bridge: LoopBridge | None = None
         self.server: MetricsServer | None = None
         self.registry.register(_PipelineCollector(self))
+
+    def bind_worker(self, tasks: Any, writers: Any) -> None:
+        """Read deduplication and transaction counters from the worker's partition tasks and writers."""
+        self.tasks, self.writers = tasks, writers
 
     def bind(self, processor: Sources, stage: Any = None, probe: WorkerProbe | None = None) -> None:
         """Read counters from ``processor`` and the rollup ``stage``; ask ``probe`` for lag and readiness."""
@@ -222,7 +229,8 @@ class _PipelineCollector(Collector):
             counts = dict(processor.counts)
             bad = {kind: counts.get(kind, 0) for kind in BAD_KINDS}
             enriched = counts.get("enriched", 0)
-            events_in.add_metric([topics[RAW]], enriched + sum(bad.values()))
+            duplicates = counts.get("duplicates", 0)
+            events_in.add_metric([topics[RAW]], enriched + duplicates + sum(bad.values()))
             events_out.add_metric([topics[ENRICHED]], enriched)
             events_out.add_metric([topics[BAD]], sum(bad.values()))
             bad_rows = _counter("rum_bad_rows", "Bad rows produced, per failure kind.", ["kind"])
@@ -234,7 +242,31 @@ class _PipelineCollector(Collector):
                 "Warnings added to enriched actions.",
                 value=counts.get("warnings", 0),
             )
+            yield CounterMetricFamily(
+                "rum_duplicate_actions",
+                "Actions dropped before enrichment as copies of one seen before (same application, "
+                "session and action id within the deduplication window).",
+                value=duplicates,
+            )
             yield from _enrichment_metrics(processor.enrichments)
+        if m.tasks is not None:
+            yield GaugeMetricFamily(
+                "rum_dedupe_ids",
+                "Action ids remembered for deduplication, over the raw partitions held here.",
+                value=sum(len(task.seen) for task in list(m.tasks.tasks.values())),
+            )
+            yield GaugeMetricFamily(
+                "rum_dedupe_bytes", "Approximate memory of the remembered action ids.", value=m.tasks.nbytes()
+            )
+        if m.writers is not None:
+            txn = _counter(
+                "rum_transactions",
+                "Per-partition transactions: committed, fenced (partition lost to another worker), aborted.",
+                ["outcome"],
+            )
+            for outcome, n in dict(m.writers.counts).items():
+                txn.add_metric([outcome], n)
+            yield txn
         stage = m.stage
         if stage is not None:
             sc = dict(stage.counts)
@@ -345,18 +377,6 @@ def _geoip_metrics(geo: Any, stats: dict[str, float]) -> Iterator[Metric]:
         "Replaced GeoIP database files that could not be opened (the loaded one stays).",
         value=stats.get("reload_failures", 0),
     )
-
-
-def committed_position(consumer: Any, tp: Any) -> int | None:
-    """The next offset of ``tp`` as committed, else the one after the last delivered; None if neither.
-
-    From faust's private ``_committed_offset`` and ``_read_offset`` (see FaustProbe).
-    """
-    done = consumer._committed_offset.get(tp)
-    if done is None:
-        read = consumer._read_offset.get(tp)
-        done = None if read is None else read + 1
-    return done
 
 
 class FaustProbe:

@@ -7,7 +7,7 @@ enriched action or a bad row, and never raises. Agents are thin loops over it.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,11 +33,17 @@ class Output:
     bad_kind: str | None = None
     #: The enriched action as a dict (None for a bad row), for the rollup stage.
     event: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    #: A copy of an action seen before (see ``Processor.process``'s ``seen``): nothing to write.
+    duplicate: bool = False
 
     @property
     def enriched(self) -> bool:
         """True for an enriched action, False for a bad row."""
         return self.bad_kind is None
+
+
+#: The output of an action dropped as a copy of one seen before.
+DUPLICATE = Output(b"", duplicate=True)
 
 
 def now_ms() -> int:
@@ -55,7 +61,15 @@ class Processor:
             max_attributes=settings.max_attributes,
         )
         self.enrichments = list(build_enrichments(settings) if enrichments is None else enrichments)
-        self.counts = {"enriched": 0, "parse": 0, "schema": 0, "size": 0, "enrichment": 0, "warnings": 0}
+        self.counts = {
+            "enriched": 0,
+            "duplicates": 0,
+            "parse": 0,
+            "schema": 0,
+            "size": 0,
+            "enrichment": 0,
+            "warnings": 0,
+        }
 
     def process(
         self,
@@ -66,8 +80,13 @@ class Processor:
         partition: int = -1,
         offset: int = -1,
         received_at: int | None = None,
+        seen: Callable[[dict[str, Any]], bool] | None = None,
     ) -> Output:
-        """Turn one raw message into exactly one output; never raises."""
+        """Turn one raw message into exactly one output; never raises.
+
+        ``seen`` (deduplication) tells whether a valid action is a copy of one
+        seen before; a copy gives :data:`DUPLICATE`, before any enrichment.
+        """
         payload = b"" if payload is None else payload
         received = now_ms() if received_at is None else received_at
         try:
@@ -79,6 +98,9 @@ class Processor:
                 # A clock this far ahead would open windows nobody will ever close.
                 future = [("$.date", f"date is more than 24 h after the receive time ({received} ms)")]
                 return self._bad("schema", future, payload, key, topic, partition, offset)
+            if seen is not None and seen(event):
+                self.counts["duplicates"] += 1
+                return DUPLICATE
             warnings: list[Warning] = []
             for enrichment in self.enrichments:
                 enrichment.enrich(event, warnings)

@@ -81,6 +81,20 @@ class Settings(BaseSettings):
     max_attributes: int = Field(
         1000, ge=1, description="Raw messages with more attributes are bad rows (kind size)."
     )
+    processing_guarantee: Literal["exactly_once", "at_least_once"] = Field(
+        "exactly_once",
+        description="exactly_once: a worker writes each partition's outputs and its consumed offsets in "
+        "one Kafka transaction (readers must use isolation.level=read_committed); at_least_once: "
+        "plain writes, offsets committed after them (a crash may repeat outputs).",
+    )
+    dedupe_window: float = Field(
+        0,
+        ge=0,
+        le=30 * 86400,
+        description="Seconds of event time over which an action whose (application.id, session.id, "
+        "action.id) was already seen on its raw partition is dropped as a duplicate. 0: 24 h plus the "
+        "rollups' grace.",
+    )
     rollups: bool = Field(True, description="Maintain the facet index and the measure rollups.")
     flush_interval: float = Field(
         1.0, ge=0.05, le=60, description="Seconds between rollup state flushes (and upsert updates)."

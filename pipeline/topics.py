@@ -16,6 +16,9 @@ LATE = "rum.actions.late"
 OTHER = "rum.events.other"
 #: Rollup state of each raw partition (same partition numbers as the raw topic).
 STATE = "rum.internal.rollup-state"
+#: Per raw partition (same partition numbers): the action ids seen (deduplication) and the
+#: offset the partition's last transaction committed.
+DEDUPE = "rum.internal.dedupe-state"
 #: Partial aggregates on their way to the merge stage, routed by rollup window.
 PARTIALS = "rum.internal.rollup-partials"
 #: Ledger of recovered bad rows (rum-pipeline recover), keyed by the rejected input's position.
@@ -62,6 +65,9 @@ TOPICS: tuple[TopicSpec, ...] = (
         configs={"max.message.bytes": _LARGE},
     ),
     TopicSpec(STATE, "internal: rollup state changelog, partitioned like the raw topic", compacted=True),
+    TopicSpec(
+        DEDUPE, "internal: action ids seen per raw partition, and its committed offset", compacted=True
+    ),
     TopicSpec(
         PARTIALS, "internal: partial aggregates per source partition for the merge stage", compacted=True
     ),

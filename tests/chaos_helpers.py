@@ -5,9 +5,9 @@ restarting a local broker, and the two checks every failure scenario ends with:
 
 * the latest rollup and facet-index upserts equal ground truth computed from
   the raw input (:mod:`tests.rollup_truth`), and every one validates;
-* no raw action is lost: every raw offset shows up as ``pipeline.source`` of
-  an enriched action or as ``source`` of a bad row (duplicates are allowed:
-  Kafka delivers at least once, the rollups are what must be exact).
+* no raw action is lost and none is written twice: every raw offset shows up,
+  read committed, exactly once as ``pipeline.source`` of an enriched action or
+  as ``source`` of a bad row (and at most once on the late topic).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pipeline.produce import Message, publish
 from pipeline.rollups.config import RollupConfig, default_config_path, load_rollup_config
 from pipeline.schemas import BAD_ROW, ENRICHED_ACTION, FACET_INDEX, MEASURE_ROLLUP, validate_record
 from pipeline.settings import Settings
-from pipeline.topics import BAD, ENRICHED, FACETS, RAW, ROLLUPS
+from pipeline.topics import BAD, ENRICHED, FACETS, LATE, RAW, ROLLUPS
 from tests.kafka_helpers import CLI, settings_from
 from tests.rollup_truth import (
     Truth,
@@ -267,12 +267,18 @@ class Coverage:
     duplicates: int
     missing: list[tuple[int, int]]
     invalid: list[str]
+    #: Late-topic records of a raw record already routed there.
+    late_duplicates: int = 0
 
     def problems(self) -> list[str]:
-        """Missing raw offsets and records that fail their schema."""
+        """Missing raw offsets, outputs written twice (exactly once) and records that fail their schema."""
         found = []
         if self.missing:
             found.append(f"{len(self.missing)} raw records neither enriched nor bad, e.g. {self.missing[:5]}")
+        if self.duplicates:
+            found.append(f"{self.duplicates} raw records enriched or rejected more than once")
+        if self.late_duplicates:
+            found.append(f"{self.late_duplicates} raw records routed to the late topic more than once")
         return found + self.invalid[:10]
 
 
@@ -305,6 +311,11 @@ def coverage(settings: Settings) -> Coverage:
             where = source(value)
             seen.append((where["partition"], where["offset"]))
     unique = set(seen)
+    late = [
+        orjson.loads(r.value)["action"]["pipeline"]["source"]
+        for r in read_all(settings, settings.topic(LATE))
+    ]
+    late_sources = [(where["partition"], where["offset"]) for where in late]
     return Coverage(
         raw=len(expected),
         enriched=counts[ENRICHED],
@@ -312,6 +323,7 @@ def coverage(settings: Settings) -> Coverage:
         duplicates=len(seen) - len(unique),
         missing=sorted(expected - unique),
         invalid=invalid,
+        late_duplicates=len(late_sources) - len(set(late_sources)),
     )
 
 

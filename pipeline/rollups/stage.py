@@ -23,17 +23,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipeline.consume import make_reader, topic_partitions
+from pipeline.outputs import Outputs, PartitionWriters
 from pipeline.rollups.config import RollupConfig
 from pipeline.rollups.engine import PartitionState, Restore, RollupEngine, Verdict
 from pipeline.rollups.merge import Merger, partial_record, route, tombstone_key, watermark_record
-from pipeline.rollups.records import RecordBatches
 from pipeline.rollups.spill import Spill, spill_folder
 from pipeline.settings import Settings
 from pipeline.topics import FACETS, LATE, PARTIALS, ROLLUPS, STATE
@@ -209,29 +209,33 @@ class RollupStage:
         """Aggregate one enriched action; the verdicts say whether it was late or in the future."""
         return self.engine.apply(partition, offset, event, received_ms)
 
-    async def late(self, key: bytes | None, event: dict[str, Any], verdicts: list[Verdict]) -> Awaitable[Any]:
-        """Route a late or future action, with its reasons, to the late topic (never dropped)."""
+    def late_value(self, event: dict[str, Any], verdicts: list[Verdict]) -> bytes:
+        """The late-topic record of a late or future action, with its reasons (never dropped)."""
         reasons = [
             {"kind": v.kind, "rollup": v.rollup, "interval": v.interval, "window_start": v.window_start}
             for v in verdicts
         ]
-        value = orjson.dumps({"reasons": reasons, "action": event})
         self.counts["late"] += 1
-        return await self.producer.send(self.late_topic, key, value, None, None, None)
+        return orjson.dumps({"reasons": reasons, "action": event})
 
-    async def flush(self, partitions: Iterable[int]) -> None:
-        """Write dirty partials to the changelog and partials topic, then each meta record."""
-        metas = []
-        records = RecordBatches()
-        for partition in partitions:
+    def flush_outputs(self, partitions: Iterable[int]) -> dict[int, tuple[Outputs, Outputs]]:
+        """Per partition: its dirty partials (changelog and partials topic), then its meta record.
+
+        The meta record says "everything up to this offset is above": written
+        plainly (at least once), it must follow the acknowledgement of the first
+        part; in a transaction, both commit together.
+        """
+        flushed = {}
+        for partition in sorted(set(partitions)):
             if not self.engine.loaded(partition):
-                # Released (see ``release``) while actions of it were held: replays alone, which
-                # change nothing; anything else would have kept it loaded until this flush.
+                # Released (see ``release``) or lost to another worker while actions of it were
+                # held: their output is not committed, and the partition's owner replays them.
                 log.warning("actions of partition %d held for a flush, but its state was released", partition)
                 continue
             changes, meta = self.engine.flush(partition)
             self.counts["partials"] += len(changes)  # one partials-topic record each, tombstones included
             watermark = self.engine.partitions[partition].watermark
+            records = Outputs()
             for partial, evicted in changes:
                 key = partial.encoded_key
                 routed = route(partial.key, self.partials_partitions)
@@ -242,17 +246,30 @@ class RollupStage:
                 value = partial.to_bytes()  # encoded once, for both topics
                 records.add(self.state_topic, partition, key, value)
                 records.add(self.partials_topic, routed, *partial_record(key, partition, value, watermark))
+            metas = Outputs()
             if meta is not None:
-                metas.append((partition, meta))
-        await records.send_and_wait(self.producer)
-        # The meta record says "everything up to this offset is above": only now is that true.
-        for partition, (key, value) in metas:
-            records.add(self.state_topic, partition, key, value)
-        await records.send_and_wait(self.producer)
+                metas.add(self.state_topic, partition, *meta)
+            flushed[partition] = (records, metas)
+        return flushed
+
+    async def flush(self, partitions: Iterable[int], writers: PartitionWriters) -> None:
+        """Write the dirty partials of ``partitions``, then their meta records (not committed here)."""
+        flushed = self.flush_outputs(partitions)
+        for partition, (records, _metas) in flushed.items():
+            await writers.send(partition, records)
+        if not writers.exactly_once:
+            for partition in flushed:
+                await writers.commit(partition, None)  # at least once: wait for the acknowledgements
+        for partition, (_records, metas) in flushed.items():
+            await writers.send(partition, metas)
         self.spill.balance()
 
     async def advance_idle(
-        self, owned: set[int], now: int, caught_up: Callable[[int], bool] = lambda _p: True
+        self,
+        owned: set[int],
+        now: int,
+        writers: PartitionWriters,
+        caught_up: Callable[[int], bool] = lambda _p: True,
     ) -> list[int]:
         """Move the watermark of quiet raw partitions on the wall clock; the partitions moved.
 
@@ -266,7 +283,8 @@ class RollupStage:
         worker owns (``owned``, raw partition numbers), has flushed, and has read
         to the end of (``caught_up``: no batch for a while may also mean a backlog
         not fetched yet) move. A rebalance while it waits on Kafka stops it before
-        its next write.
+        its next write. ``writers`` must have a producer for every owned partition;
+        what this writes is committed here.
         """
         if self.idle_ms <= 0:
             return []
@@ -289,7 +307,10 @@ class RollupStage:
                 self.active[partition] = now  # quiet from now on, as far as this worker knows
                 self.current.add(partition)
             # A flush cut short by a crash left partials to send again (``Restore``).
-            await self.flush([p for p in sorted(unread) if self.engine.unflushed(p)])
+            resent = [p for p in sorted(unread) if self.engine.unflushed(p)]
+            await self.flush(resent, writers)
+            for partition in resent:
+                await writers.commit(partition, None)
             if self.epoch != epoch:
                 return []
         target = now - self.idle_ms
@@ -305,17 +326,21 @@ class RollupStage:
                 metas[partition] = meta
         if not metas:
             return []
-        records = RecordBatches()
         for partition, (key, value) in metas.items():
-            records.add(self.state_topic, partition, key, value)
-        await records.send_and_wait(self.producer)
+            record = Outputs()
+            record.add(self.state_topic, partition, key, value)
+            await writers.send(partition, record)
+            if not writers.exactly_once:
+                await writers.commit(partition, None)  # the meta record first, as in ``flush``
         if self.epoch != epoch:
             return []
         for partition in metas:
+            marks = Outputs()
             for routed in range(self.partials_partitions):
-                records.add(self.partials_topic, routed, *watermark_record(partition, target))
-        self.counts["partials"] += records.count
-        await records.send_and_wait(self.producer)
+                marks.add(self.partials_topic, routed, *watermark_record(partition, target))
+            self.counts["partials"] += self.partials_partitions
+            await writers.send(partition, marks)
+            await writers.commit(partition, None)
         log.info(
             "watermark of quiet partitions %s moved to %d (no actions for %d s)",
             sorted(metas),
@@ -336,6 +361,13 @@ class RollupStage:
             raise
         return restores
 
+    def forget(self, partition: int) -> None:
+        """Drop the state of a raw partition at once (lost to another worker: its changelog is the truth)."""
+        self.engine.drop(partition)
+        self._generation.pop(partition, None)
+        self.active.pop(partition, None)
+        self.current.discard(partition)
+
     def release(self, owned: set[int]) -> list[int]:
         """Forget the state of raw partitions not owned here; the partitions released.
 
@@ -352,10 +384,7 @@ class RollupStage:
             p for p in self.engine.partitions if p not in owned and not self.engine.unflushed(p)
         )
         for partition in released:
-            self.engine.drop(partition)
-            self._generation.pop(partition, None)
-            self.active.pop(partition, None)
-            self.current.discard(partition)
+            self.forget(partition)
         if released:
             log.info("rollup state of partitions %s released: owned by another worker now", released)
         return released

@@ -69,6 +69,9 @@ def test_kill_9_three_times_stays_exact(tmp_path: Path, test_mmdb: Path) -> None
             producer.join(300)
             assert produced, "the producer did not finish"
             check_rollups(env, produced[0], timeout=300)
+            # Exactly once: read committed, no raw record was enriched, rejected or found late twice.
+            found = coverage(settings_from(env))
+            assert not found.problems(), found.problems()
             assert steady.process.poll() is None, steady.tail()
         finally:
             victim.kill()
@@ -92,6 +95,8 @@ def test_adding_and_removing_a_worker_stays_exact(tmp_path: Path, test_mmdb: Pat
         producer.join(300)
         assert produced, "the producer did not finish"
         check_rollups(env, produced[0], timeout=300)
+        found = coverage(settings_from(env))
+        assert not found.problems(), found.problems()
         assert first.process.poll() is None, first.tail()
 
 

@@ -13,6 +13,7 @@ from pipeline.rollups.engine import META_KEY, RollupEngine
 from pipeline.rollups.merge import Merger, partial_message, watermark_record
 from pipeline.rollups.stage import RollupStage
 from pipeline.settings import load_settings
+from tests.rollups.fakes import FakeProducer, PlainWriters
 
 HOUR = 3_600_000
 T0 = 1_764_331_200_000  # aligned to the hour
@@ -83,23 +84,11 @@ def test_only_flushed_partitions_move_and_never_backwards() -> None:
     assert engine.partitions[0].watermark == T0 + HOUR
 
 
-class FakeProducer:
-    """Records every send in order; futures resolve at once."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, int, bytes, bytes | None]] = []
-
-    async def send(self, topic: str, key: bytes, value: bytes | None, partition: int, *_: Any) -> Any:
-        self.sent.append((topic, partition, key, value))
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
-
-
 def test_the_stage_writes_the_meta_record_first_then_tells_every_merger() -> None:
     settings = load_settings({"RUM_PARTITIONS": "3", "RUM_TOPIC_PREFIX": "x."})
     producer = FakeProducer()
     stage = RollupStage(settings, CONFIG, lambda: producer, set)
+    writers = PlainWriters(producer)
     idle_ms = CONFIG.idle_seconds * 1000
 
     async def scenario() -> None:
@@ -111,10 +100,12 @@ def test_the_stage_writes_the_meta_record_first_then_tells_every_merger() -> Non
         stage.current = {0, 1, 2}
         now = T0 + HOUR + 1000
         # Partition 1 is quiet but not owned here: only 0 moves.
-        assert await stage.advance_idle({0, 2}, now) == [0]
+        assert await stage.advance_idle({0, 2}, now, writers) == [0]
         assert stage.engine.partitions[0].watermark == now - idle_ms
         assert stage.engine.partitions[1].watermark == T0
-        assert await stage.advance_idle({0, 2}, now + 1000) == []  # less than a step (idle / 6) later
+        assert (
+            await stage.advance_idle({0, 2}, now + 1000, writers) == []
+        )  # less than a step (idle / 6) later
 
     asyncio.run(scenario())
     topics = [(topic, partition) for topic, partition, _, _ in producer.sent]
@@ -129,12 +120,13 @@ def test_idle_zero_turns_it_off() -> None:
     config = parse_rollup_config("idle: 0s\n")
     assert config.idle_seconds == 0
     stage = RollupStage(load_settings({}), config, FakeProducer, set)
+    writers = PlainWriters(FakeProducer())
     stage.engine.load(0, [])
     stage.engine.apply(0, 0, _action(T0), receive_ms=T0)
     stage.engine.flush(0)
     stage.active = {0: 0}
     stage.current = {0}
-    assert asyncio.run(stage.advance_idle({0}, T0 + 10 * HOUR)) == []
+    assert asyncio.run(stage.advance_idle({0}, T0 + 10 * HOUR, writers)) == []
     assert stage.engine.partitions[0].watermark == T0
 
 
@@ -163,6 +155,7 @@ def test_after_a_rebalance_state_is_read_again_before_it_moves() -> None:
     settings = load_settings({"RUM_PARTITIONS": "2", "RUM_TOPIC_PREFIX": "x."})
     producer = FakeProducer()
     stage = RollupStage(settings, CONFIG, lambda: producer, set)
+    writers = PlainWriters(producer)
     idle_ms = CONFIG.idle_seconds * 1000
     # Stale state here (offset 3, watermark T0); the changelog has moved on (another owner).
     stage.engine.load(0, [])
@@ -178,13 +171,13 @@ def test_after_a_rebalance_state_is_read_again_before_it_moves() -> None:
 
     async def scenario() -> None:
         # Not read while the rebalance is younger than ``idle``: its first batch may come.
-        assert await stage.advance_idle({0}, now - 1) == [] and reader.reads == []
+        assert await stage.advance_idle({0}, now - 1, writers) == [] and reader.reads == []
         # Read from the changelog and quiet only from now on: nothing moves yet.
-        assert await stage.advance_idle({0}, now) == []
+        assert await stage.advance_idle({0}, now, writers) == []
         assert reader.reads == [{0}]
         assert (stage.engine.partitions[0].offset, stage.engine.partitions[0].watermark) == (90, T0 + HOUR)
         assert stage.needs_restore([(0, 7)])  # the next batch restores it again
-        assert await stage.advance_idle({0}, now + idle_ms) == [0]
+        assert await stage.advance_idle({0}, now + idle_ms, writers) == [0]
         assert reader.reads == [{0}]  # read once
 
     asyncio.run(scenario())
@@ -194,23 +187,25 @@ def test_after_a_rebalance_state_is_read_again_before_it_moves() -> None:
 
 def test_state_waiting_for_a_flush_is_not_read_over() -> None:
     stage = RollupStage(load_settings({}), CONFIG, FakeProducer, set)
+    writers = PlainWriters(FakeProducer())
     stage.engine.load(0, [])
     stage.engine.apply(0, 3, _action(T0), receive_ms=T0)  # held until the next flush
     stage.reader = FakeReader({})  # type: ignore[assignment]
-    assert asyncio.run(stage.advance_idle({0}, T0 + 10 * HOUR)) == []
+    assert asyncio.run(stage.advance_idle({0}, T0 + 10 * HOUR, writers)) == []
     assert stage.reader.reads == []  # type: ignore[attr-defined]
     assert stage.engine.partitions[0].pending
 
 
 def test_a_partition_with_records_left_to_read_is_not_quiet() -> None:
     stage = RollupStage(load_settings({}), CONFIG, FakeProducer, set)
+    writers = PlainWriters(FakeProducer())
     stage.engine.load(0, [])
     stage.engine.apply(0, 0, _action(T0), receive_ms=T0)
     stage.engine.flush(0)
     stage.active, stage.current = {0: 0}, {0}
     # No batch for hours, but the consumer has not read to the end: a backlog, not quiet.
-    assert asyncio.run(stage.advance_idle({0}, T0 + 10 * HOUR, caught_up=lambda _p: False)) == []
-    assert asyncio.run(stage.advance_idle({0}, T0 + 10 * HOUR, caught_up=lambda _p: True)) == [0]
+    assert asyncio.run(stage.advance_idle({0}, T0 + 10 * HOUR, writers, caught_up=lambda _p: False)) == []
+    assert asyncio.run(stage.advance_idle({0}, T0 + 10 * HOUR, writers, caught_up=lambda _p: True)) == [0]
 
 
 class RebalancingReader(FakeReader):
@@ -228,9 +223,10 @@ class RebalancingReader(FakeReader):
 def test_a_rebalance_during_its_reads_stops_it_before_any_write() -> None:
     producer = FakeProducer()
     stage = RollupStage(load_settings({}), CONFIG, lambda: producer, set)
+    writers = PlainWriters(producer)
     stage.reader = RebalancingReader(stage)  # type: ignore[assignment]
     maps = len(stage.spill.maps)
-    assert asyncio.run(stage.advance_idle({0}, T0 + 10 * HOUR)) == []
+    assert asyncio.run(stage.advance_idle({0}, T0 + 10 * HOUR, writers)) == []
     assert producer.sent == [] and stage.current == set()
     # What was read is not installed: the partition's next batch restores it again.
     assert not stage.engine.loaded(0) and stage.needs_restore([(0, 1)])

@@ -11,7 +11,8 @@ import pytest
 from pipeline.rollups.engine import META_KEY
 from pipeline.rollups.stage import RollupStage
 from pipeline.settings import load_settings
-from tests.rollups.test_idle import CONFIG, T0, FakeProducer, FakeReader, _action
+from tests.rollups.fakes import FakeProducer, PlainWriters
+from tests.rollups.test_idle import CONFIG, T0, FakeReader, _action
 
 
 def _stage() -> tuple[RollupStage, FakeProducer]:
@@ -72,6 +73,6 @@ def test_a_flush_after_the_release_skips_the_released_partition(caplog: pytest.L
     stage.release({0})
     # Actions of partition 1 that were all replays may still be held: their flush writes nothing for it.
     with caplog.at_level(logging.WARNING):
-        asyncio.run(stage.flush([0, 1]))
+        asyncio.run(stage.flush([0, 1], PlainWriters(producer)))
     assert {partition for topic, partition, _, _ in producer.sent if topic.endswith("rollup-state")} == {0}
     assert "actions of partition 1 held for a flush, but its state was released" in caplog.text

@@ -1,4 +1,4 @@
-"""When the worker flushes rollup state: every interval, stretched while full batches keep coming."""
+"""When the worker commits held outputs: every interval, stretched while full batches keep coming."""
 
 from __future__ import annotations
 
@@ -8,14 +8,39 @@ from typing import Any
 
 import pytest
 
-from pipeline.app import RollupFlusher
+from pipeline.worker.loop import BatchLoop
+
+TOPICS = {"enriched": "e", "bad": "b", "late": "l"}
 
 
-def flusher(interval: float = 1.0, batch_size: int = 500) -> RollupFlusher:
-    return RollupFlusher(stage=None, interval=interval, batch_size=batch_size)  # type: ignore[arg-type]
+def make_loop(
+    recorder: Any = None,
+    interval: float = 1.0,
+    batch_size: int = 500,
+    commit: Any = None,
+    caught_up: Any = None,
+) -> BatchLoop:
+    """A loop whose stage, writers and stream are ``recorder`` (or nothing)."""
+    loop = BatchLoop(
+        None,  # type: ignore[arg-type]
+        recorder,
+        recorder,
+        None,
+        TOPICS,
+        interval,
+        batch_size,
+        commit_consumer=commit,
+        caught_up=caught_up,
+    )
+    loop.stream = recorder
+    return loop
 
 
-def aged(f: RollupFlusher, seconds: float) -> None:
+def flusher(interval: float = 1.0, batch_size: int = 500) -> BatchLoop:
+    return make_loop(interval=interval, batch_size=batch_size)
+
+
+def aged(f: BatchLoop, seconds: float) -> None:
     """Pretend the last flush happened ``seconds`` ago."""
     f.last = time.monotonic() - seconds
 
@@ -61,7 +86,7 @@ class _Ends:
 
 def test_the_end_of_a_backlog_is_flushed_at_once() -> None:
     ends = _Ends(at_end=True)
-    f = RollupFlusher(stage=None, interval=1.0, batch_size=500, caught_up=ends)  # type: ignore[arg-type]
+    f = make_loop(caught_up=ends)
     f.hold([object()] * 500)
     f.hold([object()] * 500)
     assert not f.due() and ends.asked == 0  # full batches: still behind
@@ -72,7 +97,7 @@ def test_the_end_of_a_backlog_is_flushed_at_once() -> None:
 
 def test_a_short_batch_with_records_still_waiting_keeps_the_period() -> None:
     ends = _Ends(at_end=False)
-    f = RollupFlusher(stage=None, interval=1.0, batch_size=500, caught_up=ends)  # type: ignore[arg-type]
+    f = make_loop(caught_up=ends)
     f.hold([object()] * 500)
     f.hold([object()] * 37)
     assert ends.asked == 1
@@ -83,7 +108,7 @@ def test_a_short_batch_with_records_still_waiting_keeps_the_period() -> None:
 
 def test_live_traffic_keeps_the_period_and_never_asks_for_the_end() -> None:
     ends = _Ends(at_end=True)
-    f = RollupFlusher(stage=None, interval=1.0, batch_size=500, caught_up=ends)  # type: ignore[arg-type]
+    f = make_loop(caught_up=ends)
     for _ in range(3):
         f.hold([object()] * 40)
     assert not f.due()
@@ -95,7 +120,7 @@ def test_live_traffic_keeps_the_period_and_never_asks_for_the_end() -> None:
 def test_too_many_held_events_flush_at_the_interval() -> None:
     f = flusher()
     events: list[Any] = [object()] * 500
-    for _ in range(RollupFlusher.MAX_HELD // 500):
+    for _ in range(BatchLoop.MAX_HELD // 500):
         f.hold(events)
     aged(f, 1.01)
     assert f.due()
@@ -112,35 +137,86 @@ def test_without_a_known_batch_size_or_below_it_nobody_is_behind(batch_size: int
 class _Recorder:
     """Stands in for the stage, the stream and the consumer, writing down the order of calls."""
 
+    exactly_once = True
+
     def __init__(self) -> None:
         self.calls: list[str] = []
 
-    async def flush(self, partitions: set[int]) -> None:
+    async def flush(self, partitions: dict[int, int], writers: Any) -> None:
         self.calls.append(f"flush {sorted(partitions)}")
+
+    async def commit(self, partition: int, next_offset: int | None) -> None:
+        self.calls.append(f"txn {partition}@{next_offset}")
 
     async def ack(self, event: Any) -> None:
         self.calls.append(f"ack {event.message.partition}")
 
-    async def commit(self) -> bool:
+    async def commit_consumer(self) -> bool:
         self.calls.append("commit")
         return True
 
 
 class _Event:
-    def __init__(self, partition: int) -> None:
-        self.message = type("Message", (), {"partition": partition})()
+    def __init__(self, partition: int, offset: int = 0) -> None:
+        self.message = type("Message", (), {"partition": partition, "offset": offset})()
 
 
-def test_a_flush_writes_state_then_acknowledges_then_commits() -> None:
+def test_a_flush_writes_state_then_commits_each_partition_then_acknowledges() -> None:
     recorder = _Recorder()
-    f = RollupFlusher(recorder, 1.0, 500, recorder.commit)  # type: ignore[arg-type]
-    f.stream = recorder
-    f.hold([_Event(3), _Event(1)])
+    f = make_loop(recorder, commit=recorder.commit_consumer)
+    f.hold([_Event(3, 7), _Event(1, 4), _Event(3, 9), _Event(3, 8)])
     asyncio.run(f.flush())
-    assert recorder.calls == ["flush [1, 3]", "ack 3", "ack 1", "commit"]
+    # Each partition's transaction carries the offset after its highest held event.
+    assert recorder.calls == [
+        "flush [1, 3]",
+        "txn 1@5",
+        "txn 3@10",
+        "ack 3",
+        "ack 1",
+        "ack 3",
+        "ack 3",
+        "commit",
+    ]
     assert not f.events
-    asyncio.run(f.flush())  # nothing held: nothing acknowledged, nothing committed
-    assert recorder.calls[4:] == ["flush []"]
+    asyncio.run(f.flush())  # nothing held: nothing flushed, acknowledged or committed
+    assert len(recorder.calls) == 8
+
+
+def test_a_partition_lost_to_another_worker_is_forgotten_and_its_events_still_acknowledged() -> None:
+    from pipeline.outputs import Fenced
+
+    class Lost(_Recorder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.forgotten: list[int] = []
+
+        async def commit(self, partition: int, next_offset: int | None) -> None:
+            await super().commit(partition, next_offset)
+            if partition == 2:
+                raise Fenced(partition)
+
+        def forget(self, partition: int) -> None:
+            self.forgotten.append(partition)
+
+    recorder = Lost()
+    f = make_loop(recorder)
+    f.hold([_Event(2, 1), _Event(5, 1)])
+    asyncio.run(f.flush())
+    assert recorder.forgotten == [2]
+    assert recorder.calls[-2:] == ["ack 2", "ack 5"]
+
+
+def test_a_failed_commit_acknowledges_nothing_and_raises() -> None:
+    class Broken(_Recorder):
+        async def commit(self, partition: int, next_offset: int | None) -> None:
+            raise RuntimeError("broker gone")
+
+    recorder = Broken()
+    f = make_loop(recorder)
+    f.hold([_Event(0, 1)])
+    with pytest.raises(RuntimeError, match="broker gone"):
+        asyncio.run(f.flush())
+    assert not any(call.startswith("ack") for call in recorder.calls)
 
 
 def test_while_draining_every_held_batch_is_due_at_once() -> None:
@@ -161,17 +237,15 @@ def test_a_commit_that_waited_for_another_is_made_again() -> None:
         recorder.calls.append("commit")
         return next(answers)
 
-    f = RollupFlusher(recorder, 1.0, 500, commit)  # type: ignore[arg-type]
-    f.stream = recorder
+    f = make_loop(recorder, commit=commit)
     f.hold([_Event(0)])
     asyncio.run(f.flush())
-    assert recorder.calls == ["flush [0]", "ack 0", "commit", "commit"]
+    assert recorder.calls == ["flush [0]", "txn 0@1", "ack 0", "commit", "commit"]
 
 
 def test_after_the_flush_that_ended_a_backlog_the_period_applies_again() -> None:
     recorder = _Recorder()
-    f = RollupFlusher(recorder, 1.0, 500, recorder.commit, _Ends(at_end=True))  # type: ignore[arg-type]
-    f.stream = recorder
+    f = make_loop(recorder, commit=recorder.commit_consumer, caught_up=_Ends(at_end=True))
     f.hold([_Event(2)] * 500)
     f.hold([_Event(2)] * 3)
     assert f.due()

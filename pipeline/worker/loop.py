@@ -1,0 +1,227 @@
+"""The enrich agent's batch loop: process a batch, hold it, commit each partition's outputs at once.
+
+Each batch of raw actions is enriched (:class:`~pipeline.process.Processor`),
+fed to the rollup stage, and its outputs are sent in the open transaction of
+its raw partition (:class:`~pipeline.outputs.PartitionWriters`). The events
+are then held: every ``interval`` seconds (stretched while a backlog is read),
+the loop flushes the rollup state of the held events' partitions into the same
+transactions and commits each partition's transaction with its next offset.
+Only then are the events acknowledged to faust.
+
+Flushing per interval rather than per batch: each flush writes every changed
+partial and a commit costs a few round trips per partition, so committing per
+batch multiplied both (see docs/decisions/).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pipeline.outputs import Fenced, Outputs, PartitionWriters
+from pipeline.process import Processor, now_ms
+from pipeline.rollups.stage import RollupStage
+from pipeline.worker.tasks import PartitionTasks
+
+log = logging.getLogger(__name__)
+
+
+class BatchLoop:
+    """Processes batches of raw events and commits their outputs partition by partition."""
+
+    BACKLOG_STRETCH = 5
+    MAX_HELD = 50_000
+
+    def __init__(
+        self,
+        processor: Processor,
+        stage: RollupStage | None,
+        writers: PartitionWriters,
+        tasks: PartitionTasks | None,
+        topics: dict[str, str],
+        interval: float,
+        batch_size: int = 0,
+        commit_consumer: Callable[[], Awaitable[Any]] | None = None,
+        caught_up: Callable[[], bool] | None = None,
+        observe: Callable[[float], None] | None = None,
+    ) -> None:
+        self.processor = processor
+        self.stage = stage
+        self.writers = writers
+        #: Per raw partition: the ids seen and the offset committed last (None: neither kept).
+        self.tasks = tasks
+        self.enriched_topic = topics["enriched"]
+        self.bad_topic = topics["bad"]
+        self.late_topic = topics["late"]
+        #: Commits the consumer's acknowledged offsets: at least once only (exactly once
+        #: commits them in each partition's transaction).
+        self.commit_consumer = commit_consumer
+        #: True when the consumer has read every raw partition it owns to its end.
+        self.caught_up = caught_up
+        self.observe = observe
+        self.interval = interval
+        self.batch_size = batch_size
+        self.events: list[Any] = []
+        self.stream: Any = None
+        self.lock = asyncio.Lock()
+        self.last = time.monotonic()
+        self.behind = False
+        #: The batch just held ended a run of full ones, and nothing more was waiting.
+        self.drained = False
+        self.held_at = self.last
+        #: Above 0 while faust waits for every delivered event to be acknowledged: flush at once.
+        self.draining = 0
+
+    # -- one batch ---------------------------------------------------------------------
+    async def handle(self, events: list[Any], stream: Any) -> None:
+        """Process one batch from the raw topic and hold it for the next commit."""
+        self.stream = stream
+        async with self.lock:
+            partitions = {(e.message.partition, e.message.generation_id) for e in events}
+            # Fences the partitions' earlier owners before their state is read.
+            await self.writers.ensure(p for p, _ in partitions)
+            if self.tasks is not None:
+                await self.tasks.prepare(partitions)
+            stage = self.stage
+            if self.events and stage is not None and stage.needs_restore(partitions):
+                await self.flush_locked()  # never restore over state not yet flushed
+            await self.process(events)
+            self.hold(events)
+            if self.due():
+                await self.flush_locked()
+
+    async def process(self, events: list[Any]) -> None:
+        """Enrich the events and send their outputs in their partitions' open transactions."""
+        started = time.perf_counter()
+        received = now_ms()
+        stage = self.stage
+        if stage is not None:
+            await stage.prepare({(e.message.partition, e.message.generation_id) for e in events})
+        outputs: dict[int, Outputs] = {}
+        process = self.processor.process
+        enriched_topic, bad_topic, late_topic = self.enriched_topic, self.bad_topic, self.late_topic
+        tasks = self.tasks
+        for event in events:
+            message = event.message
+            partition = message.partition
+            seen = None
+            if tasks is not None:
+                task = tasks[partition]
+                if not task.fresh(message.offset):
+                    continue  # the last commit covered it: its outputs and effects are on Kafka
+                seen = task.seen.seen
+            out = process(
+                message.value,
+                key=message.key,
+                topic=message.topic,
+                partition=partition,
+                offset=message.offset,
+                received_at=received,
+                seen=seen,
+            )
+            if out.duplicate:
+                continue
+            records = outputs.get(partition)
+            if records is None:
+                records = outputs[partition] = Outputs()
+            if out.event is not None:
+                # Same partition as the source: the enriched topic keeps the raw topic's
+                # partitioning, null keys included.
+                records.add(enriched_topic, partition, message.key, out.value)
+                if stage is not None:
+                    verdicts = stage.apply(partition, message.offset, out.event, received)
+                    if verdicts:
+                        records.add_keyed(late_topic, message.key, stage.late_value(out.event, verdicts))
+            else:
+                records.add_keyed(bad_topic, message.key, out.value)
+        for partition, records in outputs.items():
+            await self.writers.send(partition, records)
+        if self.observe is not None:
+            self.observe(time.perf_counter() - started)
+
+    # -- holding and committing ---------------------------------------------------------
+    def hold(self, events: list[Any]) -> None:
+        """Keep a processed batch's events until the commit that covers them; a full batch means behind."""
+        self.events.extend(events)
+        behind = 0 < self.batch_size <= len(events)
+        if self.behind and not behind and self.caught_up is not None:
+            self.drained = self.caught_up()
+        self.behind = behind
+        self.held_at = time.monotonic()
+
+    def due(self) -> bool:
+        """True when events wait and the commit period has passed."""
+        if not self.events:
+            return False
+        if self.draining or self.drained:
+            return True
+        now = time.monotonic()
+        period = self.interval
+        # Behind only while full batches keep coming: a pause ends it (the timer then flushes).
+        if self.behind and now - self.held_at < self.interval and len(self.events) < self.MAX_HELD:
+            period *= self.BACKLOG_STRETCH
+        return now - self.last >= period
+
+    async def flush_locked(self) -> None:
+        """Flush the held events' rollup state, commit each partition, then acknowledge (lock held)."""
+        events, self.events = self.events, []
+        self.drained = False
+        next_offsets: dict[int, int] = {}
+        for event in events:
+            message = event.message
+            if message.offset >= next_offsets.get(message.partition, -1):
+                next_offsets[message.partition] = message.offset + 1
+        if self.stage is not None:
+            await self.stage.flush(next_offsets, self.writers)
+        if self.tasks is not None:
+            for partition, offset in next_offsets.items():
+                await self.writers.send(partition, self.tasks.changes(partition, offset))
+        results = await asyncio.gather(
+            *(self.writers.commit(p, offset) for p, offset in sorted(next_offsets.items())),
+            return_exceptions=True,
+        )
+        failure = None
+        lost = []
+        for partition, result in zip(sorted(next_offsets), results, strict=True):
+            if isinstance(result, Fenced):
+                lost.append(partition)
+            elif isinstance(result, BaseException):
+                failure = failure or result
+        if lost:
+            self.lost(lost)
+        if failure is not None:
+            # Nothing of the failed transactions is visible and their events stay unacknowledged:
+            # the worker stops (see the agent's supervisor) and the partitions are replayed.
+            raise failure
+        # Acknowledged only now: faust's own offset bookkeeping follows what Kafka committed.
+        # Events of a partition lost to another worker are acknowledged too (faust would wait
+        # for them for ever); this worker's consumer can no longer commit that partition.
+        for event in events:
+            await self.stream.ack(event)
+        if events and self.commit_consumer is not None and not await self.commit_consumer():
+            # A commit already in flight makes faust's return False without these offsets.
+            await self.commit_consumer()
+        self.last = time.monotonic()
+
+    def lost(self, partitions: list[int]) -> None:
+        """Another worker took ``partitions`` over: forget what this one had of them."""
+        log.warning(
+            "raw partitions %s were taken over by another worker while this one held uncommitted "
+            "output for them (paused or cut off past the session timeout): that output is dropped, "
+            "the new owner processes those actions, and this worker rejoins the group",
+            partitions,
+        )
+        for partition in partitions:
+            if self.stage is not None:
+                self.stage.forget(partition)
+            if self.tasks is not None:
+                self.tasks.forget(partition)
+
+    async def flush(self) -> None:
+        """Flush and commit now (takes the lock)."""
+        async with self.lock:
+            if self.events:
+                await self.flush_locked()
