@@ -117,3 +117,16 @@ def test_readme_is_a_front_page() -> None:
     assert "make run" in text and "make test" in text
     # The prerequisites come before the first command a reader is asked to run.
     assert text.index("Java 17") < text.index("make run")
+
+
+def test_code_cites_existing_docs() -> None:
+    # Code comments point to docs pages and decision records instead of quoting figures.
+    cited = {
+        (_rel(path), ref)
+        for folder in ("pipeline", "bench", "scripts")
+        for path in sorted((ROOT / folder).rglob("*"))
+        if path.suffix in (".py", ".sh")
+        for ref in re.findall(r"\bdocs/[\w./-]+\.md\b", path.read_text())
+    }
+    assert cited, "no docs cited from the code"
+    assert sorted((src, ref) for src, ref in cited if not (ROOT / ref).exists() and ref not in ARRIVING) == []
