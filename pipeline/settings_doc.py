@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, SecretStr
+from pydantic import AliasChoices, BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -45,6 +45,18 @@ def _fields(
             yield from _fields(nested, (*path, name))
         else:
             yield (*path, name), info
+
+
+def _env_names(info: FieldInfo, path: tuple[str, ...], prefix: str, delimiter: str) -> list[str]:
+    """The environment variables that set a field.
+
+    pydantic-settings reads a field with a validation alias under that alias
+    (without the prefix) instead of its prefixed name, so the aliases are the names.
+    """
+    alias = info.validation_alias
+    choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
+    names = [c.upper() for c in choices if isinstance(c, str)]
+    return names or [(prefix + delimiter.join(path)).upper()]
 
 
 def _default(info: FieldInfo) -> str:
@@ -84,10 +96,10 @@ def settings_table(model: type[BaseModel] | None = None) -> str:
         "|---|---|---|---|",
     ]
     for path, info in _fields(model):
-        env = (prefix + delimiter.join(path)).upper()
+        env = ", ".join(f"`{name}`" for name in _env_names(info, path, prefix, delimiter))
         key = ".".join(path)
         meaning = _cell(info.description or "")
-        lines.append(f"| `{env}` | `{key}` | {_default(info)} | {meaning} |")
+        lines.append(f"| {env} | `{key}` | {_default(info)} | {meaning} |")
     return "\n".join(lines) + "\n"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline import settings_doc
@@ -14,7 +14,9 @@ from pipeline.settings import Settings
 
 class _Geo(BaseModel):
     database: Path | None = Field(None, description="The .mmdb | file.")
-    cache: int = Field(50, description="Entries.")
+    cache: int = Field(
+        50, validation_alias=AliasChoices("x_geo_cache", "x_ip_cache_size"), description="Entries."
+    )
 
 
 class _Enrich(BaseModel):
@@ -37,7 +39,7 @@ def test_nested_fields_flattened_with_defaults() -> None:
         "| `X_ORIGINS` | `origins` | `a,b` | Origins. |",
         "| `X_SECRET` | `secret` |  | Never shown. |",
         "| `X_ENRICH__GEO__DATABASE` | `enrich.geo.database` |  | The .mmdb \\| file. |",
-        "| `X_ENRICH__GEO__CACHE` | `enrich.geo.cache` | `50` | Entries. |",
+        "| `X_GEO_CACHE`, `X_IP_CACHE_SIZE` | `enrich.geo.cache` | `50` | Entries. |",
     ]
 
 
