@@ -59,7 +59,7 @@ bench-placement: broker  ## keyed-record placement: aiokafka's partitioner again
 bench-paired: broker  ## rollups on and off in two workers at once (~6 min): CPU per action, off/on (BENCH_PAIRED_ARGS)
 	$(PY) bench/paired.py $(BENCH_PAIRED_ARGS)
 
-bench: $(STAMP)  ## the enrichment, rollup, latency, scaling, intake and side-by-side rollup benchmarks (bench/suite.py, ~20-35 min; BENCH_ARGS="--runs 5"): figures in bench/results.md
+bench: $(STAMP)  ## the enrichment, rollup, latency, scaling, intake and side-by-side rollup benchmarks (bench/suite.py, ~20-35 min; BENCH_ARGS="--runs 5"): figures in bench/results.md, copied into the docs
 	@scripts/broker.sh with $(PY) bench/suite.py $(BENCH_ARGS)
 
 CHAOS_PORT ?= 19092

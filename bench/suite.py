@@ -43,6 +43,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from pipeline.docblocks import wrap
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 PY = sys.executable
@@ -96,6 +98,17 @@ def steps() -> list[Step]:
     ]
 
 
+#: The heading of each step's table in bench/results.md.
+TITLES = {
+    "enrich": "Enrichment: hot path and one worker against a pass-through",
+    "rollups": "Rollups: one worker, rollups on against off",
+    "latency": "Latency: produce to first rollup upsert",
+    "scale": "Scaling: two worker processes against one",
+    "intake": "HTTP intake",
+    "paired": "Rollups on and off side by side",
+}
+
+
 def run_step(step: Step, args: argparse.Namespace, logs: Path, progress: Progress, task: Any) -> None:
     """Run ``step`` (once or --runs times), streaming its output to its log and the progress line."""
     script = BENCH / step.script
@@ -141,14 +154,15 @@ def summary(s: dict[str, float], fmt: str, unit: str = "") -> str:
     return f"{s['median']:{fmt}}{unit} ({s['min']:{fmt}}-{s['max']:{fmt}})"
 
 
-def rows(by_name: dict[str, Step], runs: int) -> list[tuple[str, str, str]]:
-    """(figure, value, how) rows of the results table; a step that did not run says so."""
-    out: list[tuple[str, str, str]] = []
+def rows(by_name: dict[str, Step], runs: int) -> dict[str, list[tuple[str, str, str]]]:
+    """(figure, value, how) rows of the results tables, by step; a step that did not run says so."""
+    tables: dict[str, list[tuple[str, str, str]]] = {step.name: [] for step in steps()}
 
     def missing(name: str, figures: list[str]) -> None:
         for figure in figures:
-            out.append((figure, by_name[name].error or "not run", ""))
+            tables[name].append((figure, by_name[name].error or "not run", ""))
 
+    out = tables["enrich"]
     enrich = by_name["enrich"]
     if enrich.outputs:
         e = enrich.outputs[0]
@@ -183,6 +197,7 @@ def rows(by_name: dict[str, Step], runs: int) -> list[tuple[str, str, str]]:
     else:
         missing("enrich", ["hot path", "one worker / pass-through"])
 
+    out = tables["rollups"]
     rollups = by_name["rollups"]
     if rollups.outputs and "throughput" not in rollups.outputs[0] and rollups.outputs[0].get("ratio"):
         # Only the headline figures (medians) are there, without their spread.
@@ -215,6 +230,7 @@ def rows(by_name: dict[str, Step], runs: int) -> list[tuple[str, str, str]]:
     else:
         missing("rollups", ["rollups on / off"])
 
+    out = tables["latency"]
     latency = [
         o["latency"] for o in by_name["latency"].outputs if "upsert_timestamp_ms" in o.get("latency", {})
     ]
@@ -238,6 +254,7 @@ def rows(by_name: dict[str, Step], runs: int) -> list[tuple[str, str, str]]:
     else:
         missing("latency", ["produce → rollup latency p50/p99"])
 
+    out = tables["scale"]
     scale = by_name["scale"]
     if scale.outputs:
         s = scale.outputs[0]
@@ -261,6 +278,7 @@ def rows(by_name: dict[str, Step], runs: int) -> list[tuple[str, str, str]]:
     else:
         missing("scale", ["two workers / one"])
 
+    out = tables["intake"]
     intake = by_name["intake"].outputs
     if intake:
         events = [o["events_per_s"] for o in intake]
@@ -285,6 +303,7 @@ def rows(by_name: dict[str, Step], runs: int) -> list[tuple[str, str, str]]:
     else:
         missing("intake", ["intake events/s"])
 
+    out = tables["paired"]
     paired = by_name["paired"]
     if paired.outputs:
         for section in paired.outputs[0]["spans"]:
@@ -299,7 +318,7 @@ def rows(by_name: dict[str, Step], runs: int) -> list[tuple[str, str, str]]:
             )
     else:
         missing("paired", ["rollups on / off side by side"])
-    return out
+    return tables
 
 
 def machine() -> dict[str, str]:
@@ -331,12 +350,17 @@ def machine() -> dict[str, str]:
 
 def write_results(
     path: Path,
-    table: list[tuple[str, str, str]],
+    tables: dict[str, list[tuple[str, str, str]]],
     host: dict[str, str],
     args: argparse.Namespace,
     minutes: float,
 ) -> None:
-    """bench/results.md: the machine, then one row per figure."""
+    """bench/results.md: the machine, then one table per step, each between bench markers.
+
+    The markers (``<!-- bench:STEP -->``) let the docs include a step's table
+    verbatim; bench/docs_sync.py copies them there and tests/test_docs.py checks
+    that the copies agree with this file.
+    """
     lines = [
         "# Benchmark results",
         "",
@@ -349,13 +373,17 @@ def write_results(
         "benchmark processes share these cores with whatever else runs: absolute rates are noisy, "
         "compare the ratios (both sides measured in the same run).",
         "",
-        f"| figure (median of {args.runs}, min-max) | value | how |",
-        "|---|---|---|",
-        *(f"| {figure} | {value} | {how} |" for figure, value, how in table),
-        "",
-        "Each step's full output is in bench/logs/ (not committed).",
-        "",
     ]
+    for name, table in tables.items():
+        body = "\n".join(
+            [
+                f"| figure (median of {args.runs}, min-max) | value | how |",
+                "|---|---|---|",
+                *(f"| {figure} | {value} | {how} |" for figure, value, how in table),
+            ]
+        )
+        lines += [f"## {TITLES.get(name, name)}", "", wrap("bench", name, body), ""]
+    lines += ["Each step's full output is in bench/logs/ (not committed).", ""]
     path.write_text("\n".join(lines))
 
 
@@ -416,8 +444,11 @@ def main() -> int:
             progress.stop_task(task)
             progress.advance(overall)
     minutes = (time.monotonic() - started) / 60
-    table = rows({s.name: s for s in suite}, args.runs)
-    write_results(args.output, table, host, args, minutes)
+    tables = rows({s.name: s for s in suite}, args.runs)
+    write_results(args.output, tables, host, args, minutes)
+    if args.output.resolve() == (BENCH / "results.md").resolve():
+        # The docs include these tables between markers: bring them up to date with the new figures.
+        subprocess.run([PY, str(BENCH / "docs_sync.py")], cwd=ROOT, check=False)
     if args.json:
         args.json.write_text(json.dumps({"machine": host, **{s.name: s.outputs for s in suite}}, indent=2))
     console.print(args.output.read_text(), markup=False, highlight=False)

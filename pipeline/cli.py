@@ -113,8 +113,8 @@ def tune_garbage_collector(thresholds: tuple[int, int, int] | None) -> None:
 
     A worker keeps many objects alive for a while (the consumed records held
     until the next rollup flush, the partials of open windows), and Python's default
-    thresholds (700, 10, 10) scan all of them again and again: measured, a
-    rollup worker spent about a third of its CPU time in full collections.
+    thresholds (700, 10, 10) scan all of them again and again (what that cost and
+    what the defaults save: docs/decisions/0004-garbage-collector-thresholds.md).
     The modules, the app and the caches made at start-up are frozen first
     (``gc.freeze``): they live as long as the process and need no scans.
     """
@@ -147,7 +147,7 @@ def intake(host: str | None, port: int | None, loglevel: str | None) -> None:
     option, ?ddforward=...), server-side actions at POST /v1/actions, and
     answers 202 only once Kafka acknowledged every accepted event. Prints
     "intake: listening on http://HOST:PORT" when ready. Client tokens:
-    RUM_INTAKE_CLIENT_TOKENS; see the README's "HTTP intake" section.
+    RUM_INTAKE_CLIENT_TOKENS; see docs/intake-and-sdks.md.
     """
     settings = _settings(intake_host=host, intake_port=port, log_level=loglevel)
     from pipeline.intake.run import serve

@@ -3,10 +3,10 @@
 Every Kafka client places a keyed record by the 32-bit MurmurHash2 of its key
 (``murmur2(key) & 0x7fffffff`` modulo the partition count), so that a key stays
 in one partition, which compacted topics and per-key ordering rely on. aiokafka
-computes the hash byte by byte in Python on every send: 16-17 µs for a
-108-byte rollup key, about 6 µs for a 36-byte session id (``bench/placement.py``).
-``murmur2`` here reads the key four bytes at a time and gives the same hash in
-about half of that, and ``KeyPartitioner`` keeps the hashes of keys it met: the
+computes the hash byte by byte in Python on every send. ``murmur2`` here reads
+the key four bytes at a time and gives the same hash in about half the time, and
+``KeyPartitioner`` keeps the hashes of keys it met (measured in
+docs/decisions/0007-own-key-partitioner.md, with ``bench/placement.py``): the
 merge stage upserts the same window keys at every flush, and the intake sends
 the actions of a session under one key.
 
