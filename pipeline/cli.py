@@ -478,7 +478,7 @@ def recover(
 
 @main.group("config")
 def config_group() -> None:
-    """Validate the facets, measures and rollups config (RUM_ROLLUPS_CONFIG)."""
+    """Validate the facets, measures, rollups and monitors config (RUM_ROLLUPS_CONFIG)."""
 
 
 @config_group.command("check")
@@ -486,14 +486,17 @@ def config_group() -> None:
 def config_check(file: Path | None) -> None:
     """Validate FILE (default: RUM_ROLLUPS_CONFIG, else config/rollups.yaml) as a worker would.
 
-    Prints every error with the rollup, the key and, for filters, the column;
-    exits with status 1 when there is any. On success, summarizes the config.
+    Prints every error with the rollup or monitor, the key and, for filters, the
+    column (monitors: the line and column); exits with status 1 when there is
+    any. On success, summarizes the config.
     """
+    from pipeline.monitors.config import load_monitors
     from pipeline.rollups.config import default_config_path, format_duration, load_rollup_config
 
     path = file or _settings().rollups_config or default_config_path()
     try:
         config = load_rollup_config(path)
+        monitors = load_monitors(path, config)  # checked against the rollups, so only once they are valid
     except PipelineError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{path}: OK")
@@ -507,6 +510,13 @@ def config_check(file: Path | None) -> None:
         )
     grace, retention = format_duration(config.grace_seconds), format_duration(config.retention_seconds)
     click.echo(f"  grace {grace}, retention {retention}")
+    for monitor in monitors:
+        scope = "per group" if monitor.multi else "overall"
+        window = format_duration(monitor.window_ms // 1000)
+        click.echo(
+            f"  monitor {monitor.name}: {monitor.aggregation} of {monitor.rollup} over {window} {scope}, "
+            f"alert {monitor.comparator} {monitor.alert:g}"
+        )
 
 
 @main.command("settings")
