@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ import aiohttp
 import orjson
 
 from pipeline import __version__
-from pipeline.monitors.model import Webhook
+from pipeline.monitors.model import Monitor, Webhook
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,15 @@ class WebhookNotifier:
             log.warning("webhook %s: queue full, event of %s dropped", webhook.url, event.get("monitor"))
             return False
         return True
+
+    def submit_events(self, monitors: Mapping[str, Monitor], events: Iterable[dict[str, Any]]) -> int:
+        """Queue each event for its monitor's webhook, if it has one; how many were queued."""
+        queued = 0
+        for event in events:
+            monitor = monitors.get(event["monitor"])
+            if monitor is not None and monitor.webhook is not None:
+                queued += self.submit(monitor.webhook, event)
+        return queued
 
     async def drain(self) -> None:
         """Wait until every queued event was delivered or counted as failed."""
