@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pipeline.monitors.model import BREACHES, OVERALL, RENOTIFIED, Group, Monitor, Status, group_from_object
-from pipeline.monitors.records import event_record, state_record
+from pipeline.monitors.records import event_context, event_record, state_record
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,9 @@ class Evaluator:
                 at = self._evaluated.get(name, st.since_ms)
                 data_ms = at if st.has_data else st.data_ms
                 out.append(
-                    state_record(name, group, st.status, st.since_ms, st.value, at, data_ms, st.notified_ms)
+                    state_record(
+                        name, dict(group), st.status, st.since_ms, st.value, at, data_ms, st.notified_ms
+                    )
                 )
         return out
 
@@ -152,7 +154,8 @@ class Evaluator:
         """Apply one monitor's ``values`` at ``now_ms``; events and states go into ``result``."""
         result = CycleResult() if result is None else result
         states = self._states[monitor.name]
-        window = monitor.evaluation_range(now_ms)
+        context = event_context(monitor, monitor.evaluation_range(now_ms))
+        name, events = monitor.name, result.events
         breach = BREACHES[monitor.comparator]
         alert, warn = monitor.alert, monitor.warn
         alert_rec = alert if monitor.alert_recovery is None else monitor.alert_recovery
@@ -199,8 +202,9 @@ class Evaluator:
                 after = Status.NO_DATA if gone else before
             if after is not before:
                 st.status, st.since_ms, st.notified_ms, dirty = after, now_ms, now_ms, True
-                result.events.append(
-                    event_record("transition", monitor, group, now_ms, before, after, value, window, now_ms)
+                obj = dict(group)
+                events.append(
+                    event_record("transition", name, obj, now_ms, before, after, value, now_ms, context)
                 )
             elif (
                 renotify is not None
@@ -208,20 +212,23 @@ class Evaluator:
                 and now_ms - (st.notified_ms or st.since_ms) >= renotify
             ):
                 st.notified_ms, dirty = now_ms, True
-                since = st.since_ms
-                result.events.append(
-                    event_record("renotify", monitor, group, now_ms, before, before, value, window, since)
+                obj = dict(group)
+                events.append(
+                    event_record("renotify", name, obj, now_ms, before, before, value, st.since_ms, context)
                 )
+            else:
+                obj = None
             if dirty:
+                data_ms = now_ms if st.has_data else st.data_ms
                 result.states.append(
                     state_record(
-                        monitor.name,
-                        group,
+                        name,
+                        dict(group) if obj is None else obj,
                         st.status,
                         st.since_ms,
                         st.value,
                         now_ms,
-                        st.data_ms if not st.has_data else now_ms,
+                        data_ms,
                         st.notified_ms,
                     )
                 )

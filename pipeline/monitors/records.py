@@ -45,35 +45,15 @@ def state_key(monitor: str, group: Group) -> bytes:
     return orjson.dumps([monitor, group_object(group)])
 
 
-def event_id(kind: str, monitor: str, group: Group, at_ms: int, to: Status) -> str:
+def event_id(kind: str, monitor: str, group: dict[str, Any], at_ms: int, to: Status) -> str:
     """A stable identifier of an event: the same event evaluated again gets the same id."""
-    text = orjson.dumps([kind, monitor, group_object(group), at_ms, to.value])
+    text = orjson.dumps((kind, monitor, group, at_ms, to.value))
     return hashlib.blake2b(text, digest_size=16).hexdigest()
 
 
-def event_record(
-    kind: str,
-    monitor: Monitor,
-    group: Group,
-    at_ms: int,
-    before: Status,
-    after: Status,
-    value: float | None,
-    window: tuple[int, int],
-    since_ms: int,
-) -> dict[str, Any]:
-    """A ``monitor-event.v1`` record: ``kind`` is ``transition`` or ``renotify`` (``before == after``)."""
+def event_context(monitor: Monitor, window: tuple[int, int]) -> dict[str, Any]:
+    """What every event of ``monitor`` in one cycle says alike: window, query, thresholds, message."""
     return {
-        "schema_version": SCHEMA_VERSION,
-        "id": event_id(kind, monitor.name, group, at_ms, after),
-        "kind": kind,
-        "monitor": monitor.name,
-        "group": group_object(group),
-        "at": at_ms,
-        "from": before.value,
-        "to": after.value,
-        "since": since_ms,
-        "value": value,
         "window": {"start": window[0], "end": window[1]},
         "query": monitor.query(),
         "thresholds": monitor.thresholds(),
@@ -81,9 +61,41 @@ def event_record(
     }
 
 
+def event_record(
+    kind: str,
+    monitor: str,
+    group: dict[str, Any],
+    at_ms: int,
+    before: Status,
+    after: Status,
+    value: float | None,
+    since_ms: int,
+    context: dict[str, Any],
+) -> dict[str, Any]:
+    """A ``monitor-event.v1`` record: ``kind`` is ``transition`` or ``renotify`` (``before == after``).
+
+    ``group`` is the group's JSON object; ``context`` comes from :func:`event_context`, and its
+    nested objects are shared by the events of one cycle (records are not changed once made).
+    """
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        "id": event_id(kind, monitor, group, at_ms, after),
+        "kind": kind,
+        "monitor": monitor,
+        "group": group,
+        "at": at_ms,
+        "from": before.value,
+        "to": after.value,
+        "since": since_ms,
+        "value": value,
+    }
+    record.update(context)
+    return record
+
+
 def state_record(
     monitor: str,
-    group: Group,
+    group: dict[str, Any],
     status: Status,
     since_ms: int,
     value: float | None,
@@ -91,11 +103,11 @@ def state_record(
     last_data_ms: int | None,
     notified_ms: int | None,
 ) -> dict[str, Any]:
-    """A ``monitor-state.v1`` record: one group's state as of ``evaluated_ms``."""
+    """A ``monitor-state.v1`` record: one group's state (``group`` its JSON object) as of ``evaluated_ms``."""
     return {
         "schema_version": SCHEMA_VERSION,
         "monitor": monitor,
-        "group": group_object(group),
+        "group": group,
         "status": status.value,
         "since": since_ms,
         "value": value,
