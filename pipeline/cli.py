@@ -483,12 +483,18 @@ def config_group() -> None:
 
 @config_group.command("check")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
-def config_check(file: Path | None) -> None:
+@click.option(
+    "--probe-webhooks",
+    is_flag=True,
+    help="Also open a TCP connection to each monitor's webhook host (nothing is sent).",
+)
+def config_check(file: Path | None, probe_webhooks: bool) -> None:
     """Validate FILE (default: RUM_ROLLUPS_CONFIG, else config/rollups.yaml) as a worker would.
 
     Prints every error with the rollup or monitor, the key and, for filters, the
     column (monitors: the line and column); exits with status 1 when there is
-    any. On success, summarizes the config.
+    any. On success, summarizes the config. Webhook URLs are checked as text
+    only, unless --probe-webhooks asks to connect to their hosts.
     """
     from pipeline.monitors.config import load_monitors
     from pipeline.rollups.config import default_config_path, format_duration, load_rollup_config
@@ -499,6 +505,12 @@ def config_check(file: Path | None) -> None:
         monitors = load_monitors(path, config)  # checked against the rollups, so only once they are valid
     except PipelineError as exc:
         raise click.ClickException(str(exc)) from None
+    if probe_webhooks:
+        from pipeline.monitors.webhook import probe_webhooks as probe
+
+        unreachable = asyncio.run(probe(monitors))
+        if unreachable:
+            raise click.ClickException("unreachable webhooks:\n" + "\n".join(f"  {u}" for u in unreachable))
     click.echo(f"{path}: OK")
     click.echo(f"  facets:   {', '.join(f.path for f in config.facets) or '(none)'}")
     click.echo(f"  measures: {', '.join(m.path for m in config.measures) or '(none)'}")

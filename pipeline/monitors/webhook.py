@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -160,3 +161,32 @@ class WebhookNotifier:
             return True, f"no answer within {webhook.timeout_s:g}s"
         except aiohttp.ClientError as exc:
             return True, f"{type(exc).__name__}: {exc}"
+
+
+async def probe_webhooks(monitors: Iterable[Monitor], timeout_s: float = 3.0) -> list[str]:
+    """One line per monitor whose webhook's host cannot be connected to (TCP) within ``timeout_s``.
+
+    What ``config check --probe-webhooks`` runs: nothing is sent, the connection
+    is only opened and closed, so a receiver sees no request.
+    """
+
+    async def probe(monitor: Monitor) -> str | None:
+        assert monitor.webhook is not None
+        parts = urlsplit(monitor.webhook.url)
+        host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+        except TimeoutError:
+            reason = f"no connection within {timeout_s:g}s"
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+        else:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return None
+        url = monitor.webhook.url
+        return f"monitor {monitor.name}: webhook.url {url!r}: cannot connect to {host}:{port} ({reason})"
+
+    hooked = [m for m in monitors if m.webhook is not None]
+    return [line for line in await asyncio.gather(*(probe(m) for m in hooked)) if line]

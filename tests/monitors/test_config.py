@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -267,3 +268,19 @@ def test_config_check_summarizes_monitors(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["config", "check", str(path)])
     assert result.exit_code == 0, result.output
     assert "monitor cart_high: avg of cart_value_by_country over 15m per group, alert > 100" in result.output
+
+
+def test_config_check_can_probe_webhook_hosts(tmp_path: Path) -> None:
+    with socket.socket() as listening, socket.socket() as closed:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()  # the kernel accepts the probe's connection: no server code needed
+        closed.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+        up, down = (f"http://127.0.0.1:{s.getsockname()[1]}/hook" for s in (listening, closed))
+        path = tmp_path / "rollups.yaml"
+        path.write_text(text_of(monitor(webhook={"url": up}), monitor(name="b", webhook={"url": down})))
+        plain = CliRunner().invoke(main, ["config", "check", str(path)])
+        probed = CliRunner().invoke(main, ["config", "check", "--probe-webhooks", str(path)])
+    assert plain.exit_code == 0, plain.output
+    assert probed.exit_code == 1
+    assert f"monitor b: webhook.url '{down}': cannot connect to 127.0.0.1:" in probed.output
+    assert "monitor cart_high" not in probed.output
