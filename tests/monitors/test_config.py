@@ -284,3 +284,15 @@ def test_config_check_can_probe_webhook_hosts(tmp_path: Path) -> None:
     assert probed.exit_code == 1
     assert f"monitor b: webhook.url '{down}': cannot connect to 127.0.0.1:" in probed.output
     assert "monitor cart_high" not in probed.output
+
+
+def test_the_example_in_the_docs_is_valid() -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "monitors.md"
+    example = docs.read_text().split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = default_config_path()
+    rollups_only = path.read_text().split("\nmonitors:", 1)[0]
+    monitors = parse_monitors(rollups_only + "\n" + example, load_rollup_config(path))
+    assert [(m.name, m.multi, m.webhook is not None) for m in monitors] == [
+        ("cart_value_high", True, True),
+        ("checkouts_stopped", False, False),
+    ]
