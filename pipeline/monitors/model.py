@@ -105,16 +105,32 @@ class Monitor:
             "multi": self.multi,
         }
 
+    def selects(self, group: Group) -> bool:
+        """Whether the monitor's filter keeps ``group`` (what a Source applies before answering)."""
+        return self.filter.matches(group_event(group))
+
     def accepts(self, group: Group) -> bool:
-        """Whether ``group`` has the shape this monitor evaluates (restored states may be stale)."""
+        """Whether this monitor evaluates ``group``, by shape and filter (restored states may be stale)."""
         if not self.multi:
             return group == OVERALL
-        return tuple(path for path, _ in group) == self.group_by
+        return tuple(path for path, _ in group) == self.group_by and self.selects(group)
 
 
 def group_object(group: Group) -> dict[str, Any]:
     """``{"geo.country": "France"}`` from a group (``{}`` for the overall group)."""
     return dict(group)
+
+
+def group_event(group: Group) -> dict[str, Any]:
+    """The group as an event the filter can read: ``{"geo": {"country": "France"}}``."""
+    event: dict[str, Any] = {}
+    for path, value in group:
+        node = event
+        *parents, last = path.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return event
 
 
 def group_from_object(obj: dict[str, Any], order: tuple[str, ...]) -> Group:

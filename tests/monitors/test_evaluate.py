@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from pipeline.monitors.evaluate import Evaluator
 from pipeline.monitors.model import OVERALL, Monitor, Status
+from pipeline.query.filter import parse_filter
 from tests.monitors.helpers import (
     DE,
     FR,
@@ -288,3 +289,14 @@ def test_a_restart_keeps_the_renotify_schedule() -> None:
                 (e["kind"], e["at"]) for e in checked(resumed.evaluate(T0 + minute * MINUTE, table)).events
             ]
         assert later == [("renotify", T0 + 20 * MINUTE), ("renotify", T0 + 30 * MINUTE)]
+
+
+def test_a_group_the_filter_no_longer_keeps_is_dropped_on_restore() -> None:
+    table = Table()
+    table.data["cart_high"] = {FR: 150.0, DE: 150.0}
+    states = checked(Evaluator([above()]).evaluate(T0, table)).states
+    narrowed = above(filter=parse_filter("-@geo.country:Germany"))
+    assert narrowed.selects(FR) and not narrowed.selects(DE)
+    resumed = Evaluator([narrowed], states)
+    assert resumed.evaluate(T0 + MINUTE, Table()).removed == [("cart_high", DE)]
+    assert (resumed.status("cart_high", FR), resumed.status("cart_high", DE)) == (Status.ALERT, None)
