@@ -13,8 +13,9 @@ Two loads, each over --cycles cycles one minute apart:
 - storm: every group crosses the alert threshold one way or the other at every
   cycle, so every (monitor, group) emits an event and a state record: the worst case.
 
-Reported: ms per cycle (median, p95, max) and events and state records per cycle.
-The machine is shared, so the median is the figure; compare with the 100 ms target.
+Reported: wall ms per cycle (median, p95, max), CPU ms per cycle (median),
+and events and state records per cycle. The machine is shared: the median is
+the figure, and the CPU time shows what waiting for the cores added.
 
     python bench/monitors.py [--monitors 100] [--groups 250] [--cycles 60] [--seed 7]
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
 import statistics
 import time
@@ -97,19 +99,22 @@ def frames(monitors: list[Monitor], groups: int, cycles: int, storm: bool, seed:
     return Synthetic(out)
 
 
-def measure(monitors: list[Monitor], source: Synthetic, cycles: int) -> tuple[list[float], int, int]:
-    """ms of each cycle, total events and total state records."""
+def measure(
+    monitors: list[Monitor], source: Synthetic, cycles: int
+) -> tuple[list[float], list[float], int, int]:
+    """Wall and CPU ms of each cycle, total events and total state records."""
     evaluator = Evaluator(monitors)
-    times, events, states = [], 0, 0
+    times, cpu, events, states = [], [], 0, 0
     gc.collect()
     for cycle in range(cycles):
         source.cycle = cycle
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         result = evaluator.evaluate(T0 + cycle * MINUTE, source)
         times.append((time.perf_counter() - start) * 1000)
+        cpu.append((time.process_time() - start_cpu) * 1000)
         events += len(result.events)
         states += len(result.states)
-    return times, events, states
+    return times, cpu, events, states
 
 
 def main() -> int:
@@ -123,20 +128,23 @@ def main() -> int:
     args = parser.parse_args()
     monitors = make_monitors(args.monitors)
     print(f"monitor evaluation: {args.monitors} monitors x {args.groups} groups, {args.cycles} cycles")
-    worst = 0.0
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    medians = {}
     for name, storm in (("steady", False), ("storm", True)):
         source = frames(monitors, args.groups, args.cycles, storm, args.seed)
-        times, events, states = measure(monitors, source, args.cycles)
-        steady = times[1:]  # the first cycle creates every group's state
-        median, p95 = statistics.median(steady), statistics.quantiles(steady, n=20)[-1]
-        worst = max(worst, median)
+        times, cpu, events, states = measure(monitors, source, args.cycles)
+        wall = times[1:]  # the first cycle creates every group's state
+        medians[name] = statistics.median(wall)
+        p95 = statistics.quantiles(wall, n=20)[-1]
         print(
-            f"  {name:6s} {median:7.1f} ms/cycle median, p95 {p95:.1f}, max {max(steady):.1f}, "
-            f"first cycle {times[0]:.1f}; per cycle {events / args.cycles:,.0f} events, "
+            f"  {name:6s} {medians[name]:7.1f} ms/cycle median (p95 {p95:.1f}, "
+            f"max {max(wall):.1f}), CPU {statistics.median(cpu[1:]):.1f} ms median; first cycle "
+            f"{times[0]:.1f} ms; per cycle {events / args.cycles:,.0f} events, "
             f"{states / args.cycles:,.0f} state records"
         )
-    verdict = "within" if worst <= 100 else "OVER"
-    print(f"  target <= 100 ms per cycle: {verdict} (worst median {worst:.1f} ms)")
+    for name, median in medians.items():
+        verdict = "within" if median <= 100 else "over"
+        print(f"  {name}: {median:.1f} ms per cycle, {verdict} the 100 ms target")
     return 0
 
 

@@ -28,6 +28,8 @@ from pipeline.monitors.model import Group, Monitor, Status, group_object
 from pipeline.partitioning import murmur2
 
 SCHEMA_VERSION = "1"
+#: Status -> its plain string (an enum's ``.value`` is a slow property on the per-group path).
+_TEXT = {status: str(status.value) for status in Status}
 
 
 def monitor_partition(name: str, partitions: int) -> int:
@@ -47,7 +49,7 @@ def state_key(monitor: str, group: Group) -> bytes:
 
 def event_id(kind: str, monitor: str, group: dict[str, Any], at_ms: int, to: Status) -> str:
     """A stable identifier of an event: the same event evaluated again gets the same id."""
-    text = orjson.dumps((kind, monitor, group, at_ms, to.value))
+    text = orjson.dumps((kind, monitor, group, at_ms, _TEXT[to]))
     return hashlib.blake2b(text, digest_size=16).hexdigest()
 
 
@@ -84,8 +86,8 @@ def event_record(
         "monitor": monitor,
         "group": group,
         "at": at_ms,
-        "from": before.value,
-        "to": after.value,
+        "from": _TEXT[before],
+        "to": _TEXT[after],
         "since": since_ms,
         "value": value,
     }
@@ -108,7 +110,7 @@ def state_record(
         "schema_version": SCHEMA_VERSION,
         "monitor": monitor,
         "group": group,
-        "status": status.value,
+        "status": _TEXT[status],
         "since": since_ms,
         "value": value,
         "evaluated_at": evaluated_ms,
