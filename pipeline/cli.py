@@ -478,24 +478,39 @@ def recover(
 
 @main.group("config")
 def config_group() -> None:
-    """Validate the facets, measures and rollups config (RUM_ROLLUPS_CONFIG)."""
+    """Validate the facets, measures, rollups and monitors config (RUM_ROLLUPS_CONFIG)."""
 
 
 @config_group.command("check")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
-def config_check(file: Path | None) -> None:
+@click.option(
+    "--probe-webhooks",
+    is_flag=True,
+    help="Also open a TCP connection to each monitor's webhook host (nothing is sent).",
+)
+def config_check(file: Path | None, probe_webhooks: bool) -> None:
     """Validate FILE (default: RUM_ROLLUPS_CONFIG, else config/rollups.yaml) as a worker would.
 
-    Prints every error with the rollup, the key and, for filters, the column;
-    exits with status 1 when there is any. On success, summarizes the config.
+    Prints every error with the rollup or monitor, the key and, for filters, the
+    column (monitors: the line and column); exits with status 1 when there is
+    any. On success, summarizes the config. Webhook URLs are checked as text
+    only, unless --probe-webhooks asks to connect to their hosts.
     """
+    from pipeline.monitors.config import load_monitors
     from pipeline.rollups.config import default_config_path, format_duration, load_rollup_config
 
     path = file or _settings().rollups_config or default_config_path()
     try:
         config = load_rollup_config(path)
+        monitors = load_monitors(path, config)  # checked against the rollups, so only once they are valid
     except PipelineError as exc:
         raise click.ClickException(str(exc)) from None
+    if probe_webhooks:
+        from pipeline.monitors.webhook import probe_webhooks as probe
+
+        unreachable = asyncio.run(probe(monitors))
+        if unreachable:
+            raise click.ClickException("unreachable webhooks:\n" + "\n".join(f"  {u}" for u in unreachable))
     click.echo(f"{path}: OK")
     click.echo(f"  facets:   {', '.join(f.path for f in config.facets) or '(none)'}")
     click.echo(f"  measures: {', '.join(m.path for m in config.measures) or '(none)'}")
@@ -507,6 +522,13 @@ def config_check(file: Path | None) -> None:
         )
     grace, retention = format_duration(config.grace_seconds), format_duration(config.retention_seconds)
     click.echo(f"  grace {grace}, retention {retention}")
+    for monitor in monitors:
+        scope = "per group" if monitor.multi else "overall"
+        window = format_duration(monitor.window_ms // 1000)
+        click.echo(
+            f"  monitor {monitor.name}: {monitor.aggregation} of {monitor.rollup} over {window} {scope}, "
+            f"alert {monitor.comparator} {monitor.alert:g}"
+        )
 
 
 @main.command("settings")

@@ -32,6 +32,8 @@ MEASURE_ROLLUP = "measure-rollup.v1"
 LATE_ACTION = "late-action.v1"
 RUM_EVENT = "rum-event.v1"
 RECOVERY_LEDGER = "recovery-ledger.v1"
+MONITOR_EVENT = "monitor-event.v1"
+MONITOR_STATE = "monitor-state.v1"
 
 #: Every schema name; ``<name>.json`` is its file in :data:`SCHEMAS_DIR`.
 SCHEMA_NAMES: tuple[str, ...] = (
@@ -43,6 +45,8 @@ SCHEMA_NAMES: tuple[str, ...] = (
     LATE_ACTION,
     RUM_EVENT,
     RECOVERY_LEDGER,
+    MONITOR_EVENT,
+    MONITOR_STATE,
 )
 
 #: Replaces instance values in error messages: bad rows carry the payload

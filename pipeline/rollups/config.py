@@ -44,6 +44,8 @@ _DURATION = re.compile(r"(\d+)([smhd])")
 _PERCENTILES = ("p50", "p75", "p90", "p95", "p99")
 _SIMPLE = ("count", "sum", "avg", "min", "max", *_PERCENTILES)
 ALLOWED_AGGREGATIONS = (*_SIMPLE, "cardinality(<path>)")
+#: The top-level key of the monitors section, left to :mod:`pipeline.monitors.config`.
+MONITORS_KEY = "monitors"
 #: Aggregations that need no measure: they count events or distinct values of a path.
 _MEASURELESS = ("count", "cardinality")
 
@@ -363,6 +365,9 @@ def parse_rollup_config(source: str | Mapping[str, Any], origin: str | None = No
     if not isinstance(data, Mapping):
         raise RollupConfigError([f"expected a mapping at the top, got {type(data).__name__}"], origin)
     data = dict(data)
+    # The monitors section shares the file but is validated by pipeline.monitors.config,
+    # which needs the parsed rollups to check each monitor's rollup and aggregation.
+    data.pop(MONITORS_KEY, None)
     rollups = data.get("rollups")
     rollups = rollups if isinstance(rollups, (list, tuple)) else []
     names = [r.get("name") if isinstance(r, Mapping) else None for r in rollups]
