@@ -258,6 +258,17 @@ class _PipelineCollector(Collector):
             yield GaugeMetricFamily(
                 "rum_dedupe_bytes", "Approximate memory of the remembered action ids.", value=m.tasks.nbytes()
             )
+            task_counts = m.tasks.counts()
+            yield CounterMetricFamily(
+                "rum_dedupe_unchecked",
+                "Actions with an id but dated before the deduplication window: not checked for copies.",
+                value=task_counts["unchecked"],
+            )
+            yield CounterMetricFamily(
+                "rum_committed_skipped",
+                "Events skipped whole on a partition's take-over: its last transaction covered them already.",
+                value=task_counts["skipped"],
+            )
         if m.writers is not None:
             txn = _counter(
                 "rum_transactions",
