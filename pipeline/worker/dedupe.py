@@ -32,6 +32,7 @@ from hashlib import blake2b
 from typing import Any
 
 HOUR_MS = 3_600_000
+_from_bytes = int.from_bytes
 #: Records of one hour on the changelog before they are written again as one.
 MAX_RUNS = 8
 PREFIX = b"seen/"
@@ -41,7 +42,7 @@ LATEST_KEY = PREFIX + b"latest"
 def fingerprint(application: Any, session: Any, action: Any) -> int:
     """The 64-bit fingerprint of an action id (stable across processes and versions)."""
     text = f"{application}\x1f{session}\x1f{action}".encode("utf-8", "surrogatepass")
-    return int.from_bytes(blake2b(text, digest_size=8).digest(), "little")
+    return _from_bytes(blake2b(text, digest_size=8).digest(), "little")
 
 
 def action_id(event: dict[str, Any]) -> tuple[Any, Any, Any] | None:
@@ -74,11 +75,6 @@ def _unpack(raw: bytes) -> array:
     return ids
 
 
-def _contains(run: array, value: int) -> bool:
-    i = bisect_left(run, value)
-    return i < len(run) and run[i] == value
-
-
 class _Hour:
     """The ids of one hour of event time: sorted runs as on the changelog, and the new ones."""
 
@@ -92,7 +88,13 @@ class _Hour:
         self.next_seq = 0
 
     def __contains__(self, value: int) -> bool:
-        return value in self.new or any(_contains(run, value) for run in self.runs)
+        if value in self.new:
+            return True
+        for run in self.runs:
+            i = bisect_left(run, value)
+            if i < len(run) and run[i] == value:
+                return True
+        return False
 
     def __len__(self) -> int:
         return len(self.new) + sum(len(run) for run in self.runs)
