@@ -20,8 +20,8 @@ from aiokafka.partitioner import DefaultPartitioner
 from pipeline.consume import assign_topics, make_reader
 from pipeline.process import Processor
 from pipeline.query.paths import compile_path, compile_values
+from pipeline.rollups.compiled import DEFAULT_FACET_INTERVALS
 from pipeline.rollups.config import RollupConfig
-from pipeline.rollups.engine import DEFAULT_FACET_INTERVALS
 from pipeline.rollups.windows import format_interval, window_start
 from pipeline.settings import Settings
 

@@ -33,8 +33,8 @@ from typing import Any, ClassVar
 import orjson
 
 from pipeline.query.paths import MISSING, compile_many, compile_through_list, compile_values
-from pipeline.rollups.batch import PLAIN, scalar
 from pipeline.rollups.sketches import CardinalitySketch, QuantileSketch, canonical_item
+from pipeline.rollups.values import PLAIN, scalar
 
 State = dict[str, Any]
 

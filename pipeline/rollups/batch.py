@@ -18,23 +18,12 @@ from itertools import compress
 from math import gcd
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from pipeline.query.paths import compile_many, compile_path
+from pipeline.rollups.values import PLAIN, scalar
 from pipeline.rollups.windows import SECOND_MS
 
 if TYPE_CHECKING:
-    from pipeline.rollups.engine import CompiledRollup, SlotKey
-
-#: Group values used as they are (anything else goes through ``scalar``).
-PLAIN = frozenset({str, int, float, bool, type(None)})
-
-
-def scalar(value: Any) -> Any:
-    """Group values are JSON scalars; anything else is grouped by its JSON text."""
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    from pipeline.rollups.compiled import CompiledRollup, SlotKey
 
 
 def window_unit(intervals: list[int]) -> int:

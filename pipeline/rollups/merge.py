@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from pipeline.rollups.aggregations import AggregationSet
-from pipeline.rollups.engine import FACET_PREFIX, is_facet
+from pipeline.rollups.compiled import FACET_PREFIX, is_facet
 from pipeline.rollups.partials import MergedRollup, Partial, RollupKey
 from pipeline.rollups.spill import Spill
 from pipeline.rollups.windows import SECOND_MS, WindowClock, is_final
