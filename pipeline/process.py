@@ -35,15 +35,13 @@ class Output:
     event: dict[str, Any] | None = field(default=None, compare=False, repr=False)
     #: A copy of an action seen before (see ``Processor.process``'s ``seen``): nothing to write.
     duplicate: bool = False
+    #: The event time of a copy (``date``), for the count of copies per window.
+    date: int | None = None
 
     @property
     def enriched(self) -> bool:
         """True for an enriched action, False for a bad row."""
         return self.bad_kind is None
-
-
-#: The output of an action dropped as a copy of one seen before.
-DUPLICATE = Output(b"", duplicate=True)
 
 
 def now_ms() -> int:
@@ -85,7 +83,8 @@ class Processor:
         """Turn one raw message into exactly one output; never raises.
 
         ``seen`` (deduplication) tells whether a valid action is a copy of one
-        seen before; a copy gives :data:`DUPLICATE`, before any enrichment.
+        seen before; a copy gives an output with ``duplicate`` set and nothing to
+        write, before any enrichment.
         """
         payload = b"" if payload is None else payload
         received = now_ms() if received_at is None else received_at
@@ -100,7 +99,7 @@ class Processor:
                 return self._bad("schema", future, payload, key, topic, partition, offset)
             if seen is not None and seen(event):
                 self.counts["duplicates"] += 1
-                return DUPLICATE
+                return Output(b"", duplicate=True, date=event["date"])
             warnings: list[Warning] = []
             for enrichment in self.enrichments:
                 enrichment.enrich(event, warnings)

@@ -17,6 +17,8 @@ from pipeline.rollups.values import scalar
 SlotKey = tuple[str, int, int, tuple[tuple[str, Any], ...]]
 FACET_PREFIX = "facet:"
 LATE_SUFFIX = ":late"
+#: The rollup that counts copies of actions seen before, per window (no group, no filter).
+DUPLICATES = "pipeline:duplicates"
 DEFAULT_FACET_INTERVALS = (3600, 86400)
 
 

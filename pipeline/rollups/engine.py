@@ -48,6 +48,7 @@ from pipeline.query.paths import compile_projection
 from pipeline.rollups.aggregations import AggregationSet
 from pipeline.rollups.batch import merged_indexes, rollup_slots, window_unit
 from pipeline.rollups.compiled import (
+    DUPLICATES,
     LATE_SUFFIX,
     SlotKey,
     compile_rollups,
@@ -148,7 +149,7 @@ class RollupEngine:
         self.grace_ms = config.grace_seconds * SECOND_MS
         self.retention_ms = config.retention_seconds * SECOND_MS
         self.partitions: dict[int, PartitionState] = {}
-        self.counts = {"applied": 0, "replayed": 0, "late": 0, "future": 0}
+        self.counts = {"applied": 0, "replayed": 0, "late": 0, "future": 0, "duplicates": 0}
 
     # -- ownership -----------------------------------------------------------------
     def loaded(self, partition: int) -> bool:
@@ -226,6 +227,25 @@ class RollupEngine:
         ]
         self.counts["late"] += len(verdicts)
         return verdicts
+
+    def duplicate(self, partition: int, offset: int, event_ms: int) -> None:
+        """Count a copy of an action seen before (dropped unenriched) in the ``duplicates`` windows.
+
+        A copy is not enriched, so it has no groups and no filter applies: it is
+        counted per window of every configured interval under the rollup
+        :data:`DUPLICATES` (no group), where consumers find how many copies the
+        pipeline dropped.
+        """
+        state = self.partitions[partition]
+        if offset <= state.offset:
+            return
+        if offset > state.seen:
+            state.seen = offset
+        self.counts["duplicates"] += 1
+        for interval in self.intervals:
+            slot: SlotKey = (DUPLICATES, interval, window_start(event_ms, interval), ())
+            if self._partial(state, slot, _LATE_COUNT).apply(offset, None, {}):
+                state.dirty.add(slot)
 
     def _queue(self, state: PartitionState, item: Pending) -> None:
         """Queue an action; aggregate the partition's queue once ``aggregate_at`` actions wait."""

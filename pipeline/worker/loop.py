@@ -123,6 +123,8 @@ class BatchLoop:
                 seen=seen,
             )
             if out.duplicate:
+                if stage is not None and out.date is not None:
+                    stage.engine.duplicate(partition, message.offset, out.date)
                 continue
             records = outputs.get(partition)
             if records is None:

@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from pipeline.intake.child import running_intake
-from pipeline.topics import ENRICHED, RAW
+from pipeline.rollups.compiled import DUPLICATES
+from pipeline.topics import ENRICHED, RAW, ROLLUPS
 from tests.chaos_helpers import coverage, read_all, rollup_problems, truth_of
 from tests.integration.test_intake import (  # noqa: F401  (intake_env is a fixture)
     APPLICATION,
@@ -21,6 +22,7 @@ from tests.integration.test_intake import (  # noqa: F401  (intake_env is a fixt
     sdk_url,
 )
 from tests.kafka_helpers import run_worker, settings_from
+from tests.rollup_truth import latest_records
 
 pytestmark = pytest.mark.kafka
 
@@ -83,6 +85,13 @@ def test_a_batch_posted_five_times_is_enriched_and_counted_once(
         problems = rollup_problems(settings, truth_of(settings, first.values()), timeout=120)
         assert not problems, problems[:10]
         assert metric(port, "rum_duplicate_actions") == ACTIONS * (COPIES - 1)
+        # The copies are counted per window under their own rollup: every copy in some day.
+        copies = [
+            r
+            for r in latest_records(settings, settings.topic(ROLLUPS)).values()
+            if r["rollup"] == DUPLICATES and r["interval"] == "1d"
+        ]
+        assert sum(r["aggregations"]["count"] for r in copies) == ACTIONS * (COPIES - 1)
         # Every raw record was handled exactly once: a copy leaves no output of its own.
         found = coverage(settings)
         assert found.raw == ACTIONS * COPIES and found.enriched == ACTIONS and found.duplicates == 0
