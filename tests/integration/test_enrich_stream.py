@@ -22,8 +22,9 @@ pytestmark = pytest.mark.kafka
 TOTAL, MALFORMED = 10_000, 100
 
 
-def test_ten_thousand_actions_one_output_each(tmp_path: Path, test_mmdb: Path) -> None:
-    env = isolated_env(tmp_path, RUM_GEOIP_DATABASE=str(test_mmdb))
+@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+def test_ten_thousand_actions_one_output_each(tmp_path: Path, test_mmdb: Path, guarantee: str) -> None:
+    env = isolated_env(tmp_path, RUM_GEOIP_DATABASE=str(test_mmdb), RUM_PROCESSING_GUARANTEE=guarantee)
     settings = settings_from(env)
     subprocess.run([CLI, "topics", "create"], env=env, check=True, capture_output=True)
     generated = exact_malformed(TOTAL, MALFORMED, seed=11, allow_huge=True)
