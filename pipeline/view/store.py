@@ -1,0 +1,201 @@
+"""The latest record per key of the rollup and facet topics, held for queries.
+
+Records are upserts: applying them in topic order leaves the latest per key,
+and a tombstone (no value) removes the key. A rollup record is kept as a small
+:class:`Entry` (the exact summaries, the finality flag and the sketches as
+their compact JSON bytes, decoded only when a query needs percentiles or unique
+counts); a facet value record as its count and finality flag.
+
+Memory per key (CPython 3.11/3.12, measured by ``bench/query.py``): an entry
+of a count-only rollup is about 200 bytes with its index slots; a rollup with
+a DDSketch and an HLL adds the sketches' JSON (a few hundred bytes for a
+window of a few values, up to a few kB for a busy window). Windows that ended
+longer ago than the view's retention are not kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from pipeline.rollups.windows import SECOND_MS, parse_interval
+
+#: A group's values in the order of the rollup's group_by.
+GroupKey = tuple[Any, ...]
+#: (interval seconds, window start ms)
+WindowKey = tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What the view keeps of one measure-rollup record."""
+
+    count: int
+    #: Sum of the measure values (None when the rollup keeps neither sum nor avg).
+    sum: float | None
+    #: Number of numeric measure values (the denominator of avg; ``count`` also counts
+    #: matching actions without a number).
+    values: int
+    min: float | None
+    max: float | None
+    final: bool
+    #: ``orjson`` bytes of the record's ``sketches`` object; None when it has none.
+    sketches: bytes | None
+
+    def sketch_data(self) -> dict[str, Any]:
+        """The decoded ``sketches`` object ({} when there is none)."""
+        return orjson.loads(self.sketches) if self.sketches else {}
+
+
+def numeric_count(record: dict[str, Any]) -> int:
+    """How many numeric measure values a measure-rollup record aggregated.
+
+    ``count`` is not it: it counts every matching action, with or without a
+    number. The DDSketch's ``count`` is exactly it; a record without a DDSketch
+    (no percentile kept) gives ``sum / avg``, rounded (exact while the count is
+    below 2**50; an average of exactly 0 cannot tell and counts as 0 values).
+    """
+    sketch = record.get("sketches", {}).get("ddsketch")
+    if sketch is not None:
+        return int(sketch["count"])
+    aggs = record["aggregations"]
+    total, avg = aggs.get("sum"), aggs.get("avg")
+    if total is None or not avg:
+        return 0
+    return round(total / avg)
+
+
+def entry_of(record: dict[str, Any]) -> Entry:
+    """The :class:`Entry` of a measure-rollup record."""
+    aggs = record["aggregations"]
+    total = aggs.get("sum")
+    n = numeric_count(record)
+    if total is None and aggs.get("avg") is not None:
+        total = aggs["avg"] * n  # a rollup that keeps avg but not sum
+    sketches = record.get("sketches")
+    return Entry(
+        count=int(aggs.get("count", 0)),
+        sum=total,
+        values=n,
+        min=aggs.get("min"),
+        max=aggs.get("max"),
+        final=bool(record["final"]),
+        sketches=orjson.dumps(sketches) if sketches else None,
+    )
+
+
+class ViewStore:
+    """Rollup entries by rollup, window and group; facet counts by facet, window and value."""
+
+    def __init__(self, retention_ms: int | None = None) -> None:
+        #: Windows that ended before the newest window end seen minus this are not kept (None: all).
+        self.retention_ms = retention_ms
+        self.rollups: dict[str, dict[WindowKey, dict[GroupKey, Entry]]] = {}
+        #: Group-by paths of each rollup, in record order.
+        self.group_names: dict[str, tuple[str, ...]] = {}
+        #: Aggregation names seen in each rollup's records.
+        self.aggregations: dict[str, tuple[str, ...]] = {}
+        self.facets: dict[str, dict[WindowKey, dict[Any, tuple[int, bool]]]] = {}
+        #: Latest window end seen (ms): the view's notion of "now" for retention.
+        self.newest_end = 0
+        self.keys = 0
+
+    # -- applying records ------------------------------------------------------------------
+
+    def apply_rollup(self, key: bytes | None, value: bytes | None) -> None:
+        """Apply one rum.measures.rollup record (value None: a tombstone for ``key``)."""
+        if value is None:
+            if key is not None:
+                data = orjson.loads(key)
+                self._remove_rollup(data["rollup"], data["interval"], data["window_start"], data["group"])
+            return
+        record = orjson.loads(value)
+        self.apply_rollup_record(record)
+
+    def apply_rollup_record(self, record: dict[str, Any]) -> None:
+        """Apply one decoded measure-rollup record."""
+        rollup = record["rollup"]
+        window = (parse_interval(record["interval"]), record["window_start"])
+        if not self._keep(record["window_end"]):
+            return
+        group = record["group"]
+        if rollup not in self.group_names:
+            self.group_names[rollup] = tuple(group)
+            self.aggregations[rollup] = tuple(record["aggregations"])
+        windows = self.rollups.setdefault(rollup, {})
+        groups = windows.get(window)
+        if groups is None:
+            groups = windows[window] = {}
+        gkey = tuple(group.values())
+        if gkey not in groups:
+            self.keys += 1
+        groups[gkey] = entry_of(record)
+
+    def apply_facet(self, key: bytes | None, value: bytes | None) -> None:
+        """Apply one rum.facets.index record (value None: a tombstone for ``key``)."""
+        if value is None:
+            if key is not None:
+                facet, val, interval, start = orjson.loads(key)
+                self._remove_facet(facet, val, parse_interval(interval), start)
+            return
+        record = orjson.loads(value)
+        if record["kind"] != "value" or not self._keep(record["window_end"]):
+            return  # distinct-value summaries are recomputed from the value records
+        window = (parse_interval(record["interval"]), record["window_start"])
+        values = self.facets.setdefault(record["facet"], {}).setdefault(window, {})
+        if record["value"] not in values:
+            self.keys += 1
+        values[record["value"]] = (int(record["count"]), bool(record["final"]))
+
+    def _keep(self, window_end: int) -> bool:
+        if window_end > self.newest_end:
+            self.newest_end = window_end
+        return self.retention_ms is None or window_end >= self.newest_end - self.retention_ms
+
+    def _remove_rollup(self, rollup: str, interval: str, start: int, group: dict[str, Any]) -> None:
+        groups = self.rollups.get(rollup, {}).get((parse_interval(interval), start))
+        if groups is not None and groups.pop(tuple(group.values()), None) is not None:
+            self.keys -= 1
+
+    def _remove_facet(self, facet: str, value: Any, interval_s: int, start: int) -> None:
+        values = self.facets.get(facet, {}).get((interval_s, start))
+        if values is not None and value in values:
+            del values[value]
+            self.keys -= 1
+
+    def evict(self) -> int:
+        """Drop the windows that fell out of retention; returns how many keys went."""
+        if self.retention_ms is None:
+            return 0
+        horizon = self.newest_end - self.retention_ms
+        gone = 0
+        tables: list[dict[WindowKey, Any]] = [*self.rollups.values(), *self.facets.values()]
+        for table in tables:
+            old = [w for w in table if w[1] + w[0] * SECOND_MS < horizon]
+            for window in old:
+                gone += len(table.pop(window))
+        self.keys -= gone
+        return gone
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def rollup_window(self, rollup: str, interval_s: int, start: int) -> dict[GroupKey, Entry]:
+        """The entries of one rollup window by group ({} when none)."""
+        return self.rollups.get(rollup, {}).get((interval_s, start), {})
+
+    def facet_window(self, facet: str, interval_s: int, start: int) -> dict[Any, tuple[int, bool]]:
+        """Counts and finality per value of one facet window ({} when none)."""
+        return self.facets.get(facet, {}).get((interval_s, start), {})
+
+    def rollup_names(self) -> Iterator[str]:
+        """Rollups seen in records."""
+        return iter(self.rollups)
+
+    def oldest_start(self) -> int | None:
+        """Start of the oldest window held (ms), None when empty."""
+        tables: list[dict[WindowKey, Any]] = [*self.rollups.values(), *self.facets.values()]
+        starts = [w[1] for table in tables for w in table]
+        return min(starts) if starts else None
