@@ -1,0 +1,61 @@
+"""The live view a serve process answers from: the store, its reader, the catalog and the limits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from pipeline.settings import Settings
+from pipeline.view.catalog import Catalog
+from pipeline.view.reader import ViewReader
+from pipeline.view.request import Limits
+from pipeline.view.store import ViewStore
+
+log = logging.getLogger("rum.serve")
+
+
+class ViewService:
+    """A store kept live by a reader; ``ready`` once the reader has caught up."""
+
+    def __init__(self, store: ViewStore, catalog: Catalog, limits: Limits, reader: ViewReader | None) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.limits = limits
+        self.reader = reader
+        self._task: asyncio.Task[None] | None = None
+        #: Why the reader stopped, when it did (the process is then not healthy).
+        self.failure: str | None = None
+
+    @classmethod
+    def live(cls, settings: Settings, catalog: Catalog, limits: Limits) -> ViewService:
+        """A service whose store is read from the topics of ``settings``."""
+        store = ViewStore(retention_ms=limits.retention_ms)
+        return cls(store, catalog, limits, ViewReader(settings, store))
+
+    @property
+    def ready(self) -> bool:
+        """True once the view has caught up with the topics (always, without a reader)."""
+        return self.reader is None or self.reader.progress.caught_up
+
+    async def start(self) -> None:
+        """Connect the reader and read in the background."""
+        if self.reader is None:
+            return
+        await self.reader.start()
+        self._task = asyncio.create_task(self.reader.run())
+        self._task.add_done_callback(self._stopped)
+
+    def _stopped(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.failure = f"the view reader stopped: {task.exception()!r}"
+            log.error(self.failure)
+
+    async def stop(self) -> None:
+        """Stop reading and disconnect."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self.reader is not None:
+            await self.reader.stop()
