@@ -71,3 +71,19 @@ def test_defaults() -> None:
     assert parse_query(
         {"rollup": "cart_value_by_country"}, ["@geo.country:France"], CATALOG, NOW, Limits()
     ).where
+
+
+@pytest.mark.parametrize(
+    ("where", "matching"),
+    [
+        (["-geo.country:France"], {"Spain", "United Kingdom"}),
+        (['geo.country:"United Kingdom"'], {"United Kingdom"}),
+        (["@geo.country:France OR geo.country:Spain"], {"France", "Spain"}),
+        (["geo.country:Fr*", "-geo.country:Spain"], {"France"}),
+    ],
+)
+def test_where_forms(where: list[str], matching: set[str]) -> None:
+    found = parse_query({"rollup": "cart_value_by_country"}, where, CATALOG, NOW, Limits()).where
+    assert found is not None
+    countries = {"France", "Spain", "United Kingdom"}
+    assert {c for c in countries if found.matches({"geo": {"country": c}})} == matching
