@@ -597,8 +597,16 @@ def facets(
     show_default=True,
     help="Windows kept in the view; queries may reach this far back (also the longest range).",
 )
+@click.option(
+    "--sketches-in-memory",
+    type=click.IntRange(min=0),
+    default=1_000_000,
+    show_default=True,
+    help="Keys whose sketches stay in memory; the sketches of further keys go to RocksDB "
+    "under RUM_DATA_DIR/view (summaries always stay in memory).",
+)
 @click.option("--loglevel", "-l", default=None, help="debug, info, warning or error (RUM_LOG_LEVEL).")
-def serve(host: str, port: int, retention: str, loglevel: str | None) -> None:
+def serve(host: str, port: int, retention: str, sketches_in_memory: int, loglevel: str | None) -> None:
     """Serve the query API over a live view of the rollup and facet topics.
 
     GET /api/v1/query?rollup=cart_value_by_country&last=1d&agg=avg answers like
@@ -617,7 +625,7 @@ def serve(host: str, port: int, retention: str, loglevel: str | None) -> None:
     except RangeError as exc:
         raise click.BadParameter(exc.message, param_hint="--retention") from None
     _use_fast_event_loop_for_asyncio()
-    _run(run_serve(settings, host, port, Limits(retention_ms=kept, max_range_ms=kept)))
+    _run(run_serve(settings, host, port, Limits(retention_ms=kept, max_range_ms=kept), sketches_in_memory))
 
 
 if __name__ == "__main__":

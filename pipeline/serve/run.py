@@ -15,9 +15,11 @@ from pipeline.view.catalog import load_catalog
 from pipeline.view.request import Limits
 
 
-async def serve(settings: Settings, host: str, port: int, limits: Limits) -> None:
+async def serve(
+    settings: Settings, host: str, port: int, limits: Limits, sketches_in_memory: int | None = None
+) -> None:
     """Serve until a signal; prints ``serve: listening on http://HOST:PORT`` once bound."""
-    service = ViewService.live(settings, load_catalog(settings), limits)
+    service = ViewService.live(settings, load_catalog(settings), limits, sketches_in_memory)
     runner = web.AppRunner(create_app(service), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)

@@ -10,6 +10,7 @@ from pipeline.settings import Settings
 from pipeline.view.catalog import Catalog
 from pipeline.view.reader import ViewReader
 from pipeline.view.request import Limits
+from pipeline.view.spill import SketchSpill
 from pipeline.view.store import ViewStore
 
 log = logging.getLogger("rum.serve")
@@ -28,9 +29,17 @@ class ViewService:
         self.failure: str | None = None
 
     @classmethod
-    def live(cls, settings: Settings, catalog: Catalog, limits: Limits) -> ViewService:
-        """A service whose store is read from the topics of ``settings``."""
-        store = ViewStore(retention_ms=limits.retention_ms)
+    def live(
+        cls, settings: Settings, catalog: Catalog, limits: Limits, sketches_in_memory: int | None = None
+    ) -> ViewService:
+        """A service whose store is read from the topics of ``settings``.
+
+        Past ``sketches_in_memory`` keys, sketches are kept in RocksDB under RUM_DATA_DIR/view.
+        """
+        spill = None
+        if sketches_in_memory is not None:
+            spill = SketchSpill(settings.data_dir / "view", sketches_in_memory)
+        store = ViewStore(retention_ms=limits.retention_ms, spill=spill)
         return cls(store, catalog, limits, ViewReader(settings, store))
 
     @property
@@ -59,3 +68,5 @@ class ViewService:
                 await self._task
         if self.reader is not None:
             await self.reader.stop()
+        if self.store.spill is not None:
+            self.store.spill.close()

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pipeline.rollups.sketches import BIN_LIMIT, CardinalitySketch, QuantileSketch
@@ -21,8 +21,15 @@ from pipeline.view.store import Entry
 PERCENTILES = {"p50": 0.5, "p75": 0.75, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 
 
-def merge_entries(entries: Sequence[Entry], aggregations: Sequence[str]) -> dict[str, Any]:
-    """The value of each of ``aggregations`` over ``entries`` (entries of one rollup)."""
+def merge_entries(
+    entries: Sequence[Entry],
+    aggregations: Sequence[str],
+    sketches: Callable[[Entry], dict[str, Any]] = Entry.sketch_data,
+) -> dict[str, Any]:
+    """The value of each of ``aggregations`` over ``entries`` (entries of one rollup).
+
+    ``sketches`` decodes an entry's sketches (``ViewStore.sketch_data`` for a store that spills).
+    """
     out: dict[str, Any] = {}
     wanted = set(aggregations)
     total = math.fsum(e.sum for e in entries if e.sum is not None)
@@ -42,7 +49,7 @@ def merge_entries(entries: Sequence[Entry], aggregations: Sequence[str]) -> dict
     percentiles = [a for a in aggregations if a in PERCENTILES]
     cards = [a for a in aggregations if a.startswith("cardinality(")]
     if percentiles or cards:
-        decoded = [e.sketch_data() for e in entries if e.sketches]
+        decoded = [sketches(e) for e in entries if e.sketches is not None]
         if percentiles:
             sketch = merge_ddsketches([d["ddsketch"] for d in decoded if "ddsketch" in d])
             found = sketch.quantiles([PERCENTILES[p] for p in percentiles])

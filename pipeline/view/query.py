@@ -124,7 +124,9 @@ def run_query(store: ViewStore, query: Query, limits: Limits) -> dict[str, Any]:
     note = _widened(whole)
     if note:
         usage.approximations.append(note)
-    totals = {g: merge_entries(entries, query.aggregations) for g, entries in per_group.items()}
+    totals = {
+        g: merge_entries(entries, query.aggregations, store.sketch_data) for g, entries in per_group.items()
+    }
     if query.top is not None and query.by is not None:
         chosen = _rank(totals, query.by)[: query.top]
     else:
@@ -182,7 +184,7 @@ def _series(
                 "groups": [
                     {
                         "group": _group_dict(names, g),
-                        "values": merge_entries(per_group[g], query.aggregations),
+                        "values": merge_entries(per_group[g], query.aggregations, store.sketch_data),
                     }
                     for g in chosen
                     if g in per_group

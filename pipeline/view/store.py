@@ -6,22 +6,25 @@ and a tombstone (no value) removes the key. A rollup record is kept as a small
 their compact JSON bytes, decoded only when a query needs percentiles or unique
 counts); a facet value record as its count and finality flag.
 
-Memory per key (CPython 3.11/3.12, measured by ``bench/query.py``): an entry
-of a count-only rollup is about 200 bytes with its index slots; a rollup with
-a DDSketch and an HLL adds the sketches' JSON (a few hundred bytes for a
-window of a few values, up to a few kB for a busy window). Windows that ended
-longer ago than the view's retention are not kept.
+Memory per key (measured by ``bench/query.py``, see docs/query.md): about 300
+bytes for a count-only rollup with its index slots; a rollup with a DDSketch
+and an HLL adds the sketches' JSON (a few hundred bytes for a window of a few
+values, up to a few kB for a busy window). Past ``spill.capacity`` keys, the
+sketches of further keys are kept in RocksDB (:mod:`pipeline.view.spill`) and
+only the summaries stay in memory. Windows that ended longer ago than the
+view's retention are not kept.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
 from pipeline.rollups.windows import SECOND_MS, parse_interval
+from pipeline.view.spill import SketchSpill
 
 #: A group's values in the order of the rollup's group_by.
 GroupKey = tuple[Any, ...]
@@ -42,11 +45,14 @@ class Entry:
     min: float | None
     max: float | None
     final: bool
-    #: ``orjson`` bytes of the record's ``sketches`` object; None when it has none.
-    sketches: bytes | None
+    #: ``orjson`` bytes of the record's ``sketches`` object; None when it has none; an int
+    #: when they are kept in the store's RocksDB spill (its handle there).
+    sketches: bytes | int | None
 
     def sketch_data(self) -> dict[str, Any]:
-        """The decoded ``sketches`` object ({} when there is none)."""
+        """The decoded ``sketches`` object ({} when there is none); see ``ViewStore.sketch_data``."""
+        if isinstance(self.sketches, int):
+            raise ValueError("these sketches are in the store's spill: use ViewStore.sketch_data")
         return orjson.loads(self.sketches) if self.sketches else {}
 
 
@@ -92,9 +98,13 @@ def entry_of(record: dict[str, Any]) -> Entry:
 class ViewStore:
     """Rollup entries by rollup, window and group; facet counts by facet, window and value."""
 
-    def __init__(self, retention_ms: int | None = None) -> None:
+    def __init__(self, retention_ms: int | None = None, spill: SketchSpill | None = None) -> None:
         #: Windows that ended before the newest window end seen minus this are not kept (None: all).
         self.retention_ms = retention_ms
+        #: Where sketches go beyond ``spill.capacity`` keys (None: all in memory).
+        self.spill = spill
+        #: Keys whose sketches are in memory.
+        self.sketches_in_memory = 0
         self.rollups: dict[str, dict[WindowKey, dict[GroupKey, Entry]]] = {}
         #: Group-by paths of each rollup, in record order.
         self.group_names: dict[str, tuple[str, ...]] = {}
@@ -132,9 +142,41 @@ class ViewStore:
         if groups is None:
             groups = windows[window] = {}
         gkey = tuple(group.values())
-        if gkey not in groups:
+        old = groups.get(gkey)
+        if old is None:
             self.keys += 1
-        groups[gkey] = entry_of(record)
+        groups[gkey] = self._place(entry_of(record), old)
+
+    def _place(self, entry: Entry, old: Entry | None) -> Entry:
+        """``entry`` with its sketches in memory or in the spill; ``old``'s place is reused or freed."""
+        handle = old.sketches if old is not None and isinstance(old.sketches, int) else None
+        if old is not None and isinstance(old.sketches, bytes):
+            self.sketches_in_memory -= 1
+        if not isinstance(entry.sketches, bytes):
+            if handle is not None:
+                self._drop(old)
+            return entry
+        spill = self.spill
+        if spill is not None and (handle is not None or self.sketches_in_memory >= spill.capacity):
+            return replace(entry, sketches=spill.put(entry.sketches, handle))
+        self.sketches_in_memory += 1
+        return entry
+
+    def _drop(self, entry: Entry | None) -> None:
+        """Release what a removed entry holds outside its own object."""
+        if entry is None:
+            return
+        if isinstance(entry.sketches, int) and self.spill is not None:
+            self.spill.delete(entry.sketches)
+        elif isinstance(entry.sketches, bytes):
+            self.sketches_in_memory -= 1
+
+    def sketch_data(self, entry: Entry) -> dict[str, Any]:
+        """The decoded ``sketches`` object of an entry of this store ({} when it has none)."""
+        if isinstance(entry.sketches, int):
+            assert self.spill is not None
+            return orjson.loads(self.spill.get(entry.sketches))
+        return entry.sketch_data()
 
     def apply_facet(self, key: bytes | None, value: bytes | None) -> None:
         """Apply one rum.facets.index record (value None: a tombstone for ``key``)."""
@@ -159,8 +201,10 @@ class ViewStore:
 
     def _remove_rollup(self, rollup: str, interval: str, start: int, group: dict[str, Any]) -> None:
         groups = self.rollups.get(rollup, {}).get((parse_interval(interval), start))
-        if groups is not None and groups.pop(tuple(group.values()), None) is not None:
+        entry = groups.pop(tuple(group.values()), None) if groups is not None else None
+        if entry is not None:
             self.keys -= 1
+            self._drop(entry)
 
     def _remove_facet(self, facet: str, value: Any, interval_s: int, start: int) -> None:
         values = self.facets.get(facet, {}).get((interval_s, start))
@@ -178,7 +222,11 @@ class ViewStore:
         for table in tables:
             old = [w for w in table if w[1] + w[0] * SECOND_MS < horizon]
             for window in old:
-                gone += len(table.pop(window))
+                removed = table.pop(window)
+                gone += len(removed)
+                for item in removed.values():
+                    if isinstance(item, Entry):
+                        self._drop(item)
         self.keys -= gone
         return gone
 
