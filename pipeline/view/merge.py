@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from operator import add
 from typing import Any
 
 from pipeline.rollups.sketches import BIN_LIMIT, CardinalitySketch, QuantileSketch
@@ -75,25 +76,25 @@ def merge_ddsketches(sketches: Sequence[dict[str, Any]]) -> QuantileSketch:
         return QuantileSketch()
     if len(sketches) == 1:
         return QuantileSketch.from_dict(sketches[0])
-    stores: dict[str, dict[int, float]] = {"positive": {}, "negative": {}}
-    for sketch in sketches:
-        for side, bins in stores.items():
-            store = sketch[side]
-            if store.get("collapsed"):
-                return _merge_slowly(sketches)
-            offset = store["offset"]
-            for i, count in enumerate(store["counts"]):
-                if count:
-                    bins[offset + i] = bins.get(offset + i, 0) + count
     merged: dict[str, Any] = dict(sketches[0])
-    for side, bins in stores.items():
-        if bins and max(bins) - min(bins) + 1 > BIN_LIMIT:
+    for side in ("positive", "negative"):
+        stores = [s[side] for s in sketches if s[side]["counts"]]
+        if any(store.get("collapsed") for store in stores):
             return _merge_slowly(sketches)
-        low = min(bins) if bins else 0
-        counts: list[float] = [0] * (max(bins) - low + 1) if bins else []
-        for key, count in bins.items():
-            counts[key - low] = count
-        merged[side] = {"offset": low, "counts": counts, "collapsed": False}
+        if not stores:
+            merged[side] = {"offset": 0, "counts": [], "collapsed": False}
+            continue
+        low = min(store["offset"] for store in stores)
+        high = max(store["offset"] + len(store["counts"]) for store in stores)
+        if high - low > BIN_LIMIT:
+            return _merge_slowly(sketches)
+        total: list[float] = [0] * (high - low)
+        for store in stores:
+            # Bins are contiguous from the offset: add each store's list in one slice (C speed).
+            first = store["offset"] - low
+            last = first + len(store["counts"])
+            total[first:last] = map(add, total[first:last], store["counts"])
+        merged[side] = {"offset": low, "counts": total, "collapsed": False}
     lows = [s["min"] for s in sketches if s["min"] is not None]
     highs = [s["max"] for s in sketches if s["max"] is not None]
     merged["zero_count"] = sum(s["zero_count"] for s in sketches)
