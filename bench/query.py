@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
+import os
 import random
 import statistics
 import sys
@@ -197,6 +199,9 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
     settings = load_settings(topic_prefix=f"bench-query-{uuid.uuid4().hex[:8]}.")
+    # As `rum-pipeline serve` and `query` run: RUM_GC_THRESHOLDS, and the view frozen once caught up.
+    if settings.gc_thresholds is not None:
+        gc.set_threshold(*settings.gc_thresholds)
     end = int(time.time() * 1000)
     print(f"making {args.records:,} rollup records over {args.groups} groups ...", flush=True)
     items = records(args.records, args.groups, end)
@@ -209,6 +214,8 @@ def main() -> int:
     finally:
         asyncio.run(drop_topics(settings))
     rate = read / seconds
+    gc.collect()
+    gc.freeze()
     print(
         f"catch-up: {read:,} records in {seconds:.1f} s = {rate:,.0f} records/s; {store.keys:,} keys",
         flush=True,
@@ -233,7 +240,10 @@ def main() -> int:
             f"p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms",
             flush=True,
         )
+    load = os.getloadavg()
+    print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores")
     report = {
+        "load_average": load,
         "records": read,
         "catch_up_s": seconds,
         "catch_up_per_s": rate,

@@ -555,6 +555,7 @@ def query(
     See docs/query.md.
     """
     settings = _settings()
+    tune_garbage_collector(settings.gc_thresholds)  # the view holds a million objects or more
     params = {
         "rollup": rollup, "last": last, "from": since, "to": until,
         "agg": agg, "every": every, "top": top, "by": by,
@@ -581,6 +582,7 @@ def facets(
     Facet windows are 1h and 1d: ranges are widened to whole hours.
     """
     settings = _settings()
+    tune_garbage_collector(settings.gc_thresholds)
     run_facets_query(
         settings, path, {"last": last, "from": since, "to": until, "top": top}, fmt or "table", timeout
     )
@@ -625,6 +627,7 @@ def serve(host: str, port: int, retention: str, sketches_in_memory: int, logleve
     except RangeError as exc:
         raise click.BadParameter(exc.message, param_hint="--retention") from None
     _use_fast_event_loop_for_asyncio()
+    tune_garbage_collector(settings.gc_thresholds)  # and the view is frozen once caught up
     _run(run_serve(settings, host, port, Limits(retention_ms=kept, max_range_ms=kept), sketches_in_memory))
 
 

@@ -74,7 +74,7 @@ def _collect(
                 per_group[group].append(entry)
         finals.append(final)
         for entry in store.rollup_window(name + LATE_SUFFIX, window.interval_s, window.start).values():
-            late += entry.count
+            late += entry.actions
     return per_group, finals, late
 
 
@@ -217,7 +217,9 @@ def run_facet_query(store: ViewStore, query: FacetQuery) -> dict[str, Any]:
         for value, (count, _) in values.items():
             counts[value] += count
         late_name = f"facet:{query.facet}{LATE_SUFFIX}"
-        late += sum(e.count for e in store.rollup_window(late_name, window.interval_s, window.start).values())
+        late += sum(
+            e.actions for e in store.rollup_window(late_name, window.interval_s, window.start).values()
+        )
     usage = _Usage()
     usage.approximations.extend(query.notes)
     usage.add(used, finals, late)

@@ -18,8 +18,7 @@ view's retention are not kept.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -32,11 +31,16 @@ GroupKey = tuple[Any, ...]
 WindowKey = tuple[int, int]
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """What the view keeps of one measure-rollup record."""
+class Entry(NamedTuple):
+    """What the view keeps of one measure-rollup record.
 
-    count: int
+    A tuple of plain values: the garbage collector stops tracking such tuples, so
+    a view of millions of keys costs nothing to its collections, and a query
+    transposes a window's entries with one ``zip``.
+    """
+
+    #: Actions counted (the record's ``count``; named so as not to hide ``tuple.count``).
+    actions: int
     #: Sum of the measure values (None when the rollup keeps neither sum nor avg).
     sum: float | None
     #: Number of numeric measure values (the denominator of avg; ``count`` also counts
@@ -83,7 +87,7 @@ def entry_of(record: dict[str, Any]) -> Entry:
         total = aggs["avg"] * n  # a rollup that keeps avg but not sum
     sketches = record.get("sketches")
     return Entry(
-        count=int(aggs.get("count", 0)),
+        actions=int(aggs.get("count", 0)),
         sum=total,
         values=n,
         min=aggs.get("min"),
@@ -158,7 +162,7 @@ class ViewStore:
             return entry
         spill = self.spill
         if spill is not None and (handle is not None or self.sketches_in_memory >= spill.capacity):
-            return replace(entry, sketches=spill.put(entry.sketches, handle))
+            return entry._replace(sketches=spill.put(entry.sketches, handle))
         self.sketches_in_memory += 1
         return entry
 
