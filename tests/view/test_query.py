@@ -14,7 +14,7 @@ from pipeline.rollups.sketches import CardinalitySketch
 from pipeline.schemas import FACET_INDEX, MEASURE_ROLLUP, validate_record
 from pipeline.view.query import run_facet_query, run_query
 from pipeline.view.request import Limits, RollupInfo, parse_facet_query, parse_query
-from pipeline.view.store import ViewStore, numeric_count
+from pipeline.view.store import ViewStore, entry_of, numeric_count, sketches_text
 from tests.view.records import CART, facet_record, late_record, rollup_record
 
 M, H, D = 60_000, 3_600_000, 86_400_000
@@ -218,3 +218,18 @@ def test_facets_sum_counts_over_windows_and_rank_values() -> None:
     assert [(v["value"], v["count"]) for v in answer["values"]] == best[:3]
     assert answer["unique_values"] == len(expected) and answer["total"] == sum(expected.values())
     assert answer["windows"] == {"1h": 10}
+
+
+def test_sketches_cut_from_the_record_equal_the_object() -> None:
+    record = rollup_record(
+        "cart", 60, DAY0, {"geo.country": "France", "sketches": None}, [(1.5, "a"), (2.0, "b")]
+    )
+    raw = orjson.dumps(record)
+    assert orjson.loads(sketches_text(raw) or b"") == record["sketches"]
+    assert entry_of(orjson.loads(raw), raw).sketches == sketches_text(raw)
+    # Another key order, or a group path named like the field: not cut, encoded again.
+    moved = orjson.dumps({"final": True, **{k: v for k, v in record.items() if k != "final"}})
+    assert sketches_text(moved) is None
+    assert orjson.loads(entry_of(orjson.loads(moved), moved).sketches or b"") == record["sketches"]
+    tricky = orjson.dumps({**record, "group": {"a": "x", "sketches": "y"}})
+    assert orjson.loads(sketches_text(tricky) or b"") == record["sketches"]
