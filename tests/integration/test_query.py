@@ -155,6 +155,20 @@ def test_queries_equal_ground_truth_across_a_crash(tmp_path: Path, test_mmdb: Pa
             if row:
                 check(values, row, f"series point {point['from']}")
 
+        # The same six hours of a facet, through the CLI: counts summed over hour windows.
+        cli = subprocess.run(
+            [CLI, "facets", "geo.country", "--from", str(hour), "--to", str(hour + 6 * H),
+             "--top", "500", "--json"],
+            env=env, capture_output=True, check=True, timeout=120,
+        )  # fmt: skip
+        facets = orjson.loads(cli.stdout)
+        expected_facets: dict[Any, int] = defaultdict(int)
+        for (facet, interval, window, value), count in truth.facets.items():
+            if facet == "geo.country" and interval == "1h" and hour <= window < hour + 6 * H:
+                expected_facets[value] += count
+        assert {v["value"]: v["count"] for v in facets["values"]} == dict(expected_facets)
+        assert facets["unique_values"] == len(expected_facets) and facets["windows"] == {"1h": 6}
+
         # Late actions: an hour of checkouts long closed, produced now.
         late_hour = now - now % H - 4 * H
         late_payloads = produce_messages(env, messages(8, late_hour + 10 * M, 20 * M, 300))
