@@ -65,9 +65,12 @@ def _collect(
     per_group: dict[GroupKey, list[Entry]] = defaultdict(list)
     finals: list[bool] = []
     late = 0
+    # A window without any record is final unless it may still get some: it has not
+    # ended plus the grace period yet.
+    pending_after = None if query.now_ms is None else query.now_ms - query.rollup.grace_ms
     for window in used.windows:
         groups = store.rollup_window(name, window.interval_s, window.start)
-        final = True
+        final = bool(groups) or pending_after is None or window.end <= pending_after
         for group, entry in groups.items():
             final = final and entry.final
             if matches(group):

@@ -63,13 +63,19 @@ class RollupInfo:
     intervals_s: tuple[int, ...]
     group_by: tuple[str, ...]
     aggregations: tuple[str, ...]
+    #: How long windows accept late actions after they end (the config's ``grace``).
+    grace_ms: int = 60 * SECOND_MS
 
 
 def catalog_of(config: RollupConfig) -> dict[str, RollupInfo]:
     """The queryable rollups of a config."""
     return {
         r.name: RollupInfo(
-            r.name, tuple(r.intervals), tuple(r.group_by), tuple(a.name for a in r.aggregations)
+            r.name,
+            tuple(r.intervals),
+            tuple(r.group_by),
+            tuple(a.name for a in r.aggregations),
+            config.grace_seconds * SECOND_MS,
         )
         for r in config.rollups
     }
@@ -89,6 +95,8 @@ class Query:
     by: str | None = None
     #: What was changed from the request to answer it (clipped to retention...).
     notes: tuple[str, ...] = field(default=())
+    #: When the query was asked (ms): a window without records that may still get some is not final.
+    now_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -231,6 +239,7 @@ def parse_query(
         top=top,
         by=by or (aggs[0] if top else None),
         notes=tuple(notes),
+        now_ms=now_ms,
     )
 
 

@@ -233,3 +233,14 @@ def test_sketches_cut_from_the_record_equal_the_object() -> None:
     assert orjson.loads(entry_of(orjson.loads(moved), moved).sketches or b"") == record["sketches"]
     tricky = orjson.dumps({**record, "group": {"a": "x", "sketches": "y"}})
     assert orjson.loads(sketches_text(tricky) or b"") == record["sketches"]
+
+
+def test_a_window_without_records_is_open_until_its_grace_has_passed() -> None:
+    store = ViewStore()
+    store.apply_rollup_record(rollup_record("cart", 60, DAY0, {"geo.country": "France"}, [(1.0, "a")]))
+    params = {"rollup": "cart", "from": str(DAY0), "to": str(DAY0 + 3 * M)}
+    # Asked at DAY0 + 3m30s: the third minute ended 30 s ago, within the 60 s grace.
+    soon = run_query(store, parse_query(params, [], CATALOG, DAY0 + 3 * M + 30_000, Limits()), Limits())
+    assert not soon["final"] and soon["open_windows"] == 1
+    later = run_query(store, parse_query(params, [], CATALOG, DAY0 + 10 * M, Limits()), Limits())
+    assert later["final"] and later["open_windows"] == 0
