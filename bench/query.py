@@ -27,6 +27,7 @@ import os
 import random
 import statistics
 import sys
+import tempfile
 import time
 import tracemalloc
 import uuid
@@ -50,6 +51,7 @@ from pipeline.topics import ROLLUPS  # noqa: E402
 from pipeline.view.query import run_query  # noqa: E402
 from pipeline.view.reader import ViewReader  # noqa: E402
 from pipeline.view.request import Limits, catalog_of, parse_query  # noqa: E402
+from pipeline.view.spill import SketchSpill  # noqa: E402
 from pipeline.view.store import ViewStore  # noqa: E402
 
 M, H, D = 60_000, 3_600_000, 86_400_000
@@ -154,10 +156,16 @@ async def catch_up(settings: Settings) -> tuple[ViewStore, float, int]:
     return store, elapsed, reader.progress.records
 
 
-def memory_per_key(items: list[tuple[bytes, bytes]], rollup: str, sample: int) -> float:
-    """Bytes the store allocates per key kept, for ``sample`` records of ``rollup``."""
+def memory_per_key(
+    items: list[tuple[bytes, bytes]], rollup: str, sample: int, spill: SketchSpill | None = None
+) -> float:
+    """Bytes the store allocates per key kept, for ``sample`` records of ``rollup``.
+
+    With ``spill``, the sketches go to RocksDB, whose own (C++) memory is not counted:
+    its memtables are bounded by its options, whatever the number of keys.
+    """
     chosen = [v for _, v in items if orjson.loads(v)["rollup"] == rollup][:sample]
-    store = ViewStore()
+    store = ViewStore(spill=spill)
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     for value in chosen:
@@ -225,6 +233,12 @@ def main() -> int:
         "cart (every aggregation, DDSketch, HLL)": memory_per_key(items, CART.name, sample),
         "count + HLL": memory_per_key(items, NAMES.name, sample),
     }
+    with tempfile.TemporaryDirectory() as folder:
+        spill = SketchSpill(Path(folder), capacity=0)
+        mem["cart, sketches in RocksDB (serve --sketches-in-memory)"] = memory_per_key(
+            items, CART.name, sample, spill
+        )
+        spill.close()
     for kind, size in mem.items():
         print(f"memory per key, {kind}: {size:,.0f} bytes", flush=True)
     rng = random.Random(2)

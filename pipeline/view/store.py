@@ -6,7 +6,7 @@ and a tombstone (no value) removes the key. A rollup record is kept as a small
 their compact JSON bytes, decoded only when a query needs percentiles or unique
 counts); a facet value record as its count and finality flag.
 
-Memory per key (measured by ``bench/query.py``, see docs/query.md): about 300
+Memory per key (measured by ``bench/query.py``, see docs/query.md): about 235
 bytes for a count-only rollup with its index slots; a rollup with a DDSketch
 and an HLL adds the sketches' JSON (a few hundred bytes for a window of a few
 values, up to a few kB for a busy window). Past ``spill.capacity`` keys, the
@@ -141,6 +141,9 @@ class ViewStore:
         #: Aggregation names seen in each rollup's records.
         self.aggregations: dict[str, tuple[str, ...]] = {}
         self.facets: dict[str, dict[WindowKey, dict[Any, tuple[int, bool]]]] = {}
+        #: One copy of each group key and facet value for all their windows (a group's tuple
+        #: and texts would otherwise be made again for every record: ~110 bytes per key).
+        self._shared: dict[Any, Any] = {}
         #: Latest window end seen (ms): the view's notion of "now" for retention.
         self.newest_end = 0
         self.keys = 0
@@ -171,6 +174,7 @@ class ViewStore:
         if groups is None:
             groups = windows[window] = {}
         gkey = tuple(group.values())
+        gkey = self._shared.setdefault(gkey, gkey)
         old = groups.get(gkey)
         if old is None:
             self.keys += 1
@@ -219,9 +223,11 @@ class ViewStore:
             return  # distinct-value summaries are recomputed from the value records
         window = (parse_interval(record["interval"]), record["window_start"])
         values = self.facets.setdefault(record["facet"], {}).setdefault(window, {})
-        if record["value"] not in values:
+        value = record["value"]
+        if value not in values:
             self.keys += 1
-        values[record["value"]] = (int(record["count"]), bool(record["final"]))
+            value = self._shared.setdefault(value, value) if isinstance(value, str) else value
+        values[value] = (int(record["count"]), bool(record["final"]))
 
     def _keep(self, window_end: int) -> bool:
         if window_end > self.newest_end:
