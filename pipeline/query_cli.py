@@ -1,8 +1,10 @@
-"""`rum-pipeline query` and `rum-pipeline facets`: one-shot answers from the rollup and facet topics.
+"""`rum-pipeline query`, `facets` and `serve`: the downstream commands (registered by pipeline.cli).
 
-Each run reads the compacted topics from the beginning into a view (with a
+`query` and `facets` are one-shot answers from the rollup and facet topics:
+each run reads the compacted topics from the beginning into a view (with a
 progress line on stderr), answers, and exits. A wrong argument exits with
-status 2 and names it; an unreachable Kafka exits with status 1.
+status 2 and names it; an unreachable Kafka exits with status 1. `serve`
+keeps the view live behind the HTTP API (pipeline.serve).
 """
 
 from __future__ import annotations
@@ -155,3 +157,125 @@ def run_facets_query(
     answer = run_facet_query(store, query)
     answer["view"] = {"caught_up": progress.caught_up, "lag": progress.lag, "records": progress.records}
     emit(answer, fmt, f"{path}: top {query.top}")
+
+
+# -- the commands -------------------------------------------------------------------------
+# The shared helpers of pipeline.cli are imported when a command runs: pipeline.cli imports
+# this module to register the commands.
+
+
+@click.command()
+@click.argument("rollup")
+@click.option("--where", "-w", multiple=True, help="Group filter, e.g. geo.country:France (repeat: AND).")
+@click.option("--agg", help="Aggregations, comma-separated, e.g. avg,p95,count (default: all kept).")
+@click.option("--every", help="A time series: one point per bucket of this size, e.g. 1h.")
+@click.option("--top", help="Only the N groups ranked highest by --by.")
+@click.option("--by", help="Aggregation that ranks groups for --top (default: the first of --agg).")
+@click.option("--json", "fmt", flag_value="json", help="Print the answer as JSON (as the HTTP API).")
+@click.option("--csv", "fmt", flag_value="csv", help="Print groups (or series points) as CSV.")
+@range_options
+def query(
+    rollup: str,
+    where: tuple[str, ...],
+    agg: str | None,
+    every: str | None,
+    top: str | None,
+    by: str | None,
+    fmt: str | None,
+    last: str | None,
+    since: str | None,
+    until: str | None,
+    timeout: float,
+) -> None:
+    """Answer a rollup query over a range, like average cart value by country over the last day.
+
+    \b
+      rum-pipeline query cart_value_by_country --last 1d --agg avg,p95,count
+      rum-pipeline query cart_value_by_country --last 1d --where geo.country:France --every 1h
+      rum-pipeline query actions_by_name --from 2026-12-07T00:00Z --to 2026-12-07T12:00Z --top 5
+
+    Ranges are composed from 1d, 1h and 1m windows; the answer says which it
+    used, whether all are final, and how many late actions it does not count.
+    See docs/query.md.
+    """
+    from pipeline.cli import _settings, tune_garbage_collector
+
+    settings = _settings()
+    tune_garbage_collector(settings.gc_thresholds)  # the view holds a million objects or more
+    params = {
+        "rollup": rollup, "last": last, "from": since, "to": until,
+        "agg": agg, "every": every, "top": top, "by": by,
+    }  # fmt: skip
+    run_rollup_query(settings, params, list(where), fmt or "table", timeout)
+
+
+@click.command()
+@click.argument("path")
+@click.option("--top", default="20", show_default=True, help="How many values to list.")
+@click.option("--json", "fmt", flag_value="json", help="Print the answer as JSON (as the HTTP API).")
+@range_options
+def facets(
+    path: str,
+    top: str,
+    fmt: str | None,
+    last: str | None,
+    since: str | None,
+    until: str | None,
+    timeout: float,
+) -> None:
+    """The most frequent values of a facet over a range: `rum-pipeline facets context.items --last 1d`.
+
+    Facet windows are 1h and 1d: ranges are widened to whole hours.
+    """
+    from pipeline.cli import _settings, tune_garbage_collector
+
+    settings = _settings()
+    tune_garbage_collector(settings.gc_thresholds)
+    run_facets_query(
+        settings, path, {"last": last, "from": since, "to": until, "top": top}, fmt or "table", timeout
+    )
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 = all).")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8081, show_default=True, help="Port (0 = any)."
+)
+@click.option(
+    "--retention",
+    default="8d",
+    show_default=True,
+    help="Windows kept in the view; queries may reach this far back (also the longest range).",
+)
+@click.option(
+    "--sketches-in-memory",
+    type=click.IntRange(min=0),
+    default=1_000_000,
+    show_default=True,
+    help="Keys whose sketches stay in memory; the sketches of further keys go to RocksDB "
+    "under RUM_DATA_DIR/view (summaries always stay in memory).",
+)
+@click.option("--loglevel", "-l", default=None, help="debug, info, warning or error (RUM_LOG_LEVEL).")
+def serve(host: str, port: int, retention: str, sketches_in_memory: int, loglevel: str | None) -> None:
+    """Serve the query API over a live view of the rollup and facet topics.
+
+    GET /api/v1/query?rollup=cart_value_by_country&last=1d&agg=avg answers like
+    `rum-pipeline query`; GET /api/v1/facets/{path}, the OpenAPI document at
+    /api/v1/openapi.json, /healthz, and /ready once the view has caught up.
+    See docs/query.md.
+    """
+    from pipeline.cli import _run, _settings, _use_fast_event_loop_for_asyncio, tune_garbage_collector
+    from pipeline.logs import configure_logging
+    from pipeline.serve.run import serve as run_serve
+    from pipeline.view.ranges import RangeError, parse_span
+    from pipeline.view.request import Limits
+
+    settings = _settings(log_level=loglevel)
+    configure_logging(settings)
+    try:
+        kept = parse_span(retention, "--retention")
+    except RangeError as exc:
+        raise click.BadParameter(exc.message, param_hint="--retention") from None
+    _use_fast_event_loop_for_asyncio()
+    tune_garbage_collector(settings.gc_thresholds)  # and the view is frozen once caught up
+    _run(run_serve(settings, host, port, Limits(retention_ms=kept, max_range_ms=kept), sketches_in_memory))
