@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help run test test-unit broker broker-stop topics lint bench-enrich bench-placement bench-paired bench chaos install kcat browser
+.PHONY: help run test test-unit broker broker-stop topics lint bench-enrich bench-placement bench-paired bench-query bench chaos install kcat browser
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -59,7 +59,10 @@ bench-placement: broker  ## keyed-record placement: aiokafka's partitioner again
 bench-paired: broker  ## rollups on and off in two workers at once (~6 min): CPU per action, off/on (BENCH_PAIRED_ARGS)
 	$(PY) bench/paired.py $(BENCH_PAIRED_ARGS)
 
-bench: $(STAMP)  ## the enrichment, rollup, latency, scaling, intake and side-by-side rollup benchmarks (bench/suite.py, ~20-35 min; BENCH_ARGS="--runs 5"): figures in bench/results.md, copied into the docs
+bench-query: broker  ## the rollup view: catch-up rate over 1,000,000 rollup records, memory per key, rolling-1d query p99 (BENCH_QUERY_ARGS)
+	$(PY) bench/query.py $(BENCH_QUERY_ARGS)
+
+bench: $(STAMP)  ## the enrichment, rollup, latency, scaling, intake, side-by-side rollup and query benchmarks (bench/suite.py, ~25-40 min; BENCH_ARGS="--runs 5"): figures in bench/results.md, copied into the docs
 	@scripts/broker.sh with $(PY) bench/suite.py $(BENCH_ARGS)
 
 CHAOS_PORT ?= 19092

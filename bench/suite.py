@@ -9,6 +9,8 @@ Runs, in turn, each as its own process with --json, and collects their figures:
             produce -> first rollup upsert, p50 and p99
   scale     bench/scale.py: two worker processes vs one, same input (ratio)
   intake    bench/intake.py, when it exists, --runs times: events/s through the HTTP intake
+  query     bench/query.py: the rollup view's catch-up rate over 1,000,000 rollup records,
+            its memory per key, and the p99 of a rolling-1d query over 250 groups
   paired    bench/paired.py: a rollups-on and a rollups-off worker at once, worker CPU
             per action off / on (ratio), over actions dated over 30 s and over 1 h
             (30 s only with --quick)
@@ -95,6 +97,7 @@ def steps() -> list[Step]:
             # The workers must overlap for a few seconds: fewer actions than this is no pairing.
             lambda a: ["--runs", str(a.runs)] + (["--events", "60000", "--spans", "30s"] if a.quick else []),
         ),
+        Step("query", "query.py", lambda a: ["--records", "100000", "--groups", "50"] if a.quick else []),
     ]
 
 
@@ -318,6 +321,27 @@ def rows(by_name: dict[str, Step], runs: int) -> dict[str, list[tuple[str, str, 
             )
     else:
         missing("paired", ["rollups on / off side by side"])
+
+    out = tables["query"]
+    query = by_name["query"]
+    if query.outputs:
+        q = query.outputs[0]
+        out.append(
+            (
+                "view catch-up",
+                f"{q['catch_up_per_s']:,.0f} records/s",
+                f"bench/query.py, {q['records']:,} records",
+            )
+        )
+        for kind, size in q["memory_per_key_bytes"].items():
+            out.append((f"view memory per key, {kind}", f"{size:,.0f} bytes", "tracemalloc, the store's own"))
+        for what, f in q["query"].items():
+            out.append(
+                (f"rolling-1d query, {what}", f"p99 {f['p99_ms']:.1f} ms (p50 {f['p50_ms']:.1f})",
+                 f"{f['groups']} groups, {f['windows']} windows")
+            )  # fmt: skip
+    else:
+        missing("query", ["view catch-up", "rolling-1d query"])
     return tables
 
 
@@ -400,7 +424,7 @@ def main() -> int:
     parser.add_argument(
         "--only",
         default=None,
-        help="comma-separated steps to run (enrich, rollups, latency, scale, intake, paired)",
+        help="comma-separated steps to run (enrich, rollups, latency, scale, intake, paired, query)",
     )
     parser.add_argument("--output", type=Path, default=BENCH / "results.md", help="where the report goes")
     parser.add_argument("--json", type=Path, default=None, help="also write every step's raw figures here")

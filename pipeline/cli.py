@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from pipeline import __version__
+from pipeline import __version__, query_cli
 from pipeline.errors import PipelineError
 from pipeline.logs import configure_logging
 from pipeline.settings import Settings, load_settings
@@ -539,6 +539,11 @@ def show_settings() -> None:
         value = getattr(settings, name)
         value = getattr(value, "value", value)
         click.echo(f"RUM_{name.upper():24} {value!s:28} {field.description}")
+
+
+# Downstream commands (query, facets, serve) live in their own module.
+for _command in (query_cli.query, query_cli.facets, query_cli.serve):
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,171 @@
+"""The OpenAPI 3.1 document of the query API, with the rollups, facets and limits of this process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline import __version__
+from pipeline.rollups.windows import SECOND_MS, format_interval
+from pipeline.view.catalog import Catalog
+from pipeline.view.request import Limits
+
+
+def _param(name: str, description: str, schema: dict[str, Any], where: str = "query") -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": where,
+        "required": where == "path",
+        "description": description,
+        "schema": schema,
+    }
+
+
+def document(catalog: Catalog, limits: Limits) -> dict[str, Any]:
+    """The OpenAPI 3.1 document."""
+    retention = format_interval(limits.retention_ms // SECOND_MS)
+    longest = format_interval(limits.max_range_ms // SECOND_MS)
+    range_params = [
+        _param("last", "Rolling range ending now, e.g. 15m, 1h, 1d, 7d (default 1d).", {"type": "string"}),
+        _param("from", "Range start: ISO 8601 (UTC when no zone) or epoch ms.", {"type": "string"}),
+        _param("to", "Range end, exclusive (default now).", {"type": "string"}),
+    ]
+    error = {"$ref": "#/components/schemas/Error"}
+    answers = {
+        "400": {
+            "description": "A parameter is wrong; `parameter` names it.",
+            "content": {"application/json": {"schema": error}},
+        },
+        "503": {"description": "The view is still reading the topics (see Retry-After)."},
+    }
+    limits_text = (
+        f"Limits: ranges up to {longest}, starting at most {retention} ago (older parts are clipped, "
+        f"and said so); at most {limits.max_points} points per series; at most {limits.max_groups} "
+        f"groups per answer (more need `top`); at most {limits.max_windows} windows merged per series."
+    )
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "rum-pipeline query API",
+            "version": __version__,
+            "description": "Answers over the rollup and facet topics, composed from 1d, 1h and 1m windows. "
+            + limits_text,
+        },
+        "paths": {
+            "/api/v1/query": {
+                "get": {
+                    "summary": "Aggregations of a rollup per group over a range (optionally a series).",
+                    "parameters": [
+                        _param("rollup", "Rollup name.", {"type": "string", "enum": sorted(catalog.rollups)}),
+                        *range_params,
+                        _param(
+                            "where",
+                            "Group filter in the filter syntax (e.g. geo.country:France); repeat for AND.",
+                            {"type": "array", "items": {"type": "string"}},
+                        ),
+                        _param(
+                            "agg",
+                            "Aggregations, comma-separated (default: all the rollup keeps).",
+                            {"type": "string"},
+                        ),
+                        _param(
+                            "every",
+                            "Series bucket size, a multiple of the smallest interval.",
+                            {"type": "string"},
+                        ),
+                        _param(
+                            "top",
+                            "Only the N highest groups.",
+                            {"type": "integer", "minimum": 1, "maximum": limits.max_groups},
+                        ),
+                        _param(
+                            "by",
+                            "Aggregation ranking groups for top (default: the first of agg).",
+                            {"type": "string"},
+                        ),
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The answer.",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/Answer"}}
+                            },
+                        },
+                        **answers,
+                    },
+                }
+            },
+            "/api/v1/facets/{path}": {
+                "get": {
+                    "summary": "The most frequent values of a facet over a range (windows of 1h and 1d).",
+                    "parameters": [
+                        _param(
+                            "path", "Facet path.", {"type": "string", "enum": list(catalog.facets)}, "path"
+                        ),
+                        *range_params,
+                        _param("top", "How many values (default 20).", {"type": "integer", "minimum": 1}),
+                    ],
+                    "responses": {"200": {"description": "Values with their counts."}, **answers},
+                }
+            },
+            "/healthz": {
+                "get": {"summary": "The process works.", "responses": {"200": {"description": "ok"}}}
+            },
+            "/ready": {
+                "get": {
+                    "summary": "The view has caught up with the topics.",
+                    "responses": {"200": {"description": "ready"}, "503": {"description": "not yet"}},
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error", "parameter"],
+                    "properties": {"error": {"type": "string"}, "parameter": {"type": "string"}},
+                },
+                "Answer": {
+                    "type": "object",
+                    "required": [
+                        "rollup",
+                        "from",
+                        "to",
+                        "groups",
+                        "windows",
+                        "final",
+                        "late",
+                        "approximations",
+                    ],
+                    "properties": {
+                        "rollup": {"type": "string"},
+                        "from": {"type": "string", "format": "date-time"},
+                        "to": {"type": "string", "format": "date-time"},
+                        "aggregations": {"type": "array", "items": {"type": "string"}},
+                        "group_by": {"type": "array", "items": {"type": "string"}},
+                        "groups_total": {"type": "integer"},
+                        "groups": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {"group": {"type": "object"}, "values": {"type": "object"}},
+                            },
+                        },
+                        "series": {"type": "array", "items": {"type": "object"}},
+                        "windows": {
+                            "type": "object",
+                            "description": 'Windows used per interval, e.g. {"1h": 23, "1m": 60}.',
+                            "additionalProperties": {"type": "integer"},
+                        },
+                        "final": {"type": "boolean", "description": "Every window used is final."},
+                        "open_windows": {"type": "integer"},
+                        "late": {
+                            "type": "integer",
+                            "description": "Late actions in the windows used (in <rollup>:late, not here).",
+                        },
+                        "approximations": {"type": "array", "items": {"type": "string"}},
+                        "view": {"type": "object"},
+                    },
+                },
+            }
+        },
+    }

@@ -1,0 +1,286 @@
+"""The latest record per key of the rollup and facet topics, held for queries.
+
+Records are upserts: applying them in topic order leaves the latest per key,
+and a tombstone (no value) removes the key. A rollup record is kept as a small
+:class:`Entry` (the exact summaries, the finality flag and the sketches as
+their compact JSON bytes, decoded only when a query needs percentiles or unique
+counts); a facet value record as its count and finality flag.
+
+Memory per key (measured by ``bench/query.py``, see docs/query.md): about 235
+bytes for a count-only rollup with its index slots; a rollup with a DDSketch
+and an HLL adds the sketches' JSON (a few hundred bytes for a window of a few
+values, up to a few kB for a busy window). Past ``spill.capacity`` keys, the
+sketches of further keys are kept in RocksDB (:mod:`pipeline.view.spill`) and
+only the summaries stay in memory. Windows that ended longer ago than the
+view's retention are not kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import orjson
+
+from pipeline.rollups.windows import SECOND_MS, parse_interval
+from pipeline.view.spill import SketchSpill
+
+#: A group's values in the order of the rollup's group_by.
+GroupKey = tuple[Any, ...]
+#: (interval seconds, window start ms)
+WindowKey = tuple[int, int]
+
+
+class Entry(NamedTuple):
+    """What the view keeps of one measure-rollup record.
+
+    A tuple of plain values: the garbage collector stops tracking such tuples, so
+    a view of millions of keys costs nothing to its collections, and a query
+    transposes a window's entries with one ``zip``.
+    """
+
+    #: Actions counted (the record's ``count``; named so as not to hide ``tuple.count``).
+    actions: int
+    #: Sum of the measure values (None when the rollup keeps neither sum nor avg).
+    sum: float | None
+    #: Number of numeric measure values (the denominator of avg; ``count`` also counts
+    #: matching actions without a number).
+    values: int
+    min: float | None
+    max: float | None
+    final: bool
+    #: ``orjson`` bytes of the record's ``sketches`` object; None when it has none; an int
+    #: when they are kept in the store's RocksDB spill (its handle there).
+    sketches: bytes | int | None
+
+    def sketch_data(self) -> dict[str, Any]:
+        """The decoded ``sketches`` object ({} when there is none); see ``ViewStore.sketch_data``."""
+        if isinstance(self.sketches, int):
+            raise ValueError("these sketches are in the store's spill: use ViewStore.sketch_data")
+        return orjson.loads(self.sketches) if self.sketches else {}
+
+
+def numeric_count(record: dict[str, Any]) -> int:
+    """How many numeric measure values a measure-rollup record aggregated.
+
+    ``count`` is not it: it counts every matching action, with or without a
+    number. The DDSketch's ``count`` is exactly it; a record without a DDSketch
+    (no percentile kept) gives ``sum / avg``, rounded (exact while the count is
+    below 2**50; an average of exactly 0 cannot tell and counts as 0 values).
+    """
+    sketch = record.get("sketches", {}).get("ddsketch")
+    if sketch is not None:
+        return int(sketch["count"])
+    aggs = record["aggregations"]
+    total, avg = aggs.get("sum"), aggs.get("avg")
+    if total is None or not avg:
+        return 0
+    return round(total / avg)
+
+
+def sketches_text(value: bytes) -> bytes | None:
+    """The ``sketches`` object's JSON text cut out of an encoded record, or None when unsure.
+
+    Records as the workers write them have ``"sketches":{...}`` just before
+    ``"final":true|false``; cutting it out spares encoding it again. The checks
+    make sure the cut is that object: the key follows a comma (a group value
+    cannot hold an unescaped quote), the text is one object, and ``"final"`` is
+    followed by a boolean (an HLL attribute named ``final`` is followed by a
+    string). Anything else gives None, and the caller encodes the decoded object.
+    """
+    start = value.find(b',"sketches":{')
+    if start < 0:
+        return None
+    end = value.find(b'},"final":', start)
+    if end < 0 or value[end + 10 : end + 11] not in (b"t", b"f"):
+        return None
+    return value[start + 12 : end + 1]
+
+
+def entry_of(record: dict[str, Any], raw: bytes | None = None) -> Entry:
+    """The :class:`Entry` of a measure-rollup record (``raw``: its encoded form, when at hand)."""
+    aggs = record["aggregations"]
+    total = aggs.get("sum")
+    n = numeric_count(record)
+    if total is None and aggs.get("avg") is not None:
+        total = aggs["avg"] * n  # a rollup that keeps avg but not sum
+    sketches = record.get("sketches")
+    return Entry(
+        actions=int(aggs.get("count", 0)),
+        sum=total,
+        values=n,
+        min=aggs.get("min"),
+        max=aggs.get("max"),
+        final=bool(record["final"]),
+        sketches=_sketch_bytes(sketches, raw) if sketches else None,
+    )
+
+
+def _sketch_bytes(sketches: dict[str, Any], raw: bytes | None) -> bytes:
+    cut = sketches_text(raw) if raw is not None else None
+    if cut is not None:
+        return cut
+    # A copy: orjson returns its bytes in an over-allocated buffer (~8 kB of memory kept for a
+    # 300-byte text, measured), which would be most of the memory of every key.
+    return bytes(memoryview(orjson.dumps(sketches)))
+
+
+class ViewStore:
+    """Rollup entries by rollup, window and group; facet counts by facet, window and value."""
+
+    def __init__(self, retention_ms: int | None = None, spill: SketchSpill | None = None) -> None:
+        #: Windows that ended before the newest window end seen minus this are not kept (None: all).
+        self.retention_ms = retention_ms
+        #: Where sketches go beyond ``spill.capacity`` keys (None: all in memory).
+        self.spill = spill
+        #: Keys whose sketches are in memory.
+        self.sketches_in_memory = 0
+        self.rollups: dict[str, dict[WindowKey, dict[GroupKey, Entry]]] = {}
+        #: Group-by paths of each rollup, in record order.
+        self.group_names: dict[str, tuple[str, ...]] = {}
+        #: Aggregation names seen in each rollup's records.
+        self.aggregations: dict[str, tuple[str, ...]] = {}
+        self.facets: dict[str, dict[WindowKey, dict[Any, tuple[int, bool]]]] = {}
+        #: One copy of each group key and facet value for all their windows (a group's tuple
+        #: and texts would otherwise be made again for every record: ~110 bytes per key).
+        self._shared: dict[Any, Any] = {}
+        #: Latest window end seen (ms): the view's notion of "now" for retention.
+        self.newest_end = 0
+        self.keys = 0
+
+    # -- applying records ------------------------------------------------------------------
+
+    def apply_rollup(self, key: bytes | None, value: bytes | None) -> None:
+        """Apply one rum.measures.rollup record (value None: a tombstone for ``key``)."""
+        if value is None:
+            if key is not None:
+                data = orjson.loads(key)
+                self._remove_rollup(data["rollup"], data["interval"], data["window_start"], data["group"])
+            return
+        self.apply_rollup_record(orjson.loads(value), value)
+
+    def apply_rollup_record(self, record: dict[str, Any], raw: bytes | None = None) -> None:
+        """Apply one decoded measure-rollup record (``raw``: its encoded form, when at hand)."""
+        rollup = record["rollup"]
+        window = (parse_interval(record["interval"]), record["window_start"])
+        if not self._keep(record["window_end"]):
+            return
+        group = record["group"]
+        if rollup not in self.group_names:
+            self.group_names[rollup] = tuple(group)
+            self.aggregations[rollup] = tuple(record["aggregations"])
+        windows = self.rollups.setdefault(rollup, {})
+        groups = windows.get(window)
+        if groups is None:
+            groups = windows[window] = {}
+        gkey = tuple(group.values())
+        gkey = self._shared.setdefault(gkey, gkey)
+        old = groups.get(gkey)
+        if old is None:
+            self.keys += 1
+        groups[gkey] = self._place(entry_of(record, raw), old)
+
+    def _place(self, entry: Entry, old: Entry | None) -> Entry:
+        """``entry`` with its sketches in memory or in the spill; ``old``'s place is reused or freed."""
+        handle = old.sketches if old is not None and isinstance(old.sketches, int) else None
+        if old is not None and isinstance(old.sketches, bytes):
+            self.sketches_in_memory -= 1
+        if not isinstance(entry.sketches, bytes):
+            if handle is not None:
+                self._drop(old)
+            return entry
+        spill = self.spill
+        if spill is not None and (handle is not None or self.sketches_in_memory >= spill.capacity):
+            return entry._replace(sketches=spill.put(entry.sketches, handle))
+        self.sketches_in_memory += 1
+        return entry
+
+    def _drop(self, entry: Entry | None) -> None:
+        """Release what a removed entry holds outside its own object."""
+        if entry is None:
+            return
+        if isinstance(entry.sketches, int) and self.spill is not None:
+            self.spill.delete(entry.sketches)
+        elif isinstance(entry.sketches, bytes):
+            self.sketches_in_memory -= 1
+
+    def sketch_data(self, entry: Entry) -> dict[str, Any]:
+        """The decoded ``sketches`` object of an entry of this store ({} when it has none)."""
+        if isinstance(entry.sketches, int):
+            assert self.spill is not None
+            return orjson.loads(self.spill.get(entry.sketches))
+        return entry.sketch_data()
+
+    def apply_facet(self, key: bytes | None, value: bytes | None) -> None:
+        """Apply one rum.facets.index record (value None: a tombstone for ``key``)."""
+        if value is None:
+            if key is not None:
+                facet, val, interval, start = orjson.loads(key)
+                self._remove_facet(facet, val, parse_interval(interval), start)
+            return
+        record = orjson.loads(value)
+        if record["kind"] != "value" or not self._keep(record["window_end"]):
+            return  # distinct-value summaries are recomputed from the value records
+        window = (parse_interval(record["interval"]), record["window_start"])
+        values = self.facets.setdefault(record["facet"], {}).setdefault(window, {})
+        value = record["value"]
+        if value not in values:
+            self.keys += 1
+            value = self._shared.setdefault(value, value) if isinstance(value, str) else value
+        values[value] = (int(record["count"]), bool(record["final"]))
+
+    def _keep(self, window_end: int) -> bool:
+        if window_end > self.newest_end:
+            self.newest_end = window_end
+        return self.retention_ms is None or window_end >= self.newest_end - self.retention_ms
+
+    def _remove_rollup(self, rollup: str, interval: str, start: int, group: dict[str, Any]) -> None:
+        groups = self.rollups.get(rollup, {}).get((parse_interval(interval), start))
+        entry = groups.pop(tuple(group.values()), None) if groups is not None else None
+        if entry is not None:
+            self.keys -= 1
+            self._drop(entry)
+
+    def _remove_facet(self, facet: str, value: Any, interval_s: int, start: int) -> None:
+        values = self.facets.get(facet, {}).get((interval_s, start))
+        if values is not None and value in values:
+            del values[value]
+            self.keys -= 1
+
+    def evict(self) -> int:
+        """Drop the windows that fell out of retention; returns how many keys went."""
+        if self.retention_ms is None:
+            return 0
+        horizon = self.newest_end - self.retention_ms
+        gone = 0
+        tables: list[dict[WindowKey, Any]] = [*self.rollups.values(), *self.facets.values()]
+        for table in tables:
+            old = [w for w in table if w[1] + w[0] * SECOND_MS < horizon]
+            for window in old:
+                removed = table.pop(window)
+                gone += len(removed)
+                for item in removed.values():
+                    if isinstance(item, Entry):
+                        self._drop(item)
+        self.keys -= gone
+        return gone
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def rollup_window(self, rollup: str, interval_s: int, start: int) -> dict[GroupKey, Entry]:
+        """The entries of one rollup window by group ({} when none)."""
+        return self.rollups.get(rollup, {}).get((interval_s, start), {})
+
+    def facet_window(self, facet: str, interval_s: int, start: int) -> dict[Any, tuple[int, bool]]:
+        """Counts and finality per value of one facet window ({} when none)."""
+        return self.facets.get(facet, {}).get((interval_s, start), {})
+
+    def rollup_names(self) -> Iterator[str]:
+        """Rollups seen in records."""
+        return iter(self.rollups)
+
+    def oldest_start(self) -> int | None:
+        """Start of the oldest window held (ms), None when empty."""
+        tables: list[dict[WindowKey, Any]] = [*self.rollups.values(), *self.facets.values()]
+        starts = [w[1] for table in tables for w in table]
+        return min(starts) if starts else None
