@@ -109,6 +109,7 @@ TITLES = {
     "scale": "Scaling: two worker processes against one",
     "intake": "HTTP intake",
     "paired": "Rollups on and off side by side",
+    "query": "Rollup view and queries",
 }
 
 
