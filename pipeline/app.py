@@ -159,7 +159,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
                 stage.release(owned)
                 if loop.events:
                     await loop.flush_locked()  # what idle partitions write commits on its own
-                await writers.ensure(owned)
+                await writers.ensure((p, None) for p in owned)
 
                 def caught_up(partition: int) -> bool:
                     return read_to_end(consumer, TP(raw_name, partition))

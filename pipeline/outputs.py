@@ -135,6 +135,8 @@ class PartitionWriters:
         self._shared: AIOKafkaProducer | None = None
         #: Acknowledgement futures of records sent since each partition's last commit.
         self._pending: dict[int, list[Any]] = {}
+        #: The consumer generation each partition's producer was started under (None: unknown).
+        self._generations: dict[int, int | None] = {}
         #: Partitions whose producer was fenced by a send (``commit`` reports it).
         self._fenced: set[int] = set()
         #: Partitions whose producer has a transaction open.
@@ -147,12 +149,22 @@ class PartitionWriters:
         """The raw partitions with a producer here."""
         return set(self._producers)
 
-    async def ensure(self, partitions: Iterable[int]) -> None:
-        """Start the producers of ``partitions`` that have none yet, each in an open transaction.
+    def stale(self, partitions: Iterable[tuple[int, int | None]]) -> bool:
+        """True when a (partition, consumer generation) has a producer started under another generation."""
+        return self.exactly_once and any(
+            g is not None and p in self._producers and self._generations.get(p) not in (None, g)
+            for p, g in partitions
+        )
+
+    async def ensure(self, partitions: Iterable[tuple[int, int | None]]) -> None:
+        """Start a producer, in an open transaction, for each (partition, generation) without one.
 
         Starting a transactional producer fences every earlier producer of its id:
         call this before the partition's state is read, so that the state read is
         the one the previous owner committed last, never one it is still writing.
+        A partition seen under a new consumer generation gets a new producer too
+        (commit what it holds first, see ``stale``): another worker may have owned
+        it meanwhile and fenced the old one. Generation None keeps any producer.
         """
         if not self.exactly_once:
             if self._shared is None:
@@ -160,13 +172,19 @@ class PartitionWriters:
                 await producer.start()
                 self._shared = producer
             return
-        missing = sorted(set(partitions) - set(self._producers))
+        wanted = dict(partitions)
+        for partition, generation in sorted(wanted.items()):
+            known = self._generations.get(partition)
+            if partition in self._producers and generation is not None and known not in (None, generation):
+                await self.discard(partition, abort=True)
+        missing = sorted(set(wanted) - set(self._producers))
         if not missing:
             return
         async with self._lock:
             started = await asyncio.gather(*(self._start(p) for p in missing if p not in self._producers))
         for partition, producer in started:
             self._producers[partition] = producer
+            self._generations[partition] = wanted[partition]
             self._in_transaction.add(partition)
 
     async def _start(self, partition: int) -> tuple[int, AIOKafkaProducer]:
@@ -246,6 +264,7 @@ class PartitionWriters:
     async def discard(self, partition: int, abort: bool = False) -> None:
         """Stop ``partition``'s producer (aborting its open transaction when ``abort``)."""
         producer = self._producers.pop(partition, None)
+        self._generations.pop(partition, None)
         for future in self._pending.pop(partition, []):
             future.add_done_callback(_retrieve)
         in_transaction = partition in self._in_transaction

@@ -81,8 +81,10 @@ class BatchLoop:
         self.stream = stream
         async with self.lock:
             partitions = {(e.message.partition, e.message.generation_id) for e in events}
+            if self.events and self.writers.stale(partitions):
+                await self.flush_locked()  # held output goes with the producer it was written by
             # Fences the partitions' earlier owners before their state is read.
-            await self.writers.ensure(p for p, _ in partitions)
+            await self.writers.ensure(partitions)
             if self.tasks is not None:
                 await self.tasks.prepare(partitions)
             stage = self.stage
