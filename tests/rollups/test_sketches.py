@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import base64
 import math
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import orjson
 import pytest
@@ -367,3 +371,55 @@ def test_add_many_rejects_what_add_rejects_and_changes_nothing(bad: float) -> No
     with pytest.raises(ValueError, match="finite"):
         sketch.add_many([1.0, bad, 2.0])
     assert sketch.to_dict() == before
+
+
+# --- exit: no sketch alive when the extension goes ----------------------------------------
+
+# A worker's shape at exit: the app and its engine, made before the collector is tuned (and
+# frozen), hold each other in a cycle, and the engine holds the rollup states.
+_WORKER_EXIT = """
+import gc, sys
+from pipeline.cli import tune_garbage_collector
+from pipeline.rollups.aggregations import AggregationSet
+
+class App:
+    def __init__(self):
+        self.engine = Engine(self)
+
+class Engine:
+    def __init__(self, app):
+        self.app = app
+        self.states = {}
+
+engine = App().engine
+FREEZE
+aggs = AggregationSet(["count", "p95", "cardinality(usr.id)"])
+for i in range(40):
+    a, b = aggs.initialize(), aggs.initialize()
+    aggs.add_many(a, [float(i), 2.5], [{"usr": {"id": f"u{i}"}}, {"usr": {"id": "u0"}}])
+    aggs.add_many(b, [7.0], [{"usr": {"id": "v"}}])
+    engine.states[i] = aggs.merge_all([a, aggs.merge(a, b)])
+print(sum(round(s["hll:usr.id"].estimate()) for s in engine.states.values()))
+del engine
+"""
+
+
+def _run_exit_script(freeze: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    script = _WORKER_EXIT.replace("FREEZE", freeze)
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_a_worker_shaped_process_exits_without_leaked_sketches() -> None:
+    done = _run_exit_script("tune_garbage_collector((200000, 10, 1000))")  # what the worker does
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == 2 + 39 * 3  # made and merged: {u0, v}, then {u<i>, u0, v} each
+    assert "leaked" not in done.stderr, done.stderr[:2000]
+
+
+def test_frozen_cycles_outlive_the_last_collection_unless_thawed() -> None:
+    # The cause, shown: frozen without the thaw at exit, the states are still alive when the
+    # extension module goes, and it reports each sketch.
+    done = _run_exit_script("gc.collect(); gc.freeze()")
+    assert done.returncode == 0, done.stderr
+    assert "leaked" in done.stderr and "hll_sketch" in done.stderr
