@@ -16,11 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.rollups.sketches import (
-    _MAPPING,
     BIN_LIMIT,
     RELATIVE_ACCURACY,
     CardinalitySketch,
     QuantileSketch,
+    bin_value,
     canonical_item,
 )
 
@@ -323,16 +323,16 @@ _MAGNITUDES = st.floats(min_value=-1e12, max_value=1e12, allow_nan=False, allow_
 def test_add_many_equals_adding_each_value(before: list[float], values: list[float]) -> None:
     one_by_one, at_once = QuantileSketch(), QuantileSketch()
     for value in before:
-        one_by_one._sketch.add(value)  # the library's own add, value by value
+        one_by_one.add(value)
         at_once.add(value)
     for value in values:
-        one_by_one._sketch.add(value)
+        one_by_one.add(value)
     at_once.add_many(values)
     assert at_once.to_dict() == one_by_one.to_dict()
 
 
 def test_a_collapsed_store_read_back_keeps_every_count_of_later_values() -> None:
-    value = _MAPPING.value
+    value = bin_value
     data = QuantileSketch().to_dict()
     data.update(
         positive={"offset": 100, "counts": [1, 1], "collapsed": True},
@@ -344,7 +344,7 @@ def test_a_collapsed_store_read_back_keeps_every_count_of_later_values() -> None
     restored = QuantileSketch.from_dict(data)  # two bins kept, not the 2048 the store may hold
     restored.add(value(110))  # grows and re-centres the store
     restored.add(value(50))  # below the kept range: counts in its lowest bin
-    again = QuantileSketch.from_dict(restored.to_dict())  # raised "add up to 3" with the library's add
+    again = QuantileSketch.from_dict(restored.to_dict())  # every count kept in the serialised form
     assert again.count == 4
     assert again.to_dict()["positive"]["counts"][0] == 2
 
@@ -423,3 +423,23 @@ def test_frozen_cycles_outlive_the_last_collection_unless_thawed() -> None:
     done = _run_exit_script("gc.collect(); gc.freeze()")
     assert done.returncode == 0, done.stderr
     assert "leaked" in done.stderr and "hll_sketch" in done.stderr
+
+
+# --- the published form stays what it was ------------------------------------------------
+
+_GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "sketches" / "ddsketch-v1.json"
+
+
+@pytest.mark.parametrize("case", ["cart_values", "signed_with_zeros", "collapsed", "empty"])
+def test_sketches_written_before_read_and_write_the_same(case: str) -> None:
+    # Written by the earlier implementation (on the ddsketch package's stores), as on the topics.
+    golden = orjson.loads(_GOLDEN.read_bytes())
+    qs, written = golden["quantiles"], golden["cases"][case]
+    restored = QuantileSketch.from_dict(written["sketch"])
+    assert restored.to_dict() == written["sketch"]
+    assert [restored.quantile(q) for q in qs] == written["estimates"]
+    fresh = QuantileSketch()
+    fresh.add_many(written["values"])
+    assert fresh.to_bytes() == orjson.dumps(written["sketch"])  # byte for byte the same form
+    restored.merge(fresh)
+    assert restored.count == 2 * len(written["values"])
