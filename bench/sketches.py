@@ -15,13 +15,21 @@ own), loaded beside the working tree's. Both run interleaved, ``--runs`` times;
 each figure is the fastest run in µs per operation, and the ratio is this code's
 time over the baseline's (below 1: faster). The machine is shared: compare ratios.
 
-    python bench/sketches.py [--baseline REV] [--runs 7]
+With ``--stages``, it also times both rollup stages offline, as a worker runs
+them but without Kafka: generated shop actions (default config/rollups.yaml,
+dated over 30 s, 4 partitions) applied to a ``RollupEngine`` and flushed every
+500 actions per partition, every partial encoded and offered to a ``Merger``,
+whose upserts are encoded. It runs in child processes on the working tree and
+on an export of the whole baseline revision (``git archive``), in CPU µs per action.
+
+    python bench/sketches.py [--baseline REV] [--runs 7] [--stages]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import random
 import subprocess
 import sys
@@ -103,11 +111,88 @@ def workloads(cls: Any, rng: random.Random) -> dict[str, Callable[[], int]]:
     }
 
 
+def stages(actions: int) -> tuple[float, str]:
+    """µs per action of both rollup stages over ``actions`` generated actions, and a digest of the upserts."""
+    import hashlib
+
+    import orjson
+
+    from pipeline.generate import TrafficGenerator
+    from pipeline.rollups.config import default_config_path, load_rollup_config
+    from pipeline.rollups.engine import RollupEngine
+    from pipeline.rollups.merge import Merger
+
+    start_ms = 1_764_338_400_000
+    events = [
+        orjson.loads(m.value)
+        for m in TrafficGenerator(seed=3, start_ms=start_ms, span_ms=30_000).messages(actions)
+        if m.malformed is None
+    ]
+    geo = [{"country": c, "country_iso_code": c[:2].upper()} for c in ("France", "Spain", "Peru", "Japan")]
+    for i, event in enumerate(events):
+        event["geo"] = geo[i % len(geo)]
+        event["browser"] = {"name": ("Chrome", "Firefox", "Safari")[i % 3]}
+    config = load_rollup_config(default_config_path())
+    digest = hashlib.sha256()
+    began = time.process_time()  # this process's CPU time: less disturbed by what else runs
+    engine = RollupEngine(config)
+    merger = Merger(config.grace_seconds, config.retention_seconds)
+    partitions = 4
+    for partition in range(partitions):
+        engine.load(partition, [])
+    for offset in range(0, len(events), 500 * partitions):
+        for partition in range(partitions):
+            batch = events[offset + partition * 500 : offset + (partition + 1) * 500]
+            for i, event in enumerate(batch):
+                engine.apply(partition, offset + i, event, receive_ms=event["date"] + 1000)
+            changes, _ = engine.flush(partition)
+            watermark = engine.partitions[partition].watermark
+            for partial, evicted in changes:
+                if not evicted:
+                    value = (
+                        b'{"partial":'
+                        + partial.to_bytes()
+                        + b',"watermark":'
+                        + str(watermark).encode()
+                        + b"}"
+                    )
+                    merger.offer(value, 0)
+        for upsert in merger.flush(now_ms=start_ms + 60_000):
+            digest.update(orjson.dumps(upsert.value))
+    return (time.process_time() - began) / len(events) * 1e6, digest.hexdigest()
+
+
+def stages_side_by_side(baseline: str, runs: int, folder: Path) -> None:
+    """``stages`` in child processes on the working tree and on the baseline revision's export."""
+    export = folder / "baseline-tree"
+    export.mkdir()
+    archive = subprocess.run(["git", "archive", baseline], cwd=ROOT, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(export)], input=archive, check=True)
+    best: dict[str, float] = {}
+    digests: set[str] = set()
+    for _ in range(runs):
+        for side, tree in (("baseline", export), ("this code", ROOT)):
+            done = subprocess.run(
+                [sys.executable, __file__, "--stages-child"],
+                env={**os.environ, "PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"},  # same set orders
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            took, digest = done.stdout.split()
+            best[side] = min(best.get(side, float(took)), float(took))
+            digests.add(digest)
+    old, new = best["baseline"], best["this code"]
+    assert len(digests) == 1, "the two sides wrote different upserts"
+    print(f"{'both rollup stages':22} {old:10.2f} {new:10.2f} {new / old:7.2f}   (µs per action, offline)")
+    print("the upserts of both sides are byte for byte the same")
+
+
 def timed(work: Callable[[], int]) -> float:
     """µs per operation of one call of ``work``."""
-    start = time.perf_counter()
+    start = time.process_time()
     count = work()
-    return (time.perf_counter() - start) / count * 1e6
+    return (time.process_time() - start) / count * 1e6
 
 
 def main() -> None:
@@ -115,7 +200,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
     parser.add_argument("--baseline", default=DEFAULT_BASELINE, help="git revision to compare with")
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--stages", action="store_true", help="time both rollup stages offline too")
+    parser.add_argument("--stages-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.stages_child:  # pipeline is imported from PYTHONPATH: this tree or the baseline's
+        print(*stages(40_000))
+        return
     sys.path.insert(0, str(ROOT))
     from pipeline.rollups.sketches import QuantileSketch
 
@@ -136,6 +226,9 @@ def main() -> None:
     for name in sides["baseline"]:
         old, new = best["baseline", name], best["this code", name]
         print(f"{name:22} {old:10.2f} {new:10.2f} {new / old:7.2f}")
+    if args.stages:
+        with tempfile.TemporaryDirectory() as folder:
+            stages_side_by_side(args.baseline, max(3, args.runs // 2), Path(folder))
 
 
 if __name__ == "__main__":

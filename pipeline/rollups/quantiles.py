@@ -143,16 +143,18 @@ class _Store:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> tuple[_Store, bool]:
-        """The store of ``to_dict()`` output, and whether any of its counts is fractional."""
+    def from_dict(cls, data: dict[str, Any]) -> tuple[_Store, int | float]:
+        """The store of ``to_dict()`` output, and the sum of its counts (a float: some are fractional)."""
         store = cls()
         counts = data["counts"]
         if len(counts) > BIN_LIMIT:
             raise ValueError(f"ddsketch store has {len(counts)} bins, more than the limit {BIN_LIMIT}")
         if not counts:
-            return store, False
-        if set(map(type, counts)) != {int}:  # counts from elsewhere (weighted, or written as floats)
+            return store, 0
+        total = sum(counts)  # an int exactly when every count is one (the usual): no check per count
+        if total.__class__ is not int:  # counts from elsewhere: weighted, or written as floats
             counts = [_count(c) for c in counts]
+            total = math.fsum(counts)
         if min(counts) < 0:
             raise ValueError("ddsketch bin counts must not be negative")
         start, end = 0, len(counts)
@@ -163,7 +165,7 @@ class _Store:
         store.lo = int(data["offset"]) + start
         store.counts = counts[start:end]
         store.collapsed = bool(data.get("collapsed", False))
-        return store, float in set(map(type, store.counts))
+        return store, total
 
 
 def _count(value: Any) -> int | float:
@@ -342,12 +344,11 @@ class QuantileSketch:
                 f"{GAMMA}/0.0 (relative accuracy {RELATIVE_ACCURACY})"
             )
         out = cls()
-        out._positive, weighted_positive = _Store.from_dict(data["positive"])
-        out._negative, weighted_negative = _Store.from_dict(data["negative"])
+        out._positive, positives = _Store.from_dict(data["positive"])
+        out._negative, negatives = _Store.from_dict(data["negative"])
         out._zero = zero = _count(data["zero_count"])
-        out._weighted = weighted = weighted_positive or weighted_negative or zero.__class__ is float
-        stores = (out._positive.counts, out._negative.counts, (zero,))
-        total = math.fsum(c for counts in stores for c in counts) if weighted else sum(map(sum, stores))
+        total = positives + negatives + zero
+        out._weighted = total.__class__ is float
         if total != data["count"]:
             raise ValueError(f"ddsketch bin counts add up to {total}, but count says {data['count']}")
         out._count = _count(total)
