@@ -93,25 +93,28 @@ print(json.dumps({
 """
 
 
+def run_recipe(records: list[bytes], qs: list[float]) -> tuple[list[float | None], float]:
+    """The docs' recipe run on ``records`` by an interpreter that can import nothing of this project."""
+    # -I: isolated, so neither the working directory nor PYTHONPATH is on its path.
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", docs_recipe() + _DRIVER, json.dumps(qs)],
+        input=b"\n".join(records),
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert b"leaked" not in done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["modules"] == []  # neither the project nor protobuf was needed
+    return answer["quantiles"], answer["users"]
+
+
 @pytest.mark.parametrize("pick", [[0, 1], [0, 2], [0, 1, 2, 3], [3]])
 def test_the_documented_recipe_merges_published_sketches_like_the_pipeline(
     records: list[bytes], pick: list[int]
 ) -> None:
     chosen = [records[i] for i in pick]
-    # -I: an isolated interpreter, which can import installed packages and nothing of this project.
-    done = subprocess.run(
-        [sys.executable, "-I", "-c", docs_recipe() + _DRIVER, json.dumps(QS)],
-        input=b"\n".join(chosen),
-        capture_output=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr.decode()
-    answer = json.loads(done.stdout)
-    assert answer["modules"] == []  # neither the project nor protobuf was needed
-    quantiles, users = project_merge(chosen)
-    assert answer["quantiles"] == quantiles
-    assert answer["users"] == users
-    assert b"leaked" not in done.stderr
+    assert run_recipe(chosen, QS) == project_merge(chosen)
 
 
 def test_the_helper_merges_like_the_pipeline(records: list[bytes]) -> None:
