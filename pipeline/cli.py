@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import atexit
 import gc
 import logging
 import sys
@@ -118,17 +117,11 @@ def tune_garbage_collector(thresholds: tuple[int, int, int] | None) -> None:
     rollup worker spent about a third of its CPU time in full collections.
     The modules, the app and the caches made at start-up are frozen first
     (``gc.freeze``): they live as long as the process and need no scans.
-
-    They are thawed at exit: the interpreter's last collection skips frozen
-    objects, so the app's reference cycles, and every rollup state they hold,
-    would still be alive when the extension modules go (the DataSketches one
-    then reports each of its sketches as leaked).
     """
     if thresholds is None:
         return
     gc.collect()
     gc.freeze()
-    atexit.register(gc.unfreeze)
     gc.set_threshold(*thresholds)
 
 

@@ -324,9 +324,9 @@ def _projector(tree: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any
     Written out as Python source and compiled once: one ``get`` and one store
     per key, with no loop over the tree and, for the first eight levels, no
     call per level. Every action the rollups take is copied, and this form
-    takes two thirds of the time of closures looping over each level's keys:
-    bench/projection.py measured 6.1 against 9.4 µs per action for the default
-    config's ten paths, about 1 % of a rollup worker's CPU per action.
+    takes about two thirds of the time of closures looping over each level's
+    keys, which is about 1 % of a rollup worker's CPU per action
+    (bench/projection.py).
 
     The source is registered with ``linecache`` under the function's file name
     (``<projection N>``), so tracebacks through it show its lines.

@@ -25,6 +25,9 @@ def test_published_sketches_merge_with_the_plain_packages(tmp_path: Path, test_m
     with run_worker(env, tmp_path / "worker.log") as worker:
         check_rollups(env, payloads, timeout=120)  # every record is there, and exact
         assert worker.process.poll() is None, worker.tail()
+    # Stopped (SIGTERM) with its rollup state in memory: no sketch outlived the extension module.
+    assert worker.process.returncode == 0, worker.tail()
+    assert "leaked" not in worker.log.read_text(errors="replace"), worker.tail()
     records = latest_records(settings, settings.topic(ROLLUPS))
     truth = truth_of(settings, payloads)
     hours = sorted(

@@ -376,9 +376,10 @@ def test_add_many_rejects_what_add_rejects_and_changes_nothing(bad: float) -> No
 # --- exit: no sketch alive when the extension goes ----------------------------------------
 
 # A worker's shape at exit: the app and its engine, made before the collector is tuned (and
-# frozen), hold each other in a cycle, and the engine holds the rollup states.
+# frozen), hold each other in a cycle, and the engine holds the rollup states; a daemon thread
+# (the metrics server's) may still run.
 _WORKER_EXIT = """
-import gc, sys
+import gc, sys, threading
 from pipeline.cli import tune_garbage_collector
 from pipeline.rollups.aggregations import AggregationSet
 
@@ -400,27 +401,34 @@ for i in range(40):
     aggs.add_many(b, [7.0], [{"usr": {"id": "v"}}])
     engine.states[i] = aggs.merge_all([a, aggs.merge(a, b)])
 print(sum(round(s["hll:usr.id"].estimate()) for s in engine.states.values()))
+HOLD
 del engine
 """
+# A daemon thread still running at exit keeps its frame, and all it refers to, to the very end.
+_DAEMON_HOLDS = (
+    "threading.Thread(target=lambda held: threading.Event().wait(), args=(engine,), daemon=True).start()"
+)
 
 
-def _run_exit_script(freeze: str) -> subprocess.CompletedProcess[str]:
+def _run_exit_script(freeze: str, hold: str = "") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    script = _WORKER_EXIT.replace("FREEZE", freeze)
+    script = _WORKER_EXIT.replace("FREEZE", freeze).replace("HOLD", hold)
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
 
 
-def test_a_worker_shaped_process_exits_without_leaked_sketches() -> None:
-    done = _run_exit_script("tune_garbage_collector((200000, 10, 1000))")  # what the worker does
+@pytest.mark.parametrize("hold", ["", _DAEMON_HOLDS])
+def test_a_worker_shaped_process_exits_without_leaked_sketches(hold: str) -> None:
+    done = _run_exit_script("tune_garbage_collector((200000, 10, 1000))", hold)  # what the worker does
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) == 2 + 39 * 3  # made and merged: {u0, v}, then {u<i>, u0, v} each
     assert "leaked" not in done.stderr, done.stderr[:2000]
 
 
-def test_frozen_cycles_outlive_the_last_collection_unless_thawed() -> None:
-    # The cause, shown: frozen without the thaw at exit, the states are still alive when the
-    # extension module goes, and it reports each sketch.
-    done = _run_exit_script("gc.collect(); gc.freeze()")
+def test_without_the_exit_hook_the_sketches_still_alive_are_reported() -> None:
+    # The cause, shown: what a daemon thread (or a frozen object, or a library's class-level
+    # registry) refers to is still alive when the extension goes, and each sketch is reported.
+    unhooked = "import atexit, pipeline.rollups.sketches as s; atexit.unregister(s.release_native_sketches)"
+    done = _run_exit_script(unhooked, _DAEMON_HOLDS)
     assert done.returncode == 0, done.stderr
     assert "leaked" in done.stderr and "hll_sketch" in done.stderr
 
