@@ -9,6 +9,10 @@ offline (no broker):
 - ``to_bytes`` / ``from_bytes``: 1,000 sketches of ~80 values (partials and upserts);
 - ``quantiles``: p50, p75, p90, p95 and p99 of 1,000 such sketches (every upsert).
 
+A third column times the same through the ``ddsketch`` package's public API
+alone (``PublicApiSketch``: one add per value, a rebuild by one weighted add per
+bin; it cannot write the published form at all), against the same baseline.
+
 The earlier code is ``pipeline/rollups/sketches.py`` at the git revision
 ``--baseline`` (default: the last commit before the sketch became the project's
 own), loaded beside the working tree's. Both run interleaved, ``--runs`` times;
@@ -64,15 +68,68 @@ def load_revision(revision: str, folder: Path) -> ModuleType:
     return module
 
 
-def workloads(cls: Any, rng: random.Random) -> dict[str, Callable[[], int]]:
-    """Each operation as a function doing it many times and returning how many."""
+class PublicApiSketch:
+    """The sketch through the ``ddsketch`` package's public API alone: what that choice would cost.
+
+    Values are added one by one (the API has no batch add), and a published
+    sketch is rebuilt by one weighted add per bin (``pipeline.rollups.portable``).
+    It cannot be written: the package's sketch has no public way to read its bins.
+    """
+
+    __slots__ = ("_max", "_min", "_sketch")
+
+    def __init__(self) -> None:
+        from ddsketch import LogCollapsingLowestDenseDDSketch
+
+        self._sketch = LogCollapsingLowestDenseDDSketch(0.01, 2048)
+        self._min, self._max = float("inf"), float("-inf")  # the sketch has no public min and max
+
+    def add_many(self, values: list[float]) -> None:
+        add = self._sketch.add
+        for value in values:
+            add(value)
+        self._min, self._max = min(self._min, *values), max(self._max, *values)
+
+    def merge(self, other: PublicApiSketch) -> None:
+        self._sketch.merge(other._sketch)
+        self._min, self._max = min(self._min, other._min), max(self._max, other._max)
+
+    def quantiles(self, qs: list[float]) -> list[float]:
+        get = self._sketch.get_quantile_value
+        return [min(max(get(q), self._min), self._max) for q in qs]
+
+    to_bytes = None  # not possible through the public API
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> PublicApiSketch:
+        import orjson
+
+        from pipeline.rollups.portable import to_ddsketch
+
+        data = orjson.loads(raw)
+        out = cls()
+        out._sketch = to_ddsketch(data)
+        out._min, out._max = data["min"], data["max"]
+        return out
+
+
+def workloads(cls: Any, rng: random.Random, writer: Any) -> dict[str, Callable[[], int]]:
+    """Each operation as a function doing it many times and returning how many.
+
+    ``writer`` encodes the sketches ``from_bytes`` reads (``cls`` itself, when it can write).
+    """
     batches = [[round(rng.lognormvariate(3.5, 0.9), 2) for _ in range(8)] for _ in range(10 * SKETCHES)]
+    contents = [[round(rng.lognormvariate(3.5, 0.9), 2) for _ in range(80)] for _ in range(SKETCHES)]
     filled = []
-    for _ in range(SKETCHES):
+    for values in contents:
         sketch = cls()
-        sketch.add_many([round(rng.lognormvariate(3.5, 0.9), 2) for _ in range(80)])
+        sketch.add_many(values)
         filled.append(sketch)
-    encoded = [sketch.to_bytes() for sketch in filled]
+    encoded = []
+    for values in contents:
+        sketch = (cls if cls.to_bytes else writer)()
+        sketch.add_many(values)
+        encoded.append(sketch.to_bytes())
 
     def add_many() -> int:
         sketches = [cls() for _ in range(SKETCHES)]
@@ -102,13 +159,16 @@ def workloads(cls: Any, rng: random.Random) -> dict[str, Callable[[], int]]:
             sketch.quantiles(QS)
         return len(filled)
 
-    return {
+    works = {
         "add_many (8 values)": add_many,
         "merge": merge,
         "to_bytes": to_bytes,
         "from_bytes": from_bytes,
         "quantiles (5)": quantiles,
     }
+    if not cls.to_bytes:
+        del works["to_bytes"]
+    return works
 
 
 def stages(actions: int) -> tuple[float, str]:
@@ -212,8 +272,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         baseline = load_revision(args.baseline, Path(folder))
         sides = {
-            "baseline": workloads(baseline.QuantileSketch, random.Random(5)),
-            "this code": workloads(QuantileSketch, random.Random(5)),
+            "baseline": workloads(baseline.QuantileSketch, random.Random(5), None),
+            "this code": workloads(QuantileSketch, random.Random(5), None),
+            "public API": workloads(PublicApiSketch, random.Random(5), QuantileSketch),
         }
         best: dict[tuple[str, str], float] = {}
         for _ in range(args.runs):
@@ -222,10 +283,12 @@ def main() -> None:
                     took = timed(work)
                     best[side, name] = min(best.get((side, name), took), took)
     print(f"QuantileSketch, µs per operation (fastest of {args.runs}), baseline {args.baseline}")
-    print(f"{'operation':22} {'baseline':>10} {'this code':>10} {'ratio':>7}")
+    print(f"{'operation':22} {'baseline':>10} {'this code':>10} {'ratio':>7} {'public API':>11} {'ratio':>7}")
     for name in sides["baseline"]:
         old, new = best["baseline", name], best["this code", name]
-        print(f"{name:22} {old:10.2f} {new:10.2f} {new / old:7.2f}")
+        public = best.get(("public API", name))
+        through = "        n/a     n/a" if public is None else f"{public:11.2f} {public / old:7.2f}"
+        print(f"{name:22} {old:10.2f} {new:10.2f} {new / old:7.2f} {through}")
     if args.stages:
         with tempfile.TemporaryDirectory() as folder:
             stages_side_by_side(args.baseline, max(3, args.runs // 2), Path(folder))

@@ -1,9 +1,10 @@
 """The project's DDSketch: a logarithmic mapping and two collapsing-lowest dense stores.
 
 Written here rather than used from the ``ddsketch`` package: that package's public
-API adds one value at a time and can neither be read nor rebuilt bin by bin
-without its private fields, and through it the rollups' sketch work cost 1.1 to
-4 times as much (bench/sketches.py). The bins, keys and quantiles are the
+API adds one value at a time, cannot be read bin by bin without its private
+fields (so it cannot write the published form), and through it every other
+sketch operation of the rollups costs more, reading back and quantiles several
+times as much (bench/sketches.py compares the three). The bins, keys and quantiles are the
 package's own for ``LogCollapsingLowestDenseDDSketch(0.01, 2048)``: the mapping
 below uses the very float operations of its ``LogarithmicMapping``, and the
 tests compare quantiles at every rank with the package's. The serialized form
