@@ -4,11 +4,11 @@ Written here rather than used from the ``ddsketch`` package: that package's publ
 API adds one value at a time, cannot be read bin by bin without its private
 fields (so it cannot write the published form), and through it every other
 sketch operation of the rollups costs more, reading back and quantiles several
-times as much (bench/sketches.py compares the three). The bins, keys and quantiles are the
-package's own for ``LogCollapsingLowestDenseDDSketch(0.01, 2048)``: the mapping
-below uses the very float operations of its ``LogarithmicMapping``, and the
-tests compare quantiles at every rank with the package's. The serialized form
-is described in ``pipeline.rollups.sketches``.
+times as much (bench/sketches.py compares the three). The bins, keys and
+quantiles are the package's own for ``LogCollapsingLowestDenseDDSketch(0.01,
+2048)``: the mapping below uses the very float operations of its
+``LogarithmicMapping``, and the tests compare quantiles at every rank with the
+package's. The serialized form is described in ``pipeline.rollups.sketches``.
 """
 
 from __future__ import annotations
@@ -137,6 +137,7 @@ class _Store:
         self.collapsed = self.collapsed or other.collapsed
 
     def to_dict(self) -> dict[str, Any]:
+        """The store's part of the serialized form (an empty store: offset 0, no counts)."""
         return {
             "offset": self.lo if self.counts else 0,
             "counts": self.counts[:],
