@@ -323,10 +323,9 @@ def _projector(tree: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any
 
     Written out as Python source and compiled once: one ``get`` and one store
     per key, with no loop over the tree and, for the first eight levels, no
-    call per level. Every action the rollups take is copied, and this form
-    takes about two thirds of the time of closures looping over each level's
-    keys, which is about 1 % of a rollup worker's CPU per action
-    (bench/projection.py).
+    call per level. Every action the rollups take is copied, and closures
+    looping over each level's keys take 1.4 to 1.55 times as long: up to 1 %
+    of a rollup worker's CPU per action (bench/projection.py).
 
     The source is registered with ``linecache`` under the function's file name
     (``<projection N>``), so tracebacks through it show its lines.
