@@ -45,7 +45,7 @@ from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_BASELINE = "0afb2de"
+DEFAULT_BASELINE = "bfda607"
 SKETCHES = 1_000
 QS = [0.5, 0.75, 0.9, 0.95, 0.99]
 
