@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import linecache
+import traceback
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -274,3 +277,32 @@ def test_projection_walks_dict_subclasses() -> None:
 def test_projection_refuses_bad_paths() -> None:
     with pytest.raises(PathError):
         compile_projection(["geo..country"])
+
+
+class Refusing(dict):  # type: ignore[type-arg]
+    """An object whose reads fail: the failure's traceback passes through the generated copier."""
+
+    def get(self, *args: object) -> object:
+        raise LookupError("refused")
+
+
+@pytest.mark.parametrize("depth", [2, 12])
+def test_tracebacks_through_a_projection_show_its_source(depth: int) -> None:
+    keys = [f"k{i}" for i in range(depth)]
+    event: dict[str, object] = {"other": 1}
+    node = event
+    for key in keys[:-1]:
+        node[key] = node = {}  # type: ignore[assignment]
+    node[keys[-1]] = Refusing(leaf=1)
+    project = compile_projection([".".join([*keys, "leaf"])])
+    with pytest.raises(LookupError) as err:
+        project(event)
+    # The frames of the generated code, with their file names and source lines.
+    frames = [entry for entry in err.traceback if str(entry.path).startswith("<projection")]
+    assert frames
+    line = frames[-1].statement.lines[0]
+    assert "v = o" in line and ".get('leaf', MISSING)" in line
+    text = "".join(traceback.format_exception(err.value))
+    assert 'File "<projection' in text and ".get('leaf', MISSING)" in text
+    linecache.checkcache()  # the source stays available: it has no file whose change could be checked
+    assert ".get('leaf', MISSING)" in "".join(traceback.format_exception(err.value))

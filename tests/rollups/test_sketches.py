@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import base64
 import math
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import orjson
 import pytest
@@ -12,11 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.rollups.sketches import (
-    _MAPPING,
     BIN_LIMIT,
     RELATIVE_ACCURACY,
     CardinalitySketch,
     QuantileSketch,
+    bin_value,
     canonical_item,
 )
 
@@ -319,16 +323,16 @@ _MAGNITUDES = st.floats(min_value=-1e12, max_value=1e12, allow_nan=False, allow_
 def test_add_many_equals_adding_each_value(before: list[float], values: list[float]) -> None:
     one_by_one, at_once = QuantileSketch(), QuantileSketch()
     for value in before:
-        one_by_one._sketch.add(value)  # the library's own add, value by value
+        one_by_one.add(value)
         at_once.add(value)
     for value in values:
-        one_by_one._sketch.add(value)
+        one_by_one.add(value)
     at_once.add_many(values)
     assert at_once.to_dict() == one_by_one.to_dict()
 
 
 def test_a_collapsed_store_read_back_keeps_every_count_of_later_values() -> None:
-    value = _MAPPING.value
+    value = bin_value
     data = QuantileSketch().to_dict()
     data.update(
         positive={"offset": 100, "counts": [1, 1], "collapsed": True},
@@ -340,7 +344,7 @@ def test_a_collapsed_store_read_back_keeps_every_count_of_later_values() -> None
     restored = QuantileSketch.from_dict(data)  # two bins kept, not the 2048 the store may hold
     restored.add(value(110))  # grows and re-centres the store
     restored.add(value(50))  # below the kept range: counts in its lowest bin
-    again = QuantileSketch.from_dict(restored.to_dict())  # raised "add up to 3" with the library's add
+    again = QuantileSketch.from_dict(restored.to_dict())  # every count kept in the serialised form
     assert again.count == 4
     assert again.to_dict()["positive"]["counts"][0] == 2
 
@@ -367,3 +371,83 @@ def test_add_many_rejects_what_add_rejects_and_changes_nothing(bad: float) -> No
     with pytest.raises(ValueError, match="finite"):
         sketch.add_many([1.0, bad, 2.0])
     assert sketch.to_dict() == before
+
+
+# --- exit: no sketch alive when the extension goes ----------------------------------------
+
+# A worker's shape at exit: the app and its engine, made before the collector is tuned (and
+# frozen), hold each other in a cycle, and the engine holds the rollup states; a daemon thread
+# (the metrics server's) may still run.
+_WORKER_EXIT = """
+import gc, sys, threading
+from pipeline.cli import tune_garbage_collector
+from pipeline.rollups.aggregations import AggregationSet
+
+class App:
+    def __init__(self):
+        self.engine = Engine(self)
+
+class Engine:
+    def __init__(self, app):
+        self.app = app
+        self.states = {}
+
+engine = App().engine
+FREEZE
+aggs = AggregationSet(["count", "p95", "cardinality(usr.id)"])
+for i in range(40):
+    a, b = aggs.initialize(), aggs.initialize()
+    aggs.add_many(a, [float(i), 2.5], [{"usr": {"id": f"u{i}"}}, {"usr": {"id": "u0"}}])
+    aggs.add_many(b, [7.0], [{"usr": {"id": "v"}}])
+    engine.states[i] = aggs.merge_all([a, aggs.merge(a, b)])
+print(sum(round(s["hll:usr.id"].estimate()) for s in engine.states.values()))
+HOLD
+del engine
+"""
+# A daemon thread still running at exit keeps its frame, and all it refers to, to the very end.
+_DAEMON_HOLDS = (
+    "threading.Thread(target=lambda held: threading.Event().wait(), args=(engine,), daemon=True).start()"
+)
+
+
+def _run_exit_script(freeze: str, hold: str = "") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    script = _WORKER_EXIT.replace("FREEZE", freeze).replace("HOLD", hold)
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+
+
+@pytest.mark.parametrize("hold", ["", _DAEMON_HOLDS])
+def test_a_worker_shaped_process_exits_without_leaked_sketches(hold: str) -> None:
+    done = _run_exit_script("tune_garbage_collector((200000, 10, 1000))", hold)  # what the worker does
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == 2 + 39 * 3  # made and merged: {u0, v}, then {u<i>, u0, v} each
+    assert "leaked" not in done.stderr, done.stderr[:2000]
+
+
+def test_without_the_exit_hook_the_sketches_still_alive_are_reported() -> None:
+    # The cause, shown: what a daemon thread (or a frozen object, or a library's class-level
+    # registry) refers to is still alive when the extension goes, and each sketch is reported.
+    unhooked = "import atexit, pipeline.rollups.sketches as s; atexit.unregister(s.release_native_sketches)"
+    done = _run_exit_script(unhooked, _DAEMON_HOLDS)
+    assert done.returncode == 0, done.stderr
+    assert "leaked" in done.stderr and "hll_sketch" in done.stderr
+
+
+# --- the published form stays what it was ------------------------------------------------
+
+_GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "sketches" / "ddsketch-v1.json"
+
+
+@pytest.mark.parametrize("case", ["cart_values", "signed_with_zeros", "collapsed", "empty"])
+def test_sketches_written_before_read_and_write_the_same(case: str) -> None:
+    # Written by the earlier implementation (on the ddsketch package's stores), as on the topics.
+    golden = orjson.loads(_GOLDEN.read_bytes())
+    qs, written = golden["quantiles"], golden["cases"][case]
+    restored = QuantileSketch.from_dict(written["sketch"])
+    assert restored.to_dict() == written["sketch"]
+    assert [restored.quantile(q) for q in qs] == written["estimates"]
+    fresh = QuantileSketch()
+    fresh.add_many(written["values"])
+    assert fresh.to_bytes() == orjson.dumps(written["sketch"])  # byte for byte the same form
+    restored.merge(fresh)
+    assert restored.count == 2 * len(written["values"])
