@@ -327,7 +327,8 @@ class _PipelineCollector(Collector):
             lag = GaugeMetricFamily(
                 "rum_consumer_lag",
                 "Records not yet committed per assigned partition: high watermark minus committed offset "
-                "(minus the read position until the group's first commit).",
+                "(minus the read position until the group's first commit). On topics written in "
+                "transactions (the rollup partials), each commit marker after the last record counts one.",
                 labels=["topic", "partition"],
             )
             for item in m.lags():

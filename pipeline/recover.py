@@ -254,7 +254,6 @@ class Summary:
     ready_by_kind: Counter[str] = field(default_factory=Counter)
     fixed: int = 0
     published: int = 0
-    reconciled: int = 0
     examples: dict[str, list[Decision]] = field(default_factory=dict)
 
     def add(self, decision: Decision, keep: int = 3) -> None:
@@ -363,20 +362,6 @@ def ledger_entry(decision: Decision, raw: tuple[str, int, int] | None, now_ms: i
         "patched": decision.patched,
         "recovered_at": now_ms,
         "delivery": "committed",
-    }
-
-
-def orphan_entry(source: str, bad_position: str, raw: tuple[str, int, int], now_ms: int) -> dict[str, Any]:
-    """Ledger value for a record an interrupted run left in an aborted transaction (workers read it)."""
-    return {
-        "schema_version": "1",
-        "record": "recovered",
-        "source": _position(source),
-        "bad_row": _position(bad_position),
-        "raw": {"topic": raw[0], "partition": raw[1], "offset": raw[2]},
-        "patched": None,
-        "recovered_at": now_ms,
-        "delivery": "aborted",
     }
 
 

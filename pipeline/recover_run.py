@@ -7,11 +7,10 @@ Exactly once, even when run twice, with other filters, or after a crash:
   a run reads the committed ledger first and skips what it holds;
 - one fixed transactional id: a new run fences a run still going (its open
   transaction is aborted, its next commit fails) before reading the ledger;
-- workers read the raw topic read_uncommitted, so the records of an aborted
-  transaction reach them all the same: each run first commits a marker with
-  the raw end offsets, and the next run, finding it unfinished, looks for
-  recovered records past those offsets that the ledger lacks and records
-  them as delivered instead of publishing them again.
+- workers read the raw topic read_committed, so the records of an aborted
+  transaction never reach them: the next run publishes those inputs again.
+  Each run commits a marker (the raw end offsets when it began) and marks it
+  finished at its end, so an interrupted run can be told from a finished one.
 """
 
 from __future__ import annotations
@@ -39,15 +38,12 @@ from pipeline.errors import PipelineError
 from pipeline.kafka_auth import client_kwargs
 from pipeline.partitioning import KeyPartitioner
 from pipeline.recover import (
-    HEADER_BAD_ROW,
-    HEADER_SOURCE,
     RUN_KEY,
     BadRow,
     Decision,
     Planner,
     Summary,
     ledger_entry,
-    orphan_entry,
     raw_headers,
     run_marker,
     short,
@@ -134,34 +130,6 @@ async def raw_end_offsets(settings: Settings, topic: str) -> dict[int, int]:
         return {tp.partition: offset for tp, offset in (await consumer.end_offsets(parts)).items()}
     finally:
         await consumer.stop()
-
-
-async def find_orphans(settings: Settings, marker: dict[str, Any], recovered: set[str]) -> dict[str, Any]:
-    """Ledger entries for what an interrupted run left in the raw topic outside any committed transaction.
-
-    Workers read the raw topic read_uncommitted, so they enrich (and count)
-    records of aborted transactions too: such a record *was* delivered, and
-    publishing its bad row again would count it twice. They are found by the
-    recovery header, between the raw ends the run's marker saved and now.
-    """
-    orphans: dict[str, Any] = {}
-    consumer = make_reader(settings, "read_uncommitted")
-    await consumer.start()
-    try:
-        start = {int(p): o for p, o in marker["raw_end_offsets"].items()}
-        async for records in _read(consumer, marker["raw_topic"], start):
-            for record in records:
-                headers = dict(record.headers or ())
-                source = headers.get(HEADER_SOURCE)
-                if source is None or source.decode() in recovered or source.decode() in orphans:
-                    continue
-                raw = (record.topic, record.partition, record.offset)
-                orphans[source.decode()] = orphan_entry(
-                    source.decode(), headers.get(HEADER_BAD_ROW, b"?/0/0").decode(), raw, _now_ms()
-                )
-    finally:
-        await consumer.stop()
-    return orphans
 
 
 class Publisher:
@@ -274,17 +242,10 @@ async def run_recovery(
         await publisher.start()  # before reading the ledger: a run still going is fenced first
     try:
         ledger = await read_ledger(settings, ledger_topic) if ledger_topic in present else Ledger()
-        recovered = set(ledger.recovered)
-        orphans: dict[str, Any] = {}
-        if ledger.marker is not None and not ledger.marker["finished"]:
-            orphans = await find_orphans(settings, ledger.marker, recovered)
-        summary.reconciled = len(orphans)
-        recovered.update(orphans)
-        planner.recovered = recovered
+        planner.recovered = set(ledger.recovered)
         if publisher is not None:
             marker = run_marker(raw, await raw_end_offsets(settings, raw), _now_ms(), finished=False)
-            opening = {k.encode(): v for k, v in orphans.items()}
-            await publisher.commit([], {**opening, RUN_KEY: marker})
+            await publisher.commit([], {RUN_KEY: marker})
         await _scan(settings, planner, bad, publisher, on_progress)
         if publisher is not None:
             marker = {**marker, "finished": True}
@@ -390,8 +351,6 @@ def render(summary: Summary, console: Console, apply: bool) -> None:
         ("fixed by the patch", summary.fixed),
         ("published" if apply else "would be published", summary.published if apply else outcomes["ready"]),
     ]
-    if summary.reconciled:
-        rows.insert(3, ("left by an interrupted run", summary.reconciled))
     for name, count in rows:
         table.add_row(name, f"{count:,}")
     console.print(table)

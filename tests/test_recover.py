@@ -27,7 +27,6 @@ from pipeline.recover import (
     ledger_entry,
     ledger_errors,
     load_patch,
-    orphan_entry,
     parse_time,
     raw_headers,
     run_marker,
@@ -286,8 +285,6 @@ def test_ledger_records_and_headers_name_the_origin(settings: Settings, checker:
     assert ledger_errors(entry) == []
     assert entry["source"] == {"topic": "rum.actions.raw", "partition": 3, "offset": 40}
     assert entry["raw"]["offset"] == 99 and entry["patched"] is True
-    orphan = orphan_entry("rum.actions.raw/3/41", "rum.actions.bad/0/10", ("rum.actions.raw", 2, 7), NOW)
-    assert ledger_errors(orphan) == [] and orphan["delivery"] == "aborted"
     marker = run_marker("rum.actions.raw", {1: 5, 0: 3}, NOW, finished=False)
     assert ledger_errors(marker) == [] and list(marker["raw_end_offsets"]) == ["0", "1"]
     assert ledger_errors({**marker, "finished": "no"}) != []

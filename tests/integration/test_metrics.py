@@ -161,7 +161,9 @@ def test_worker_metrics_equal_what_was_produced(env: dict[str, str], tmp_path: P
             if (
                 events_in.get(raw) == total
                 and events_in.get(partials) == events_out.get(partials, 0) > 0
-                and sum(lag.values()) == 0
+                # Partials are written in transactions: each commit marker after the last record
+                # counts one in the lag (as in Kafka's own tools), so only the raw topic's must be 0.
+                and sum(v for (topic, _), v in lag.items() if topic != partials) == 0
                 and _events(samples) == previous
             ):
                 break
