@@ -68,7 +68,7 @@ bench-paired: broker  ## rollups on and off in two workers at once (~6 min): CPU
 bench-peers: broker $(BENCH_STAMP)  ## the worker against a Quix Streams app and an aiokafka pass-through, rollups off (~5 min; BENCH_PEERS_ARGS)
 	$(PY) bench/peers.py $(BENCH_PEERS_ARGS)
 
-bench: $(BENCH_STAMP)  ## the enrichment, rollup, latency, scaling, intake, side-by-side rollup and peer benchmarks (bench/suite.py, ~20-35 min; BENCH_ARGS="--runs 5"): figures in bench/results.md, copied into the docs
+bench: $(BENCH_STAMP)  ## the enrichment, rollup, latency, scaling, intake, side-by-side rollup and peer benchmarks (bench/suite.py, ~25-40 min; BENCH_ARGS="--runs 5"): figures in bench/results.md, copied into the docs
 	@scripts/broker.sh with $(PY) bench/suite.py $(BENCH_ARGS)
 
 CHAOS_PORT ?= 19092

@@ -43,6 +43,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -53,7 +54,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from peer_figures import JOBS, figures, measure, rotated, table
-from rollups import CpuSampler, bench_env, delete_topics, settings_of, tail
+from rollups import CpuSampler, bench_env, delete_topics, log_problems, settings_of, tail
 
 from pipeline.admin import create_topics, wait_for_leaders
 from pipeline.consume import record_timestamps
@@ -112,14 +113,35 @@ async def create_job_topics(settings: Settings, everything: bool) -> None:
         await create_topics(settings)
 
 
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started (from /proc), e.g. the job py-spy runs."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:  # field 4: ppid
+                found.append(int(stat.parent.name))
+    return found
+
+
 @contextlib.contextmanager
 def child(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``argv`` as a child process for the duration of the block (SIGTERM, then SIGKILL)."""
+    """``argv`` as a child process for the duration of the block (SIGTERM, then SIGKILL).
+
+    The child's own children are stopped first: py-spy writes its profile only
+    once the job it runs has exited, and a job left behind would outlive the run.
+    """
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         yield proc
     finally:
+        kids = children(proc.pid)
+        for pid in kids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        if kids:  # it exits once they did
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(60)
         stop_worker(proc, 60)
 
 
@@ -163,6 +185,8 @@ def run_job(job: str, messages: list[Message], tmp: Path, profile: Path | None =
             time.sleep(0.1)  # a CPU sample after the last record
         return measure(stamps, sampler.between(stamps[0], stamps[-1]))
     finally:
+        for line in log_problems(log) if log.exists() else ():
+            print(f"    [{job} log] {line}")
         asyncio.run(delete_topics(settings))
 
 

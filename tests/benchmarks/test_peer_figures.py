@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bench import suite
 from bench.peer_figures import JOBS, figures, measure, rotated, table
 
 
@@ -59,3 +60,17 @@ def test_table_has_a_line_per_job_and_ratio() -> None:
     assert len(lines) == 1 + len(JOBS) + 1 + 4
     assert lines[1].startswith(JOBS["worker"]) and "1,000 (1,000-1,000)" in lines[1]
     assert any(line.startswith("worker (exactly once) / pass-through") and "0.20" in line for line in lines)
+
+
+def test_suite_rows_of_the_peers_step() -> None:
+    runs = [_run(20_000, 25_000, 40, 50), _run(22_000, 20_000, 44, 50)]
+    rows = suite.peer_rows({"events": 40_000, **figures(runs)})
+    assert [figure for figure, _, _ in rows] == [
+        JOBS["worker"],
+        JOBS["quix"],
+        "**worker / Quix, each with its default guarantee**",
+    ]
+    assert rows[0][1] == "21,000 actions/s (20,000-22,000); CPU per action 42 µs (40-44)"
+    assert rows[0][2] == "bench/peers.py, 40,000 actions, rollups off"
+    assert rows[2][1] == "**0.95 (0.80-1.10)**"
+    assert rows[2][2].endswith("CPU per action, worker / peer: 0.84 (0.80-0.88)")
