@@ -4,8 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+#: The benchmarks also need the bench extra (the Quix Streams peer): a stamp of their own.
+BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: help run test test-unit broker broker-stop topics lint bench-enrich bench-placement bench-paired bench-query bench chaos install kcat browser
+.PHONY: help run test test-unit broker broker-stop topics lint bench-enrich bench-intake bench-placement bench-paired bench-query bench-peers bench chaos install kcat browser
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -15,6 +17,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
+
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
 
 install: $(STAMP)  ## create .venv and install the project with its test and dev extras
 
@@ -62,7 +68,10 @@ bench-paired: broker  ## rollups on and off in two workers at once (~6 min): CPU
 bench-query: broker  ## the rollup view: catch-up rate over 1,000,000 rollup records, memory per key, rolling-1d query p99 (BENCH_QUERY_ARGS)
 	$(PY) bench/query.py $(BENCH_QUERY_ARGS)
 
-bench: $(STAMP)  ## the enrichment, rollup, latency, scaling, intake, side-by-side rollup and query benchmarks (bench/suite.py, ~25-40 min; BENCH_ARGS="--runs 5"): figures in bench/results.md, copied into the docs
+bench-peers: broker $(BENCH_STAMP)  ## the worker against a Quix Streams app and an aiokafka pass-through, rollups off (~5 min; BENCH_PEERS_ARGS)
+	$(PY) bench/peers.py $(BENCH_PEERS_ARGS)
+
+bench: $(BENCH_STAMP)  ## the enrichment, rollup, latency, scaling, intake, side-by-side rollup, query and peer benchmarks (bench/suite.py, ~30-45 min; BENCH_ARGS="--runs 5"): figures in bench/results.md, copied into the docs
 	@scripts/broker.sh with $(PY) bench/suite.py $(BENCH_ARGS)
 
 CHAOS_PORT ?= 19092

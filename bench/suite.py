@@ -14,6 +14,9 @@ Runs, in turn, each as its own process with --json, and collects their figures:
   paired    bench/paired.py: a rollups-on and a rollups-off worker at once, worker CPU
             per action off / on (ratio), over actions dated over 30 s and over 1 h
             (30 s only with --quick)
+  peers     bench/peers.py: the worker (exactly once, and at least once) against a
+            Quix Streams app running the same processing and a plain aiokafka
+            pass-through, rollups off: actions/s, CPU per action, ratios
 
 Every figure is the median of --runs runs with the spread (min-max). The
 machine (cores, RAM, Python, Kafka version), the date and the git commit head
@@ -98,6 +101,9 @@ def steps() -> list[Step]:
             lambda a: ["--runs", str(a.runs)] + (["--events", "60000", "--spans", "30s"] if a.quick else []),
         ),
         Step("query", "query.py", lambda a: ["--records", "100000", "--groups", "50"] if a.quick else []),
+        Step(
+            "peers", "peers.py", lambda a: ["--runs", str(a.runs)] + (["--events", "8000"] if a.quick else [])
+        ),
     ]
 
 
@@ -110,6 +116,7 @@ TITLES = {
     "intake": "HTTP intake",
     "paired": "Rollups on and off side by side",
     "query": "Rollup view and queries",
+    "peers": "The worker against a Quix Streams app and a pass-through",
 }
 
 
@@ -343,7 +350,39 @@ def rows(by_name: dict[str, Step], runs: int) -> dict[str, list[tuple[str, str, 
             )  # fmt: skip
     else:
         missing("query", ["view catch-up", "rolling-1d query"])
+
+    out = tables["peers"]
+    peers = by_name["peers"]
+    if peers.outputs:
+        out.extend(peer_rows(peers.outputs[0]))
+    else:
+        missing("peers", ["worker / Quix Streams", "worker / pass-through"])
     return tables
+
+
+#: The ratios of bench/peers.py that the worker's speed is judged by (shown in bold).
+HEADLINE_RATIOS = ("worker/quix", "worker/passthrough")
+
+
+def peer_rows(p: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The rows of the peers table from bench/peers.py's figures: each job, then each ratio."""
+    out = []
+    n = f"{p['events']:,} actions, rollups off"
+    for job in p["jobs"].values():
+        how = f"bench/peers.py, {n}" if not out else "same actions, same run"
+        rate, cpu = summary(job["per_s"], ",.0f", " actions/s"), summary(job["cpu_us"], ".0f", " µs")
+        out.append((job["label"], f"{rate}; CPU per action {cpu}", how))
+    for key, ratio in p["ratios"].items():
+        bold = key in HEADLINE_RATIOS
+        rate, cpu = summary(ratio["per_s"], ".2f"), summary(ratio["cpu_us"], ".2f")
+        out.append(
+            (
+                f"**{ratio['label']}**" if bold else ratio["label"],
+                f"**{rate}**" if bold else rate,
+                f"actions/s ratio, same run; CPU per action, worker / peer: {cpu}",
+            )
+        )
+    return out
 
 
 def machine() -> dict[str, str]:
@@ -425,7 +464,7 @@ def main() -> int:
     parser.add_argument(
         "--only",
         default=None,
-        help="comma-separated steps to run (enrich, rollups, latency, scale, intake, paired, query)",
+        help="comma-separated steps to run (enrich, rollups, latency, scale, intake, paired, query, peers)",
     )
     parser.add_argument("--output", type=Path, default=BENCH / "results.md", help="where the report goes")
     parser.add_argument("--json", type=Path, default=None, help="also write every step's raw figures here")
