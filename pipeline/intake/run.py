@@ -11,7 +11,7 @@ from aiohttp import web
 
 from pipeline.errors import PipelineError
 from pipeline.intake.metrics import IntakeMetrics
-from pipeline.intake.server import RUNNER_OPTIONS, create_app
+from pipeline.intake.server import create_app, runner_options
 from pipeline.intake.sink import KafkaSink
 from pipeline.settings import Settings
 
@@ -28,7 +28,8 @@ async def serve(settings: Settings) -> None:
 
     Prints ``intake: listening on http://HOST:PORT`` on stdout once the socket
     is bound (with the real port when RUM_INTAKE_PORT is 0). Kafka is connected
-    in the background: until it is, requests get 503 and /healthz says so.
+    and then checked in the background: while it does not answer, requests get
+    503 and /healthz says so.
     """
     if not settings.intake_client_tokens:
         log.warning(
@@ -37,7 +38,7 @@ async def serve(settings: Settings) -> None:
         )
     sink = KafkaSink(settings)
     app = create_app(settings, sink, IntakeMetrics(process=True))
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, **RUNNER_OPTIONS)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, **runner_options(settings))
     await runner.setup()
     site = web.TCPSite(runner, settings.intake_host, settings.intake_port, reuse_address=True)
     try:
