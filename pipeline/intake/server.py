@@ -34,6 +34,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pipeline.intake.body import BodyError, content_encoding, decompress
 from pipeline.intake.budget import ByteBudget, client_key
 from pipeline.intake.clientip import client_ip
+from pipeline.intake.cors import add_cors, origin_refused, preflight
 from pipeline.intake.events import Batch, Stamps, parse_actions, parse_ndjson
 from pipeline.intake.metrics import IntakeMetrics
 from pipeline.intake.rejects import RequestInfo, bad_row_records
@@ -69,8 +70,15 @@ def runner_options(settings: Settings) -> dict[str, Any]:
     aiohttp closes a connection that has not sent a whole request's headers
     ``keepalive_timeout`` seconds after it opened (or after its previous
     answer): that is the header timeout, and the idle keep-alive time too.
+    Handlers are not cancelled when their client hangs up: a request whose
+    events are on their way to Kafka finishes, and one still reading its
+    body sees the hang-up and counts it.
     """
-    return {**RUNNER_OPTIONS, "keepalive_timeout": settings.intake_header_timeout}
+    return {
+        **RUNNER_OPTIONS,
+        "keepalive_timeout": settings.intake_header_timeout,
+        "handler_cancellation": False,
+    }
 
 
 _BUDGET: web.AppKey[ByteBudget] = web.AppKey("budget", ByteBudget)
@@ -161,7 +169,7 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
     except Exception:
         log.exception("intake: unexpected error on %s %s", request.method, request.path)
         response = _error(500, "internal error")
-    _add_cors(request, response)
+    add_cors(_origins(request), request.headers, response)
     route = request.match_info.route
     endpoint = (route.name or "unknown") if route is not None else "unknown"
     metrics.requests.labels(endpoint, str(response.status)).inc()
@@ -176,51 +184,13 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
     return response
 
 
-def _origin_refused(request: web.Request) -> bool:
-    """True when RUM_INTAKE_CORS_ORIGINS lists origins and the request comes from a page of another.
-
-    Browsers send Origin with every POST, including the ones they do not
-    preflight (text/plain bodies and beacons), so CORS alone does not stop a
-    page elsewhere from writing. Requests without Origin come from servers
-    and tools, which any client can impersonate anyway: the client token is
-    their check.
-    """
-    origins = request.app[_SETTINGS].intake_cors_origins
-    if not origins or "*" in origins:
-        return False
-    origin = request.headers.get("Origin")
-    return origin is not None and origin.rstrip("/") not in origins
-
-
-def _allowed_origin(request: web.Request) -> str | None:
-    origins = request.app[_SETTINGS].intake_cors_origins
-    origin = request.headers.get("Origin")
-    if "*" in origins:
-        return "*"
-    if origin and origin.rstrip("/") in origins:
-        return origin
-    return None
-
-
-def _add_cors(request: web.Request, response: web.StreamResponse) -> None:
-    allowed = _allowed_origin(request)
-    if allowed is None:
-        return
-    response.headers["Access-Control-Allow-Origin"] = allowed
-    if allowed != "*":
-        response.headers["Vary"] = "Origin"
-    response.headers["Access-Control-Expose-Headers"] = "Retry-After"
+def _origins(request: web.Request) -> tuple[str, ...]:
+    return request.app[_SETTINGS].intake_cors_origins
 
 
 async def _preflight(request: web.Request) -> web.Response:
     """CORS preflight: allow POST with the headers the browser asks for."""
-    response = web.Response(status=204)
-    if _allowed_origin(request) is not None:
-        response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
-        requested = request.headers.get("Access-Control-Request-Headers")
-        response.headers["Access-Control-Allow-Headers"] = requested or "Content-Type, DD-API-KEY"
-        response.headers["Access-Control-Max-Age"] = "86400"
-    return response
+    return preflight(_origins(request), request.headers)
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -320,7 +290,7 @@ async def _ingest(request: web.Request, params: Mapping[str, str], *, ndjson: bo
     received = now_ms()
     app = request.app
     settings, sink, metrics, budget = app[_SETTINGS], app[_SINK], app[_METRICS], app[_BUDGET]
-    if _origin_refused(request):
+    if origin_refused(_origins(request), request.headers):
         return _error(403, f"origin {request.headers['Origin']} may not send to this intake")
     application = _application(request, params)
     limit = settings.intake_max_payload_bytes

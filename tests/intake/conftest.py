@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from pipeline.intake.events import Record
@@ -72,6 +73,21 @@ def intake_settings(**env: str) -> Settings:
     return load_settings(dict(env))
 
 
+class IntakeTestServer(TestServer):
+    """A test server run with the intake's own runner options, as `rum-pipeline intake` runs it.
+
+    aiohttp's TestServer would otherwise cancel a handler when its client
+    hangs up, which the intake does not do.
+    """
+
+    def __init__(self, app: web.Application, options: dict[str, Any]) -> None:
+        super().__init__(app)
+        self.options = options
+
+    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        return web.AppRunner(self.app, **self.options)
+
+
 @asynccontextmanager
 async def intake(
     settings: Settings | None = None, sink: Any = None, metrics: IntakeMetrics | None = None
@@ -79,10 +95,8 @@ async def intake(
     """A running intake app on a loopback port and a client for it."""
     settings = settings or intake_settings()
     app = create_app(settings, sink if sink is not None else MemorySink(), metrics)
-    server = TestServer(app)
-    # Started here: the runner options (no automatic decompression, the header
-    # timeout) are start_server arguments; TestClient would start it without them.
-    await server.start_server(**runner_options(settings))
+    server = IntakeTestServer(app, runner_options(settings))
+    await server.start_server()
     async with TestClient(server) as client:
         yield client
 
