@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -16,6 +18,37 @@ from pipeline.intake.sink import KafkaSink
 from pipeline.settings import Settings
 
 log = logging.getLogger("rum.intake")
+
+
+class RepeatLimiter(logging.Filter):
+    """Lets one message through at most once every ``interval`` seconds and says how many it held back.
+
+    While a broker is down, aiokafka's producer retries its metadata without
+    pausing and logs two errors each time: thousands of lines a second that
+    say nothing new and bury the intake's own messages.
+    """
+
+    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.interval = interval
+        self.clock = clock
+        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a repeat within the interval; otherwise True, naming the repeats held back."""
+        text = record.getMessage()
+        key = (record.name, record.levelno, text)
+        now = self.clock()
+        seen = self._seen.get(key)
+        if seen is not None and now - seen[0] < self.interval:
+            self._seen[key] = (seen[0], seen[1] + 1)
+            return False
+        if seen is not None and seen[1]:
+            record.msg, record.args = f"{text} ({seen[1]} more like it in {now - seen[0]:.0f} s)", ()
+        if len(self._seen) > 1000:  # many distinct messages: forget them rather than grow
+            self._seen.clear()
+        self._seen[key] = (now, 0)
+        return True
 
 
 def listening_url(host: str, port: int) -> str:
@@ -36,6 +69,15 @@ async def serve(settings: Settings) -> None:
             "intake: NO CLIENT TOKENS CONFIGURED - anyone who can reach this intake can write events; "
             "set RUM_INTAKE_CLIENT_TOKENS (token=application_id,...)"
         )
+    limiter = RepeatLimiter()
+    logging.getLogger("aiokafka").addFilter(limiter)
+    try:
+        await _serve(settings)
+    finally:
+        logging.getLogger("aiokafka").removeFilter(limiter)
+
+
+async def _serve(settings: Settings) -> None:
     sink = KafkaSink(settings)
     app = create_app(settings, sink, IntakeMetrics(process=True))
     runner = web.AppRunner(app, access_log=None, handle_signals=False, **runner_options(settings))
