@@ -17,6 +17,8 @@ def client_key(address: str | None) -> str:
     """The key a client's bytes are counted under: its IPv4 address, its IPv6 /64, or ``?``."""
     if address is None:
         return "?"
+    if ":" not in address:
+        return address  # IPv4, as client_ip wrote it: no need to parse it again
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:

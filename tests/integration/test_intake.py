@@ -245,7 +245,10 @@ def test_refused_events_are_bad_rows_in_kafka_with_their_bytes(tmp_path: Path, i
     env = intake_env(RUM_IP_POLICY="truncate", RUM_INTAKE_MAX_EVENT_BYTES="4096")
     settings = settings_from(env)
     other_app = orjson.dumps({"type": "action", "application": {"id": "blog"}, "date": 1})
-    refused = [b"{not json \xff", b'"text"', b'{"type":"action","pad":"' + b"\x01" * 5000 + b'"}', other_app]
+    # The size-refused line: near the payload limit, control characters (six bytes
+    # each as JSON text), so its bad row must go as base64 to fit the bad topic.
+    huge = b'{"type":"action","pad":"' + b"\x01" * 5_000_000 + b'"}'
+    refused = [b"{not json \xff", b'"text"', huge, other_app]
     body = b"\n".join([action(1), *refused, action(2)])
     with running_intake(env, tmp_path / "intake.log") as intake:
         answer = post(sdk_url(intake.url), body, local_addr=("127.0.0.2", 0))

@@ -148,6 +148,7 @@ def test_a_broker_outage_gives_fast_503s_and_loses_no_acknowledged_event(
             sender.stop.set()
             thread.join(PATIENCE)
         output = intake.output()
+        (tmp_path / "intake-output.log").write_text(output)  # kept with the test's files
 
     answers = sender.answers
     acked = {n for n, status, *_ in answers if status == 202}
@@ -164,7 +165,8 @@ def test_a_broker_outage_gives_fast_503s_and_loses_no_acknowledged_event(
     assert after and all(status == 202 for _, status, *_ in after)
     assert "does not answer" in output and "answers again" in output
     assert "Traceback" not in output
-    assert len(output.splitlines()) < 200  # aiokafka's retry errors are held back, not thousands a second
+    # aiokafka's metadata retry errors (thousands a second while the broker is down) are held back.
+    assert output.count("Unable to update metadata") < 20
 
     records = consume(settings, settings.topic(RAW), len(acked), timeout=PATIENCE)
     stored = {orjson.loads(r.value)["context"]["n"] for r in records}
