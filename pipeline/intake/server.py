@@ -112,20 +112,20 @@ class _ClientGone(Exception):
 
 
 def create_app(settings: Settings, sink: EventSink, metrics: IntakeMetrics | None = None) -> web.Application:
-    """The intake application. Run it with :data:`RUNNER_OPTIONS` (no automatic decompression).
+    """The intake application. Run it with :func:`runner_options` (no automatic decompression, timeouts).
 
     Status codes: 202 accepted (all, or some: the body lists each rejected
     event with its line and reason); 400 nothing acceptable (every event
-    rejected, or a corrupt body); 403 missing or unknown client token; 404 no
-    such endpoint; 413 payload too large (also once decompressed); 415
-    unsupported encoding; 403 also for a browser page whose Origin is not in
-    RUM_INTAKE_CORS_ORIGINS (when that lists origins); 408 the body did not
-    arrive within RUM_INTAKE_BODY_TIMEOUT (the connection is then closed);
-    429 the intake, or this client's share of it, holds too many bytes
-    already; 503 Kafka did not acknowledge, or is known not to answer (then
-    at once). 429 and 503 carry Retry-After; the SDK retries them (and 408
-    and 5xx), never other 4xx. A client that hangs up mid-body is counted
-    under status 499, not as an error.
+    rejected, or a corrupt body); 403 missing or unknown client token, or a
+    browser page whose Origin is not in RUM_INTAKE_CORS_ORIGINS (when that
+    lists origins); 404 no such endpoint; 408 the body did not arrive within
+    RUM_INTAKE_BODY_TIMEOUT (the connection is then closed); 413 payload too
+    large (also once decompressed); 415 unsupported encoding; 429 the
+    intake, or this client's share of it, holds too many bytes already; 503
+    Kafka did not acknowledge, or is known not to answer (then at once).
+    429 and 503 carry Retry-After; the SDK retries them (and 408 and 5xx),
+    never other 4xx. A client that hangs up mid-body is counted under status
+    499, not as an error.
     """
     metrics = metrics or IntakeMetrics()
     metrics.kafka_ready.set_function(lambda: 1.0 if sink.ready else 0.0)
@@ -194,7 +194,7 @@ async def _preflight(request: web.Request) -> web.Response:
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    """200 when connected to Kafka, 503 while not (the HTTP server itself is up either way)."""
+    """200 while Kafka answers, 503 while not (the HTTP server itself is up either way)."""
     ready = request.app[_SINK].ready
     body = {"status": "ok" if ready else "unavailable", "kafka": "connected" if ready else "not connected"}
     return web.json_response(body, status=200 if ready else 503, dumps=_dumps)
