@@ -24,8 +24,9 @@ class RepeatLimiter(logging.Filter):
     """Lets one message through at most once every ``interval`` seconds and says how many it held back.
 
     While a broker is down, aiokafka's producer retries its metadata without
-    pausing and logs two errors each time: thousands of lines a second that
-    say nothing new and bury the intake's own messages.
+    pausing and logs two errors each time, and a warning for every batch it
+    cannot send: thousands of lines a second that say nothing new and bury
+    the intake's own messages.
     """
 
     def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
@@ -51,6 +52,11 @@ class RepeatLimiter(logging.Filter):
         return True
 
 
+#: aiokafka's loggers that repeat themselves while a broker is down (a logger's
+#: filter sees only the records logged to it, not those of its children).
+_CHATTY_LOGGERS = ("aiokafka", "aiokafka.conn", "aiokafka.producer.sender")
+
+
 def listening_url(host: str, port: int) -> str:
     """The URL the intake announces, with brackets around an IPv6 host."""
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
@@ -70,11 +76,13 @@ async def serve(settings: Settings) -> None:
             "set RUM_INTAKE_CLIENT_TOKENS (token=application_id,...)"
         )
     limiter = RepeatLimiter()
-    logging.getLogger("aiokafka").addFilter(limiter)
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).addFilter(limiter)
     try:
         await _serve(settings)
     finally:
-        logging.getLogger("aiokafka").removeFilter(limiter)
+        for name in _CHATTY_LOGGERS:
+            logging.getLogger(name).removeFilter(limiter)
 
 
 async def _serve(settings: Settings) -> None:
