@@ -40,7 +40,7 @@ class EventSink(Protocol):
 
 
 class KafkaSink:
-    """Produces records to the raw and other-events topics and waits for every acknowledgement.
+    """Produces records to the raw, other-events and bad topics and waits for every acknowledgement.
 
     The producer is idempotent with acks from all in-sync replicas, so an
     acknowledged record survives a broker failure and a retried send does not
@@ -127,16 +127,21 @@ class KafkaSink:
         """Check the cluster every ``check_interval`` seconds and follow it (until cancelled)."""
         while True:
             await asyncio.sleep(self.check_interval)
-            answered = await self.check()
-            if answered and self._down.is_set():
-                self._down.clear()
-                log.warning("intake: Kafka at %s answers again", self.settings.kafka_bootstrap)
-            elif not answered and not self._down.is_set():
-                self._down.set()
-                log.warning(
-                    "intake: Kafka at %s does not answer; answering 503 until it does",
-                    self.settings.kafka_bootstrap,
-                )
+            await self.follow()
+
+    async def follow(self) -> bool:
+        """Check the cluster once and turn ready or not accordingly; True when it answered."""
+        answered = await self.check()
+        if answered and self._down.is_set():
+            self._down.clear()
+            log.warning("intake: Kafka at %s answers again", self.settings.kafka_bootstrap)
+        elif not answered and not self._down.is_set():
+            self._down.set()
+            log.warning(
+                "intake: Kafka at %s does not answer; answering 503 until it does",
+                self.settings.kafka_bootstrap,
+            )
+        return answered
 
     async def _create_topics(self, attempts: int = 5) -> None:
         """Create missing topics, like a worker does; retried, but never fatal."""
@@ -180,8 +185,10 @@ class KafkaSink:
             )
         finally:
             went_down.cancel()
-        if not sending.done():
-            sending.cancel()  # the producer still delivers what it queued; the client sends again anyway
+            finished = sending.done()
+            if not finished:
+                sending.cancel()  # the producer still delivers what it queued; the client sends again
+        if not finished:
             if self._down.is_set():
                 raise SinkUnavailable(f"Kafka at {self.settings.kafka_bootstrap} stopped answering")
             raise SinkUnavailable(f"Kafka did not acknowledge within {self.timeout:g} s")

@@ -8,6 +8,7 @@ The timings are printed (run with -s), not asserted: the machine is shared.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -24,6 +25,8 @@ import orjson
 import pytest
 
 from pipeline.intake.child import running_intake
+from pipeline.intake.events import Record
+from pipeline.intake.sink import KafkaSink, SinkUnavailable
 from pipeline.topics import RAW
 from tests.integration.test_intake import TOKEN, action, post, sdk_url
 from tests.kafka_helpers import consume, isolated_env, settings_from
@@ -185,3 +188,44 @@ def test_a_broker_outage_gives_fast_503s_and_loses_no_acknowledged_event(
     records = consume(settings, settings.topic(RAW), len(acked), timeout=PATIENCE)
     stored = {orjson.loads(r.value)["context"]["n"] for r in records}
     assert acked <= stored  # every 202 is in Kafka (a 503 may have landed too: the client sends it again)
+
+
+def test_the_sink_fails_fast_once_its_check_finds_the_broker_gone(tmp_path: Path, own_broker: Broker) -> None:
+    """A write waiting for its acknowledgement ends with 503 when the check fails, not after the timeout."""
+    env = isolated_env(
+        tmp_path, RUM_KAFKA_BOOTSTRAP=f"127.0.0.1:{own_broker.port}", RUM_INTAKE_KAFKA_TIMEOUT="120"
+    )
+    settings = settings_from(env)
+    record = [Record("raw", b"s-1", action(1, "s-1"))]
+
+    async def scenario() -> list[str]:
+        sink = KafkaSink(settings)
+        await sink.connect()  # the checks are driven by hand: follow() is one of them
+        seen = []
+        try:
+            await sink.write(record, 1)
+            assert await sink.follow() and sink.ready
+            own_broker.kill()
+            waiting = asyncio.create_task(sink.write(record, 2))
+            await asyncio.sleep(0.5)
+            assert not waiting.done()  # queued, no acknowledgement coming
+            assert not await sink.follow() and not sink.ready
+            for attempt in (waiting, sink.write(record, 3)):
+                with pytest.raises(SinkUnavailable) as refused:
+                    await asyncio.wait_for(attempt, 10)  # far less than the 120 s produce timeout
+                seen.append(str(refused.value))
+            own_broker.start()
+            deadline = time.monotonic() + PATIENCE
+            while not await sink.follow():
+                assert time.monotonic() < deadline, "the sink did not see the broker come back"
+                await asyncio.sleep(0.2)
+            await asyncio.wait_for(sink.write(record, 4), PATIENCE)
+        finally:
+            await sink.stop()
+        return seen
+
+    seen = asyncio.run(scenario())
+    address = f"127.0.0.1:{own_broker.port}"
+    assert seen == [f"Kafka at {address} stopped answering", f"Kafka at {address} does not answer"]
+    timestamps = {r.timestamp for r in consume(settings, settings.topic(RAW), 2, timeout=PATIENCE)}
+    assert {1, 4} <= timestamps  # acknowledged writes are there (2 may be too: it was queued)
