@@ -10,13 +10,15 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
+
+import orjson
 
 from pipeline import PROCESSOR_NAME, __version__
 from pipeline.errors import PipelineError
 
-BadRowKind = Literal["parse", "schema", "size", "enrichment"]
+BadRowKind = Literal["parse", "schema", "size", "enrichment", "intake"]
 
 #: Value of the ``schema_version`` field of every bad row this module writes.
 SCHEMA_VERSION = "1"
@@ -84,6 +86,33 @@ def make_bad_row(
     }
 
 
+def make_intake_bad_row(
+    errors: Iterable[tuple[str, str]], payload: bytes, intake: Mapping[str, Any], now_ms: int
+) -> dict[str, Any]:
+    """A bad row of kind ``intake``: an event the HTTP intake refused, before it reached Kafka.
+
+    ``intake`` describes the request (see ``source.intake`` in the schema). The
+    payload is kept byte-exact, as base64 when that is shorter than the text
+    once JSON-escaped (control characters take six bytes each as text), so
+    the row stays within 4/3 of the event's size plus a small envelope.
+    """
+    error_list = [{"path": path, "message": message} for path, message in errors]
+    if not error_list:
+        raise ValueError("a bad row needs at least one error")
+    blob = encode_bytes(payload)
+    if blob["encoding"] == "utf-8" and len(orjson.dumps(blob["data"])) > 4 * (len(payload) + 2) // 3 + 2:
+        blob = {"encoding": "base64", "data": base64.b64encode(payload).decode("ascii"), "size": len(payload)}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "intake",
+        "errors": error_list,
+        "processor": {"name": PROCESSOR_NAME, "version": __version__},
+        "failed_at": now_ms,
+        "source": {"intake": dict(intake)},
+        "payload": blob,
+    }
+
+
 def original_payload(bad_row: dict[str, Any]) -> bytes:
     """The exact payload bytes of the record the bad row rejected (for replay)."""
     return decode_bytes(bad_row["payload"])
@@ -91,5 +120,5 @@ def original_payload(bad_row: dict[str, Any]) -> bytes:
 
 def original_key(bad_row: dict[str, Any]) -> bytes | None:
     """The exact key bytes of the record the bad row rejected, or None if it had none."""
-    key = bad_row["source"]["key"]
+    key = bad_row["source"].get("key")  # intake rows have no Kafka key
     return None if key is None else decode_bytes(key)

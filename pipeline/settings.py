@@ -28,6 +28,10 @@ class IpPolicy(StrEnum):
     drop = "drop"
 
 
+#: Largest request body the intake may be set to take: its bad rows must fit the bad topic's 8 MiB.
+INTAKE_MAX_PAYLOAD_CEILING = 6_000_000
+
+
 class Settings(BaseSettings):
     """Every setting of rum-pipeline; environment variable ``RUM_<NAME>``."""
 
@@ -315,6 +319,42 @@ class Settings(BaseSettings):
     def bootstrap_servers(self) -> list[str]:
         """The bootstrap servers as a list."""
         return [s.strip() for s in self.kafka_bootstrap.split(",")]
+
+    # intake: timeouts, per-client budget and Kafka health
+    intake_header_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a connection may take to send a request's headers (and stay idle between "
+        "requests); then it is closed. Keep it above a load balancer's idle timeout.",
+    )
+    intake_body_timeout: float = Field(
+        20.0, gt=0, le=3600, description="Seconds a request may take to send its whole body (longer: 408)."
+    )
+    intake_client_in_flight_share: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="Share of RUM_INTAKE_MAX_IN_FLIGHT_BYTES one client address (IPv6: its /64) may hold; "
+        "never less than one largest request.",
+    )
+    intake_kafka_check_interval: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="Seconds between the intake's checks that Kafka answers; /healthz follows them.",
+    )
+
+    @model_validator(mode="after")
+    def _check_intake_bad_row_room(self) -> Settings:
+        # A rejected line becomes a bad row holding its bytes (base64 at worst,
+        # 4/3 larger); the bad topic takes 8 MiB per record.
+        if self.intake_max_payload_bytes > INTAKE_MAX_PAYLOAD_CEILING:
+            raise ValueError(
+                f"RUM_INTAKE_MAX_PAYLOAD_BYTES must be at most {INTAKE_MAX_PAYLOAD_CEILING} so that a "
+                "rejected event's bad row fits the bad topic"
+            )
+        return self
 
 
 #: RUM_* variables that are not fields of Settings but are read elsewhere: the config file, and

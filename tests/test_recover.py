@@ -11,7 +11,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from pipeline.badrows import make_bad_row
+from pipeline.badrows import make_bad_row, make_intake_bad_row
 from pipeline.cli import main
 from pipeline.errors import PipelineError
 from pipeline.process import Processor
@@ -110,6 +110,14 @@ def test_selection_by_kind_time_partition_and_error() -> None:
     assert Selection(error=compile_error_pattern(r"^\$\.action\.type:")).matches(row)
     assert not Selection(error=compile_error_pattern(r"^\$\.type:")).matches(row)
     assert not Selection(kinds=frozenset({"schema"}), error=re.compile("date")).matches(row)
+
+
+def test_bad_rows_of_the_intake_are_left_alone() -> None:
+    source = {"endpoint": "/api/v2/rum", "request_id": "r", "line": 2, "reason": "parse"}
+    source |= {"application": None, "client_ip": None, "received_at": NOW}
+    row = make_intake_bad_row([("$", "parse: not JSON")], b"{", source, NOW)
+    assert not Selection().matches(row)
+    assert not Selection(source_partitions=frozenset({0})).matches(row)
 
 
 def test_error_pattern_must_be_a_regex() -> None:

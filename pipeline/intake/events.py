@@ -7,6 +7,7 @@ produce and the rejected lines with their reasons.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -15,8 +16,9 @@ import orjson
 
 from pipeline.intake.config import ANY_APPLICATION
 
-#: ``raw``: custom actions for the enrichment workers; ``other``: every other RUM event.
-Route = Literal["raw", "other"]
+#: ``raw``: custom actions for the enrichment workers; ``other``: every other RUM event;
+#: ``bad``: bad rows of the events the intake refused.
+Route = Literal["raw", "other", "bad"]
 #: Why an event was rejected: ``parse`` (not UTF-8 JSON), ``schema`` (not an
 #: event the intake can stamp), ``size`` (too large), ``application`` (not an
 #: application the client token may send for).
@@ -35,11 +37,13 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """One event the intake refused: its position in the body, the reason and a message."""
+    """One event the intake refused: its position in the body, the reason, a message and its bytes."""
 
     position: int
     reason: Reason
     message: str
+    #: The event's own bytes as the client sent them (its line, or its array element).
+    payload: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +99,7 @@ def parse_ndjson(body: bytes, stamps: Stamps, max_event_bytes: int) -> Batch:
                 raise _Rejected("parse", f"not valid JSON: {exc.msg} at column {exc.colno}") from None
             batch.records.append(stamp_event(event, stamps))
         except _Rejected as rejected:
-            batch.rejections.append(Rejection(number, rejected.reason, rejected.message))
+            batch.rejections.append(Rejection(number, rejected.reason, rejected.message, line))
     return batch
 
 
@@ -118,6 +122,7 @@ def parse_actions(body: bytes, stamps: Stamps, max_event_bytes: int) -> Batch:
     else:
         raise ValueError("body must be one action object or a JSON array of them")
     batch = Batch()
+    elements: list[bytes] | None = None  # each item's bytes, found only when one is rejected
     for index, item in enumerate(items):
         try:
             if isinstance(item, dict):
@@ -129,8 +134,45 @@ def parse_actions(body: bytes, stamps: Stamps, max_event_bytes: int) -> Batch:
                     raise _Rejected("size", f"event is {size} bytes; the limit is under {max_event_bytes}")
             batch.records.append(stamp_event(item, stamps))
         except _Rejected as rejected:
-            batch.rejections.append(Rejection(index, rejected.reason, rejected.message))
+            if elements is None:
+                elements = array_elements(body) if isinstance(parsed, list) else [body.strip()]
+            batch.rejections.append(Rejection(index, rejected.reason, rejected.message, elements[index]))
     return batch
+
+
+# A JSON string (escapes included) or one structural character: the tokens
+# that decide where a top-level array element ends.
+_JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]', re.DOTALL)
+
+
+def array_elements(body: bytes) -> list[bytes]:
+    """The bytes of each element of a JSON array body, surrounding whitespace removed.
+
+    ``body`` must be valid JSON holding an array (the caller parsed it): the
+    elements are then split at the commas outside strings and nested values.
+    """
+    elements: list[bytes] = []
+    depth = 0
+    start = -1
+    for token in _JSON_TOKENS.finditer(body):
+        char = token.group()[:1]
+        if char == b'"':
+            continue
+        if char in (b"[", b"{"):
+            depth += 1
+            if depth == 1:
+                start = token.end()
+        elif char in (b"]", b"}"):
+            depth -= 1
+            if depth == 0:
+                last = body[start : token.start()].strip()
+                if last or elements:
+                    elements.append(last)
+                break
+        elif depth == 1:  # a comma between two top-level elements
+            elements.append(body[start : token.start()].strip())
+            start = token.end()
+    return elements
 
 
 def _object(event: dict[str, Any], name: str, path: str) -> dict[str, Any]:

@@ -34,6 +34,16 @@ class IntakeMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.bad_rows = Counter(
+            "rum_intake_bad_rows",
+            "Refused events written to the bad topic as bad rows of kind intake.",
+            registry=self.registry,
+        )
+        self.disconnects = Counter(
+            "rum_intake_client_disconnects",
+            "Requests whose client closed the connection before sending its whole body (status 499).",
+            registry=self.registry,
+        )
         self.ack_seconds = Histogram(
             "rum_intake_kafka_ack_seconds",
             "Time from producing a request's events to Kafka acknowledging all of them.",

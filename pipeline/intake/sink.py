@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from pipeline.errors import PipelineError
 from pipeline.intake.events import Record, Route
 from pipeline.settings import Settings
-from pipeline.topics import OTHER, RAW
+from pipeline.topics import BAD, OTHER, RAW
 
 log = logging.getLogger("rum.intake")
 
@@ -31,7 +31,7 @@ class EventSink(Protocol):
 
     @property
     def ready(self) -> bool:
-        """True when the sink can take records now."""
+        """True when the sink can take records now (False: requests are answered 503 at once)."""
         ...
 
     async def write(self, records: Sequence[Record], timestamp_ms: int) -> None:
@@ -40,28 +40,45 @@ class EventSink(Protocol):
 
 
 class KafkaSink:
-    """Produces records to the raw and other-events topics and waits for every acknowledgement.
+    """Produces records to the raw, other-events and bad topics and waits for every acknowledgement.
 
     The producer is idempotent with acks from all in-sync replicas, so an
     acknowledged record survives a broker failure and a retried send does not
     duplicate it. :meth:`run` connects in the background and keeps trying, so
-    the intake serves (with 503s) while Kafka is down.
+    the intake serves (with 503s) while Kafka is down; once connected, it asks
+    the cluster for its topics' metadata every ``intake_kafka_check_interval`` seconds
+    and is not ready while that fails, so requests get their 503 at once
+    instead of after the produce timeout, and /healthz follows the cluster.
     """
 
     def __init__(self, settings: Settings, retry_seconds: float = 1.0) -> None:
         self.settings = settings
-        self.topics: dict[Route, str] = {"raw": settings.topic(RAW), "other": settings.topic(OTHER)}
+        self.topics: dict[Route, str] = {
+            "raw": settings.topic(RAW),
+            "other": settings.topic(OTHER),
+            "bad": settings.topic(BAD),
+        }
         self.timeout = settings.intake_kafka_timeout
         self.retry_seconds = retry_seconds
+        self.check_interval = settings.intake_kafka_check_interval
+        # A check that gets no answer in this time counts as a failure; a
+        # loaded but healthy cluster answers metadata requests in milliseconds.
+        self.check_timeout = max(2.0, 2 * self.check_interval)
         self._producer: AIOKafkaProducer | None = None
         self._connected = asyncio.Event()
+        self._down = asyncio.Event()
 
     @property
     def ready(self) -> bool:
-        """True once the producer is connected."""
-        return self._connected.is_set()
+        """True while the producer is connected and the cluster answered the last check."""
+        return self._connected.is_set() and not self._down.is_set()
 
     async def run(self) -> None:
+        """Connect, create missing topics, then check the cluster (until cancelled)."""
+        await self.connect()
+        await self.watch()
+
+    async def connect(self) -> None:
         """Connect (retrying until it works), create missing topics, then turn ready and return."""
         from pipeline.produce import make_producer
 
@@ -86,8 +103,45 @@ class KafkaSink:
             await asyncio.sleep(self.retry_seconds)
         self._producer = producer
         await self._create_topics()
+        # The checks refresh the metadata of these topics only (the producer
+        # tracks the topics it sends to): all of a large cluster's would cost
+        # tens of milliseconds of parsing per check.
+        for topic in self.topics.values():
+            producer.client.add_topic(topic)
         self._connected.set()
         log.info("intake: connected to Kafka at %s", self.settings.kafka_bootstrap)
+
+    async def check(self) -> bool:
+        """True when the cluster answers a metadata request within the check timeout."""
+        producer = self._producer
+        if producer is None:
+            return False
+        try:
+            # The producer's own client and connections, the ones a send would use;
+            # the result is False when no broker answered.
+            return bool(await asyncio.wait_for(producer.client.force_metadata_update(), self.check_timeout))
+        except Exception:
+            return False
+
+    async def watch(self) -> None:
+        """Check the cluster every ``check_interval`` seconds and follow it (until cancelled)."""
+        while True:
+            await asyncio.sleep(self.check_interval)
+            await self.follow()
+
+    async def follow(self) -> bool:
+        """Check the cluster once and turn ready or not accordingly; True when it answered."""
+        answered = await self.check()
+        if answered and self._down.is_set():
+            self._down.clear()
+            log.warning("intake: Kafka at %s answers again", self.settings.kafka_bootstrap)
+        elif not answered and not self._down.is_set():
+            self._down.set()
+            log.warning(
+                "intake: Kafka at %s does not answer; answering 503 until it does",
+                self.settings.kafka_bootstrap,
+            )
+        return answered
 
     async def _create_topics(self, attempts: int = 5) -> None:
         """Create missing topics, like a worker does; retried, but never fatal."""
@@ -119,12 +173,28 @@ class KafkaSink:
         producer = self._producer
         if producer is None:
             raise SinkUnavailable(f"not connected to Kafka at {self.settings.kafka_bootstrap}")
+        if self._down.is_set():
+            raise SinkUnavailable(f"Kafka at {self.settings.kafka_bootstrap} does not answer")
+        sending = asyncio.ensure_future(self._send_all(producer, records, timestamp_ms))
+        went_down = asyncio.ensure_future(self._down.wait())
         try:
-            await asyncio.wait_for(self._send_all(producer, records, timestamp_ms), self.timeout)
-        except TimeoutError:
-            raise SinkUnavailable(f"Kafka did not acknowledge within {self.timeout:g} s") from None
-        except Exception as exc:
-            raise SinkUnavailable(f"Kafka refused the records: {type(exc).__name__}: {exc}") from None
+            # A write waits for its acknowledgements, the timeout, or the
+            # check finding the cluster gone, whichever comes first.
+            await asyncio.wait(
+                {sending, went_down}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            went_down.cancel()
+            finished = sending.done()
+            if not finished:
+                sending.cancel()  # the producer still delivers what it queued; the client sends again
+        if not finished:
+            if self._down.is_set():
+                raise SinkUnavailable(f"Kafka at {self.settings.kafka_bootstrap} stopped answering")
+            raise SinkUnavailable(f"Kafka did not acknowledge within {self.timeout:g} s")
+        error = sending.exception()
+        if error is not None:
+            raise SinkUnavailable(f"Kafka refused the records: {type(error).__name__}: {error}")
 
     async def _send_all(
         self, producer: AIOKafkaProducer, records: Sequence[Record], timestamp_ms: int

@@ -15,13 +15,16 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from pipeline.intake.events import Record
 from pipeline.intake.metrics import IntakeMetrics
-from pipeline.intake.server import RUNNER_OPTIONS, create_app
+from pipeline.intake.server import create_app, runner_options
 from pipeline.intake.sink import SinkUnavailable
+from pipeline.schemas import BAD_ROW, validate_record
 from pipeline.settings import Settings, load_settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -38,10 +41,14 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
 
 class MemorySink:
-    """An EventSink that keeps what it is given; ``fail`` makes it refuse like an unreachable store."""
+    """An EventSink that keeps what it is given; ``fail`` makes it refuse like an unreachable store.
+
+    Events go to ``records``; bad rows, checked against their schema, to ``bad_rows``.
+    """
 
     def __init__(self) -> None:
         self.records: list[Record] = []
+        self.bad_rows: list[dict[str, Any]] = []
         self.timestamps: list[int] = []
         self.ready = True
         self.fail: str | None = None
@@ -51,7 +58,13 @@ class MemorySink:
         self.writes += 1
         if self.fail:
             raise SinkUnavailable(self.fail)
-        self.records.extend(records)
+        for record in records:
+            if record.route == "bad":
+                row = orjson.loads(record.value)
+                assert validate_record(BAD_ROW, row) == []
+                self.bad_rows.append(row)
+            else:
+                self.records.append(record)
         self.timestamps.append(timestamp_ms)
 
 
@@ -60,16 +73,30 @@ def intake_settings(**env: str) -> Settings:
     return load_settings(dict(env))
 
 
+class IntakeTestServer(TestServer):
+    """A test server run with the intake's own runner options, as `rum-pipeline intake` runs it.
+
+    aiohttp's TestServer would otherwise cancel a handler when its client
+    hangs up, which the intake does not do.
+    """
+
+    def __init__(self, app: web.Application, options: dict[str, Any]) -> None:
+        super().__init__(app)
+        self.options = options
+
+    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        return web.AppRunner(self.app, **self.options)
+
+
 @asynccontextmanager
 async def intake(
     settings: Settings | None = None, sink: Any = None, metrics: IntakeMetrics | None = None
 ) -> AsyncIterator[TestClient]:
     """A running intake app on a loopback port and a client for it."""
-    app = create_app(settings or intake_settings(), sink if sink is not None else MemorySink(), metrics)
-    server = TestServer(app)
-    # Started here: the runner options (no automatic decompression) are
-    # start_server arguments; TestClient would start it without them.
-    await server.start_server(**RUNNER_OPTIONS)
+    settings = settings or intake_settings()
+    app = create_app(settings, sink if sink is not None else MemorySink(), metrics)
+    server = IntakeTestServer(app, runner_options(settings))
+    await server.start_server()
     async with TestClient(server) as client:
         yield client
 

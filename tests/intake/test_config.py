@@ -73,3 +73,21 @@ def test_values_from_the_process_environment(monkeypatch: pytest.MonkeyPatch) ->
     assert settings.intake_client_tokens == {"pub1": "shop", "pub2": "*"}
     assert settings.intake_trusted_proxies == (ipaddress.ip_network("10.0.0.0/8"),)
     assert settings.intake_cors_origins == ("https://shop.example",)
+
+
+def test_timeouts_share_and_check_interval() -> None:
+    settings = load_settings({})
+    assert (settings.intake_header_timeout, settings.intake_body_timeout) == (10.0, 20.0)
+    assert (settings.intake_client_in_flight_share, settings.intake_kafka_check_interval) == (0.25, 1.0)
+    with pytest.raises(ConfigError, match="RUM_INTAKE_CLIENT_IN_FLIGHT_SHARE"):
+        load_settings({"RUM_INTAKE_CLIENT_IN_FLIGHT_SHARE": "0"})
+    with pytest.raises(ConfigError, match="RUM_INTAKE_BODY_TIMEOUT"):
+        load_settings({"RUM_INTAKE_BODY_TIMEOUT": "-1"})
+
+
+def test_a_payload_limit_whose_bad_rows_would_not_fit_the_bad_topic_is_refused() -> None:
+    assert load_settings({"RUM_INTAKE_MAX_PAYLOAD_BYTES": "6000000"}).intake_max_payload_bytes == 6_000_000
+    with pytest.raises(ConfigError, match="at most 6000000"):
+        load_settings(
+            {"RUM_INTAKE_MAX_PAYLOAD_BYTES": "6000001", "RUM_INTAKE_MAX_IN_FLIGHT_BYTES": "99999999"}
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from pipeline.intake.events import Stamps, parse_actions, parse_ndjson, route_of
+from pipeline.intake.events import Stamps, array_elements, parse_actions, parse_ndjson, route_of
 
 STAMPS = Stamps(client_ip="81.2.69.142", user_agent="Mozilla/5.0 test", received_at=1_764_340_000_500)
 ACTION = {"type": "action", "date": 1, "session": {"id": "s-1"}, "action": {"target": {"name": "checkout"}}}
@@ -152,3 +152,41 @@ def test_env_service_and_version_come_from_ddtags_when_the_event_lacks_them() ->
     [record] = parse_ndjson(line(own), STAMPS, 1 << 20).records
     stamped = orjson.loads(record.value)
     assert stamped["env"] == "staging" and "service" not in stamped
+
+
+def test_refused_lines_keep_their_exact_bytes() -> None:
+    lines = [line(ACTION), b"{not json \xff", b"  [1, 2]  ", line({**ACTION, "context": {"pad": "x" * 300}})]
+    batch = parse_ndjson(b"\r\n".join(lines), STAMPS, 200)
+    assert [(r.position, r.payload) for r in batch.rejections] == [
+        (2, lines[1]),
+        (3, lines[2]),
+        (4, lines[3]),
+    ]
+
+
+def test_refused_array_elements_keep_their_exact_bytes() -> None:
+    body = b'[ {"type":"view"} ,\n  {"type": "action", "s": "a,]}\\"{"} , 7, {"type":"action"}\t]'
+    batch = parse_actions(body, STAMPS, 1 << 20)
+    assert [(r.position, r.payload) for r in batch.rejections] == [
+        (0, b'{"type":"view"}'),
+        (2, b"7"),
+    ]
+    single = parse_actions(b' {"type": "view"}\n', STAMPS, 1 << 20)
+    assert [(r.position, r.payload) for r in single.rejections] == [(0, b'{"type": "view"}')]
+
+
+@pytest.mark.parametrize(
+    ("body", "elements"),
+    [
+        (b"[]", []),
+        (b" [ ] ", []),
+        (b"[1]", [b"1"]),
+        (
+            b'["", {}, [], "\\\\", "\\"[", {"a": [1, {"b": ","}]}]',
+            [b'""', b"{}", b"[]", b'"\\\\"', b'"\\"["', b'{"a": [1, {"b": ","}]}'],
+        ),
+    ],
+)
+def test_array_elements(body: bytes, elements: list[bytes]) -> None:
+    assert array_elements(body) == elements
+    assert [orjson.loads(e) for e in elements] == orjson.loads(body)

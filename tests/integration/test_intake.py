@@ -7,6 +7,7 @@ import contextlib
 import json
 import signal
 import socket
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,8 +21,9 @@ import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from pipeline.badrows import original_payload
 from pipeline.intake.child import running_intake
-from pipeline.schemas import ENRICHED_ACTION, RAW_ACTION, SCHEMAS_DIR, validate_record
+from pipeline.schemas import BAD_ROW, ENRICHED_ACTION, RAW_ACTION, SCHEMAS_DIR, validate_record
 from pipeline.settings import Settings
 from pipeline.topics import BAD, ENRICHED, OTHER, RAW, topic_specs
 from tests.intake.conftest import FIXTURES, sdk_deflate
@@ -237,3 +239,67 @@ def test_proxy_mode_with_a_deflate_body_reaches_the_enriched_topic(
     assert validate_record(ENRICHED_ACTION, event) == []
     assert event["geo"]["country_iso_code"] == "GB"  # the trusted X-Forwarded-For address
     assert event["browser"]["name"] == "Chrome" and event["context"]["value"] == 42.12
+
+
+def test_refused_events_are_bad_rows_in_kafka_with_their_bytes(tmp_path: Path, intake_env: MakeEnv) -> None:
+    env = intake_env(RUM_IP_POLICY="truncate", RUM_INTAKE_MAX_EVENT_BYTES="4096")
+    settings = settings_from(env)
+    other_app = orjson.dumps({"type": "action", "application": {"id": "blog"}, "date": 1})
+    # The size-refused line: near the payload limit, control characters (six bytes
+    # each as JSON text), so its bad row must go as base64 to fit the bad topic.
+    huge = b'{"type":"action","pad":"' + b"\x01" * 5_000_000 + b'"}'
+    refused = [b"{not json \xff", b'"text"', huge, other_app]
+    body = b"\n".join([action(1), *refused, action(2)])
+    with running_intake(env, tmp_path / "intake.log") as intake:
+        answer = post(sdk_url(intake.url), body, local_addr=("127.0.0.2", 0))
+        assert answer.status == 202 and answer.body["rejected_count"] == 4
+        bad = consume(settings, settings.topic(BAD), 4, timeout=30)
+        raw = consume(settings, settings.topic(RAW), 2, timeout=30)
+    assert len(bad) == 4 and len(raw) == 2
+    rows = sorted((orjson.loads(r.value) for r in bad), key=lambda row: row["source"]["intake"]["line"])
+    for row, line, payload in zip(rows, [2, 3, 4, 5], refused, strict=True):
+        assert validate_record(BAD_ROW, row) == []
+        assert original_payload(row) == payload
+        assert row["kind"] == "intake"
+        intake_source = row["source"]["intake"]
+        assert intake_source["line"] == line and intake_source["endpoint"] == "/api/v2/rum"
+        assert (intake_source["application"], intake_source["client_ip"]) == (APPLICATION, "127.0.0.0")
+    assert [row["source"]["intake"]["reason"] for row in rows] == ["parse", "schema", "size", "application"]
+    assert len({r.value for r in bad}) == 4 and all(r.key is None for r in bad)
+
+
+def test_stalled_uploads_do_not_keep_others_out(tmp_path: Path, intake_env: MakeEnv) -> None:
+    """200 connections announce 5,162,220 bytes and send none; a normal client is still served."""
+    env = intake_env(RUM_INTAKE_BODY_TIMEOUT="5")
+    settings = settings_from(env)
+    head = (
+        f"POST /api/v2/rum?ddsource=browser&dd-api-key={TOKEN} HTTP/1.1\r\nHost: intake\r\n"
+        "Content-Type: text/plain\r\nContent-Length: 5162220\r\n\r\n"
+    ).encode()
+
+    async def scenario(url: str) -> tuple[list[bytes], Answer, float]:
+        host, port = url.removeprefix("http://").split(":")
+        stalled = []
+        for _ in range(200):
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(head)
+            stalled.append((reader, writer))
+        await asyncio.sleep(0.5)  # they have all reached the intake
+        started = time.monotonic()
+        answer = await asyncio.wait_for(_post(sdk_url(url), action(7), local_addr=("127.0.0.2", 0)), 30)
+        took = time.monotonic() - started
+        answers = await asyncio.wait_for(asyncio.gather(*(r.read() for r, _ in stalled)), 120)
+        for _, writer in stalled:
+            writer.close()
+        return answers, answer, took
+
+    with running_intake(env, tmp_path / "intake.log") as intake:
+        answers, answer, took = asyncio.run(scenario(intake.url))
+        records = consume(settings, settings.topic(RAW), 1, timeout=30)
+        metrics = asyncio.run(_get(f"{intake.url}/metrics"))[1]
+    print(f"\nthe normal client's 202 took {took:.3f} s next to 200 stalled uploads")
+    assert answer.status == 202
+    assert all(a.startswith(b"HTTP/1.1 408 ") for a in answers)  # answered, then closed (read() ended)
+    assert [orjson.loads(r.value)["context"]["n"] for r in records] == [7]
+    assert 'rum_intake_requests_total{endpoint="rum",status="408"} 200.0' in metrics
+    assert "Traceback" not in intake.output()
