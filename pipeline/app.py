@@ -15,11 +15,12 @@ import faust
 from faust.types import TP
 from mode.supervisors import CrashingSupervisor
 
+from pipeline.clock import now_ms
 from pipeline.kafka_auth import broker_credentials
 from pipeline.metrics import FaustProbe, WorkerMetrics
 from pipeline.outputs import PartitionWriters
 from pipeline.partitioning import KeyPartitioner
-from pipeline.process import Processor, now_ms
+from pipeline.process import Processor
 from pipeline.rollups.config import default_config_path, load_rollup_config
 from pipeline.rollups.stage import RollupStage
 from pipeline.settings import Settings, load_settings

@@ -430,7 +430,7 @@ def recover(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from pipeline.process import now_ms
+    from pipeline.clock import now_ms
     from pipeline.recover import Checker, Planner, Selection, compile_error_pattern, load_patch, parse_time
     from pipeline.recover_run import render, run_recovery
 

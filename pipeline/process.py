@@ -6,7 +6,6 @@ enriched action or a bad row, and never raises. Agents are thin loops over it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,14 +14,16 @@ import orjson
 
 from pipeline import PROCESSOR_NAME, __version__
 from pipeline.badrows import BadRowKind, make_bad_row
+from pipeline.clock import now_ms
 from pipeline.enrich import Enrichment, build_enrichments
 from pipeline.enrich.base import Warning
+from pipeline.rollups.windows import FUTURE_TOLERANCE_MS
 from pipeline.settings import Settings
 from pipeline.validate import Failure, RawValidator
 
 _PROCESSOR = {"name": PROCESSOR_NAME, "version": __version__}
 #: Actions dated further ahead of their receive time than this are bad rows.
-FUTURE_LIMIT_MS = 24 * 3600 * 1000
+FUTURE_LIMIT_MS = FUTURE_TOLERANCE_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +43,6 @@ class Output:
     def enriched(self) -> bool:
         """True for an enriched action, False for a bad row."""
         return self.bad_kind is None
-
-
-def now_ms() -> int:
-    """Wall-clock time in epoch milliseconds."""
-    return time.time_ns() // 1_000_000
 
 
 class Processor:

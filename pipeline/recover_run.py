@@ -33,6 +33,7 @@ from rich.table import Table
 
 from pipeline.admin import check_reachable, create_topics
 from pipeline.badrows import original_payload
+from pipeline.clock import now_ms as _now_ms
 from pipeline.consume import make_reader, topic_partitions
 from pipeline.errors import PipelineError
 from pipeline.kafka_auth import client_kwargs
@@ -60,10 +61,6 @@ _STALL = 60.0
 def transactional_id(settings: Settings) -> str:
     """The one transactional id of recovery runs: a new run fences any run still going."""
     return f"{settings.topic_prefix}{settings.app_id}.recover"
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 async def _read(

@@ -31,6 +31,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from pipeline.clock import now_ms
 from pipeline.intake.body import BodyError, content_encoding, decompress
 from pipeline.intake.budget import ByteBudget, client_key
 from pipeline.intake.clientip import client_ip
@@ -82,11 +83,6 @@ def runner_options(settings: Settings) -> dict[str, Any]:
 
 
 _BUDGET: web.AppKey[ByteBudget] = web.AppKey("budget", ByteBudget)
-
-
-def now_ms() -> int:
-    """Wall-clock time in epoch milliseconds."""
-    return time.time_ns() // 1_000_000
 
 
 def _error(status: int, message: str, retry_after: int | None = None) -> web.Response:

@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from pipeline.clock import now_ms
 from pipeline.consume import make_reader, topic_partitions
 from pipeline.outputs import Outputs, PartitionWriters
 from pipeline.rollups.config import RollupConfig
@@ -42,11 +43,6 @@ log = logging.getLogger(__name__)
 
 #: Records of one partition as read: (key, value), value None for a tombstone.
 Chunk = list[tuple[bytes, bytes | None]]
-
-
-def now_ms() -> int:
-    """Wall-clock time in epoch milliseconds."""
-    return time.time_ns() // 1_000_000
 
 
 class TopicReader:

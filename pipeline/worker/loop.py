@@ -21,8 +21,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pipeline.clock import now_ms
 from pipeline.outputs import Fenced, Outputs, PartitionWriters
-from pipeline.process import Processor, now_ms
+from pipeline.process import Processor
 from pipeline.rollups.stage import RollupStage
 from pipeline.worker.tasks import PartitionTasks
 
