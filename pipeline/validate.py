@@ -24,6 +24,8 @@ FailureKind = Literal["parse", "schema", "size"]
 #: digits. Those have at least 19 digits (negative) or 20; the preceding
 #: ':', '[' or ',' skips most digit runs inside strings (ids, URLs).
 _BIG_INTEGER = re.compile(rb"[:\[,]\s*(?:-\d{19}|\d{20})")
+_DIGITS_TO_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else 0x78 for b in range(256))
+_NINETEEN_DIGITS = b"0" * 19
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
 #: Big integers named one by one in the warnings; the rest are counted.
@@ -140,7 +142,9 @@ class RawValidator:
         where a number is required. Payloads without one are returned as is,
         at the cost of one regex scan.
         """
-        if _BIG_INTEGER.search(payload) is None:
+        # A C-speed scan for 19 digits in a row first: the regex alone costs
+        # ~30 ns a byte on digit-rich payloads, more than the rest of a clean action.
+        if _NINETEEN_DIGITS not in payload.translate(_DIGITS_TO_ZERO) or _BIG_INTEGER.search(payload) is None:
             return event
         # Reached only after check() bounded the depth, so the recursive
         # standard parser cannot hit the recursion limit.

@@ -21,7 +21,9 @@ Limits, each reported as a warning in ``pipeline.warnings`` (the action is kept)
 - ``user:password@`` in ``view.url`` or ``view.referrer`` is removed from the
   value itself, as Datadog does: no downstream copy keeps the credentials;
 - a URL longer than ``MAX_URL_CHARS`` gives the ``url_*`` fields of its first
-  ``MAX_URL_CHARS`` characters (``view.url`` itself is kept whole);
+  ``MAX_URL_CHARS`` characters (``view.url`` itself is kept whole), and one
+  with more than ``MAX_QUERY_PAIRS`` query parameters those of the URL up to
+  the last parameter read;
 - ``url_query`` keeps the first parameters only, as many as leave the action
   within ``max_attributes`` attributes once the enrichments' own fields
   (``ENRICHMENT_ATTRIBUTES``) are counted.
@@ -40,6 +42,9 @@ from pipeline.settings import Settings
 #: Characters of a URL the ``url_*`` fields are derived from. Each field is
 #: then at most this long, so enrichment adds a bounded amount to an action.
 MAX_URL_CHARS = 16 * 1024
+#: Query parameters read at most; with the attribute limit this bounds the
+#: work of a query of thousands of repeated keys (a list each).
+MAX_QUERY_PAIRS = 1000
 #: Attributes kept free for the fields the enrichments and the pipeline add
 #: (view.url_*, geo, browser, os, device, pipeline and a few warnings).
 ENRICHMENT_ATTRIBUTES = 64
@@ -91,6 +96,13 @@ def query_object(query: str) -> dict[str, str | list[str]]:
     Pairs are those of ``urllib.parse.parse_qsl(query, keep_blank_values=True)``,
     computed without decoding the (usual) parts that need none.
     """
+    if "%" not in query and "+" not in query:
+        # Nothing to decode: when no key repeats (the usual case) the dict
+        # is built in C; a repeated key falls through to the loop below.
+        pairs = [pair.partition("=") for pair in query.split("&") if pair]
+        simple: dict[str, str | list[str]] = {key: value for key, _, value in pairs}
+        if len(simple) == len(pairs):
+            return simple
     params: dict[str, str | list[str]] = {}
     for pair in query.split("&"):
         if not pair:
@@ -249,6 +261,17 @@ class PageEnrichment:
                 f"URL is {len(url)} characters; the url_* fields describe its first {MAX_URL_CHARS}",
             )
             url = url[:MAX_URL_CHARS]
+        mark = url.find("?")
+        if mark != -1 and url.count("&", mark) >= MAX_QUERY_PAIRS:
+            pairs = url[mark + 1 :].split("&", MAX_QUERY_PAIRS)
+            if len(pairs) > MAX_QUERY_PAIRS:
+                self._warn(
+                    warnings,
+                    "view.url",
+                    f"URL has more than {MAX_QUERY_PAIRS} query parameters; "
+                    f"the url_* fields describe it up to parameter {MAX_QUERY_PAIRS}",
+                )
+                url = url[: mark + 1] + "&".join(pairs[:MAX_QUERY_PAIRS])
         try:
             fields = url_fields(url)
         except ValueError as exc:
