@@ -226,17 +226,15 @@ class GeoEnrichment:
         return self._path
 
     def _resolve(self, ip: str) -> _Result:
-        """The cached result for ``ip``; resolved and remembered on a miss."""
-        cache = self._cache
-        found = cache.get(ip)
-        if found is not None:
-            return found
-        result = self._resolve_uncached(ip)
-        cost = strings_cost([ip])
-        if type(result) is dict:
-            cost += _GEO_COST + strings_cost(v for v in result.values() if type(v) is str)
-        cache.put(ip, result, cost)
-        return result
+        """The result for ``ip`` through the cache; no address is longer than MAX_IP_CHARS."""
+        if len(ip) > MAX_IP_CHARS:
+            return _MALFORMED  # neither parsed nor cached: huge strings cannot fill memory
+        found = self._cache.get(ip)
+        if found is None:
+            found = self._resolve_uncached(ip)
+            strings = [ip, *(v for v in found.values() if type(v) is str)] if type(found) is dict else [ip]
+            self._cache.put(ip, found, strings_cost(strings) + (_GEO_COST if type(found) is dict else 0))
+        return found
 
     def _resolve_uncached(self, ip: str) -> _Result:
         try:
@@ -285,13 +283,6 @@ class GeoEnrichment:
         if not isinstance(ip, str):
             counts["malformed_ip"] += 1
             warnings.append(self._warning(f"expected an IP address string, got {type(ip).__name__}"))
-            return
-        if len(ip) > MAX_IP_CHARS:
-            # No address is that long: neither parsed nor cached, so a client
-            # cannot fill memory with distinct huge strings.
-            counts["malformed_ip"] += 1
-            message = f"not a valid IPv4 or IPv6 address (string of {len(ip)} characters)"
-            warnings.append(self._warning(message))
             return
         try:
             result = self._resolve(ip)
