@@ -32,6 +32,7 @@ Limits, each reported as a warning in ``pipeline.warnings`` (the action is kept)
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
@@ -98,12 +99,13 @@ def query_object(query: str) -> dict[str, str | list[str]]:
     """
     if "%" not in query and "+" not in query:
         # Nothing to decode: when no key repeats (the usual case) the dict
-        # is built in C; a repeated key falls through to the loop below.
+        # is built in C; otherwise the pairs already split are grouped.
         pairs = [pair.partition("=") for pair in query.split("&") if pair]
         simple: dict[str, str | list[str]] = {key: value for key, _, value in pairs}
         if len(simple) == len(pairs):
             return simple
-    params: dict[str, str | list[str]] = {}
+        return _grouped((key, value) for key, _, value in pairs)
+    decoded = []
     for pair in query.split("&"):
         if not pair:
             continue
@@ -112,13 +114,22 @@ def query_object(query: str) -> dict[str, str | list[str]]:
             key = unquote(key.replace("+", " "))
         if "%" in value or "+" in value:
             value = unquote(value.replace("+", " "))
-        previous = params.get(key)
+        decoded.append((key, value))
+    return _grouped(decoded)
+
+
+def _grouped(pairs: Iterable[tuple[str, str]]) -> dict[str, str | list[str]]:
+    """``{key: value}``, a repeated key mapping to the list of its values, in order."""
+    params: dict[str, str | list[str]] = {}
+    get = params.get
+    for key, value in pairs:
+        previous = get(key)
         if previous is None:
             params[key] = value
-        elif isinstance(previous, list):
+        elif type(previous) is list:
             previous.append(value)
         else:
-            params[key] = [previous, value]
+            params[key] = [previous, value]  # type: ignore[list-item]
     return params
 
 
