@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 #: The benchmarks also need the bench extra (the Quix Streams peer): a stamp of their own.
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: help run test test-unit broker broker-stop topics lint bench-enrich bench-intake bench-placement bench-paired bench-query bench-peers bench chaos install kcat browser
+.PHONY: help run test test-unit broker broker-stop topics lint bench-enrich bench-intake bench-placement bench-paired bench-query bench-peers bench-hostile bench chaos fuzz install kcat browser
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -55,6 +55,13 @@ lint: $(STAMP)  ## ruff and mypy
 
 bench-enrich: broker  ## benchmark the enrichment hot path and one worker against a plain aiokafka pass-through
 	$(PY) bench/enrich.py
+
+FUZZ_SECONDS ?= 600
+fuzz: $(STAMP)  ## fuzz the processor and the intake's parsing for FUZZ_SECONDS (600); findings kept in tests/fuzz/corpus
+	PYTHONPATH=. $(PY) -m tests.fuzz.campaign --seconds $(FUZZ_SECONDS)
+
+bench-hostile: $(STAMP)  ## each hostile input class against clean traffic, 10,000 actions: throughput ratio and RSS (BENCH_HOSTILE_ARGS)
+	PYTHONPATH=. $(PY) bench/hostile.py $(BENCH_HOSTILE_ARGS)
 
 bench-intake: broker  ## load-test the HTTP intake (~30 s): requests/s, events/s, p99, acknowledged = in Kafka
 	$(PY) bench/intake.py $(BENCH_INTAKE_ARGS)

@@ -19,11 +19,19 @@ from pipeline.enrich import Enrichment, build_enrichments
 from pipeline.enrich.base import Warning
 from pipeline.rollups.windows import FUTURE_TOLERANCE_MS
 from pipeline.settings import Settings
+from pipeline.topics import ENRICHED_MAX_MESSAGE_BYTES
 from pipeline.validate import Failure, RawValidator
 
 _PROCESSOR = {"name": PROCESSOR_NAME, "version": __version__}
 #: Actions dated further ahead of their receive time than this are bad rows.
 FUTURE_LIMIT_MS = FUTURE_TOLERANCE_MS
+#: Largest enriched action (value plus key) written. Below the enriched
+#: topic's limit by room for the record framing and for what the late topic
+#: adds around an action. Enrichment adds a bounded amount to an action at the
+#: raw size limit, so this only catches a raw limit set far above the default.
+MAX_ENRICHED_BYTES = ENRICHED_MAX_MESSAGE_BYTES - 64 * 1024
+#: Warning messages longer than this are cut (some quote the input they concern).
+MAX_WARNING_CHARS = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +96,11 @@ class Processor:
             checked = self.validator.check(payload)
             if isinstance(checked, Failure):
                 return self._bad(checked.kind, checked.errors, payload, key, topic, partition, offset)
-            event: dict[str, Any] = checked
+            warnings: list[Warning] = []
+            exact = self.validator.exact_integers(payload, checked, warnings)
+            if isinstance(exact, Failure):
+                return self._bad(exact.kind, exact.errors, payload, key, topic, partition, offset)
+            event: dict[str, Any] = exact
             if event["date"] > received + FUTURE_LIMIT_MS:
                 # A clock this far ahead would open windows nobody will ever close.
                 future = [("$.date", f"date is more than 24 h after the receive time ({received} ms)")]
@@ -96,9 +108,11 @@ class Processor:
             if seen is not None and seen(event):
                 self.counts["duplicates"] += 1
                 return Output(b"", duplicate=True, date=event["date"])
-            warnings: list[Warning] = []
             for enrichment in self.enrichments:
                 enrichment.enrich(event, warnings)
+            for warning in warnings:
+                if len(warning["message"]) > MAX_WARNING_CHARS:
+                    warning["message"] = warning["message"][:MAX_WARNING_CHARS] + "… (cut)"
             event["pipeline"] = {
                 "processor": _PROCESSOR,
                 "received_at": received,
@@ -107,6 +121,12 @@ class Processor:
                 "warnings": warnings,
             }
             value = orjson.dumps(event)
+            size = len(value) + (0 if key is None else len(key))
+            if size > MAX_ENRICHED_BYTES:
+                # Cannot be written whole, and cutting an action down is no
+                # enrichment: it goes to the bad topic, whose rows always fit.
+                too_big = [("$", f"enriched action is {size} bytes, more than {MAX_ENRICHED_BYTES}")]
+                return self._bad("size", too_big, payload, key, topic, partition, offset)
         except Exception as exc:
             # A bug or an unforeseen input in an enrichment must not lose the
             # action: it becomes a replayable bad row with the original bytes.

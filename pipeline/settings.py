@@ -75,7 +75,13 @@ class Settings(BaseSettings):
         IpPolicy.keep, description="keep, truncate (IPv4 /24, IPv6 /48) or drop the client IP."
     )
     ua_cache_size: int = Field(10000, ge=0, description="User agents kept in the parse cache (LRU).")
+    ua_cache_bytes: int = Field(
+        64 * 1024 * 1024, ge=0, description="Bytes the user-agent parse cache may hold (LRU; 0 = no cache)."
+    )
     ip_cache_size: int = Field(50000, ge=0, description="IP addresses kept in the geo cache (LRU).")
+    ip_cache_bytes: int = Field(
+        32 * 1024 * 1024, ge=0, description="Bytes the geo cache may hold (LRU; 0 = no cache)."
+    )
     max_message_bytes: int = Field(
         1024 * 1024, ge=1, description="Raw messages larger than this are bad rows (kind size)."
     )

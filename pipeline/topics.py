@@ -28,7 +28,16 @@ RECOVERED = "rum.internal.recovered"
 # the worker so that they become bad rows of kind "size" instead of being
 # refused at produce time. Bad rows carry the original payload, so they need
 # the same room (plus the base64 overhead).
-_LARGE = str(8 * 1024 * 1024)
+LARGE_MESSAGE_BYTES = 8 * 1024 * 1024
+_LARGE = str(LARGE_MESSAGE_BYTES)
+#: The bad topic's ``max.message.bytes``: every bad row (with its Kafka key)
+#: is built to fit it, truncating the original payload when it must.
+BAD_MAX_MESSAGE_BYTES = LARGE_MESSAGE_BYTES
+#: The enriched topic's ``max.message.bytes``, set explicitly so that a
+#: cluster left at Kafka's 1 MB default still takes the largest enriched
+#: action (a raw action at the size limit plus what enrichment adds, which is
+#: bounded: see docs/enrichment.md).
+ENRICHED_MAX_MESSAGE_BYTES = LARGE_MESSAGE_BYTES
 
 
 @dataclass(frozen=True)
@@ -50,7 +59,11 @@ class TopicSpec:
 
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(RAW, "raw actions from the intake and direct producers", configs={"max.message.bytes": _LARGE}),
-    TopicSpec(ENRICHED, "validated actions with page, geo and browser context"),
+    TopicSpec(
+        ENRICHED,
+        "validated actions with page, geo and browser context",
+        configs={"max.message.bytes": str(ENRICHED_MAX_MESSAGE_BYTES)},
+    ),
     TopicSpec(
         BAD,
         "rejected inputs as typed bad rows with their original bytes",
@@ -58,7 +71,12 @@ TOPICS: tuple[TopicSpec, ...] = (
     ),
     TopicSpec(FACETS, "facet index upserts: distinct values with counts per window", compacted=True),
     TopicSpec(ROLLUPS, "measure rollup upserts per rollup, group and window", compacted=True),
-    TopicSpec(LATE, "actions too late (or too far in the future) for a window, with the reasons"),
+    TopicSpec(
+        LATE,
+        "actions too late (or too far in the future) for a window, with the reasons",
+        # Late records carry a whole enriched action.
+        configs={"max.message.bytes": str(ENRICHED_MAX_MESSAGE_BYTES)},
+    ),
     TopicSpec(
         OTHER,
         "intake: RUM events other than custom actions, kept as received (plus intake stamps)",

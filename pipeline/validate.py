@@ -8,6 +8,8 @@ Everything expensive (the compiled schema) is built once, in the constructor.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -16,6 +18,37 @@ import orjson
 from pipeline.schemas import RAW_ACTION, json_path, json_type, schema_errors, validator
 
 FailureKind = Literal["parse", "schema", "size"]
+
+#: An integer literal orjson cannot hold exactly: it reads integers in
+#: [-2**63, 2**64 - 1] exactly and any other one as a float, silently losing
+#: digits. Those have at least 19 digits (negative) or 20; the preceding
+#: ':', '[' or ',' skips most digit runs inside strings (ids, URLs).
+_BIG_INTEGER = re.compile(rb"[:\[,]\s*(?:-\d{19}|\d{20})")
+_DIGITS_TO_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else 0x78 for b in range(256))
+_NINETEEN_DIGITS = b"0" * 19
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+#: Big integers named one by one in the warnings; the rest are counted.
+_LISTED_BIG_INTEGERS = 10
+#: Name under which the validator's own warnings appear in ``pipeline.warnings``.
+WARNING_SOURCE = "validate"
+
+
+class _IntegerText(str):
+    """The decimal text of an integer beyond orjson's range, marked for the walk that reports it."""
+
+    __slots__ = ()
+
+
+def _int_or_text(text: str) -> int | str:
+    # Python refuses to convert more than 4300 digits: such a literal stays text too.
+    if len(text) < 19:
+        return int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        return _IntegerText(text)
+    return value if _INT_MIN <= value <= _INT_MAX else _IntegerText(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +96,12 @@ class RawValidator:
         try:
             obj = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
-            return self._parse_failure(payload, exc)
+            # orjson refuses integers beyond a double's range as "infinity":
+            # valid JSON all the same, kept exactly by exact_integers().
+            exact = _exact_parse(payload) if "infinity" in exc.msg else None
+            if exact is None:
+                return self._parse_failure(payload, exc)
+            obj = exact
         if type(obj) is not dict:
             return Failure(
                 "schema", [("$", f"expected a JSON object at the top level, got {json_type(obj)}")]
@@ -89,6 +127,53 @@ class RawValidator:
         if type(date) is float:
             obj["date"] = int(date)
         return obj
+
+    def exact_integers(
+        self, payload: bytes, event: dict[str, Any], warnings: list[dict[str, str]]
+    ) -> dict[str, Any] | Failure:
+        """``event`` (as :meth:`check` returned it) with integers beyond 64 bits kept exactly.
+
+        orjson would turn ``123456789012345678901234567890`` into
+        ``1.2345678901234568e+29``. When the payload holds such a literal, it
+        is parsed again with the standard library, every such integer
+        becomes its decimal text (a string: JSON consumers in most languages
+        cannot hold the number either) and a warning names its path. The
+        result is checked against the schema again, since a string may stand
+        where a number is required. Payloads without one are returned as is,
+        at the cost of one regex scan.
+        """
+        # A C-speed scan for 19 digits in a row first: the regex alone costs
+        # ~30 ns a byte on digit-rich payloads, more than the rest of a clean action.
+        if _NINETEEN_DIGITS not in payload.translate(_DIGITS_TO_ZERO) or _BIG_INTEGER.search(payload) is None:
+            return event
+        # Reached only after check() bounded the depth, so the recursive
+        # standard parser cannot hit the recursion limit.
+        exact = json.loads(payload, parse_int=_int_or_text, parse_float=_finite, parse_constant=_no_constant)
+        paths = _replace_integer_texts(exact)
+        if not paths:
+            return event  # the digits were inside strings
+        if not self._validator.is_valid(exact):
+            return Failure("schema", schema_errors(RAW_ACTION, exact))
+        if type(exact["date"]) is float:
+            exact["date"] = int(exact["date"])  # as check() does
+        for path in paths[:_LISTED_BIG_INTEGERS]:
+            warnings.append(
+                {
+                    "enrichment": WARNING_SOURCE,
+                    "path": json_path(path)[2:],
+                    "message": "integer beyond 64 bits kept exactly as its decimal text (a string)",
+                }
+            )
+        if len(paths) > _LISTED_BIG_INTEGERS:
+            warnings.append(
+                {
+                    "enrichment": WARNING_SOURCE,
+                    "path": "",
+                    "message": f"{len(paths) - _LISTED_BIG_INTEGERS} more integers beyond 64 bits "
+                    "kept as decimal text",
+                }
+            )
+        return exact
 
     def _parse_failure(self, payload: bytes, exc: orjson.JSONDecodeError) -> Failure:
         if "depth" in exc.msg or "recursion" in exc.msg:
@@ -154,3 +239,43 @@ def _path_deeper_than(obj: dict[str, Any], max_depth: int) -> list[str | int]:
             if type(child) is dict or type(child) is list:
                 stack.append((child, [*path, key]))
     return []
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError("number is infinity when parsed as double")
+    return value
+
+
+def _no_constant(text: str) -> Any:
+    raise ValueError(f"{text} is not JSON")
+
+
+def _exact_parse(payload: bytes) -> Any:
+    """``payload`` parsed by the standard library with big integers as text; None if that fails too.
+
+    Floats beyond a double's range stay a parse failure: no exact form exists.
+    """
+    try:
+        return json.loads(payload, parse_int=_int_or_text, parse_float=_finite, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _replace_integer_texts(obj: dict[str, Any]) -> list[list[str | int]]:
+    """Turn every :class:`_IntegerText` in ``obj`` into a plain string; return their paths."""
+    found: list[list[str | int]] = []
+    stack: list[tuple[Any, list[str | int]]] = [(obj, [])]
+    while stack:
+        node, path = stack.pop()
+        items = node.items() if type(node) is dict else enumerate(node)
+        for key, child in items:
+            kind = type(child)
+            if kind is _IntegerText:
+                node[key] = str(child)
+                found.append([*path, key])
+            elif kind is dict or kind is list:
+                stack.append((child, [*path, key]))
+    found.sort(key=lambda p: [str(x) for x in p])
+    return found

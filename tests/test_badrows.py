@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import time
 
 import orjson
@@ -11,7 +12,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import pipeline
-from pipeline.badrows import decode_bytes, make_bad_row, original_key, original_payload
+from pipeline.badrows import (
+    MAX_BAD_ROW_BYTES,
+    MAX_ERRORS,
+    blob_data,
+    decode_bytes,
+    make_bad_row,
+    original_key,
+    original_payload,
+)
 from pipeline.errors import PipelineError
 from pipeline.schemas import BAD_ROW, validate_record
 from pipeline.validate import Failure, RawValidator
@@ -127,3 +136,58 @@ def test_round_trip_is_byte_exact_and_schema_valid(
     assert original_payload(received) == payload
     assert original_key(received) == key
     assert received["payload"]["size"] == len(payload)
+
+
+def assert_fits_and_truthful(row: dict, payload: bytes, key: bytes | None, max_bytes: int) -> None:
+    """The row fits with its key; the payload is whole, or a true prefix with the whole's size and hash."""
+    assert validate_record(BAD_ROW, row) == []
+    assert len(orjson.dumps(row)) + len(key or b"") <= max_bytes
+    blob = orjson.loads(orjson.dumps(row))["payload"]
+    assert blob["size"] == len(payload)
+    if blob.get("truncated"):
+        assert payload.startswith(blob_data(blob))
+        assert blob["sha256"] == hashlib.sha256(payload).hexdigest()
+        with pytest.raises(PipelineError, match="only the first"):
+            original_payload(row)
+    else:
+        assert original_payload(row) == payload
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"\xff" * 6_500_000, b"\x01" * 1_500_000, b'"' * 8_000_000, "é".encode() * 4_000_000],
+    ids=["non-UTF-8 bytes (base64)", "control bytes", "quotes", "two-byte characters"],
+)
+def test_bad_rows_of_the_largest_inputs_fit_the_bad_topic(payload: bytes) -> None:
+    row = make_bad_row("size", [("$", "too large")], payload, "rum.actions.raw", 0, 1, b"s-1")
+    assert_fits_and_truthful(row, payload, b"s-1", MAX_BAD_ROW_BYTES)
+
+
+def test_control_bytes_go_base64_rather_than_sixfold_escaped() -> None:
+    payload = b"\x01" * 1_500_000
+    row = make_bad_row("parse", [("$", "x")], payload, "rum.actions.raw", 0, 1, None)
+    assert row["payload"]["encoding"] == "base64"
+    assert "truncated" not in row["payload"]  # 2 MB of base64 fits whole
+    assert original_payload(row) == payload
+
+
+@given(
+    payload=st.binary(max_size=3000) | st.text(max_size=1000).map(str.encode),
+    key=st.none() | st.binary(max_size=300),
+    max_bytes=st.integers(min_value=1200, max_value=4000),
+)
+def test_truncation_always_fits_and_keeps_a_true_prefix(
+    payload: bytes, key: bytes | None, max_bytes: int
+) -> None:
+    row = make_bad_row("size", ERRORS, payload, "rum.actions.raw", 0, 1, key, max_bytes=max_bytes)
+    assert_fits_and_truthful(row, payload, key, max_bytes)
+
+
+def test_errors_are_bounded_in_number_and_length_and_say_so() -> None:
+    errors = [(f"$.context.k{i}", "x" * 10_000) for i in range(5000)]
+    row = make_bad_row("schema", errors, b"{}", "rum.actions.raw", 0, 1, None)
+    assert validate_record(BAD_ROW, row) == []
+    assert len(row["errors"]) == MAX_ERRORS
+    assert row["errors"][-1] == {"path": "$", "message": f"{5000 - MAX_ERRORS + 1} more errors not listed"}
+    assert row["errors"][0]["message"].endswith("(cut: 10000 characters in all)")
+    assert len(orjson.dumps(row)) < 300_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.badrows import original_payload
-from pipeline.process import Processor
+from pipeline.badrows import MAX_BAD_ROW_BYTES, blob_data, original_payload
+from pipeline.process import MAX_ENRICHED_BYTES, Processor
 from pipeline.schemas import validate_record
 from pipeline.settings import load_settings
+from tests.fuzz import hostile
 
 json_scalars = (
     st.none()
@@ -159,3 +161,118 @@ def test_an_action_from_the_far_future_is_a_bad_row(processor: Processor) -> Non
         assert out.bad_kind == kind, date
         if kind:
             assert orjson.loads(out.value)["errors"][0]["path"] == "$.date"
+
+
+# One regression test per hostile input class (tests/fuzz/hostile.py): the action keeps flowing
+# with the warning that says what was cut or changed, and every output fits its topic.
+EXPECTED: dict[str, tuple[list[str], dict[str, Any]]] = {
+    "ua_absurd_version": (["browser.version_major"], {"browser.name": "Chrome"}),
+    "ua_huge_non_ascii": (["http.useragent"], {"device.type": "other"}),
+    "ua_distinct": ([], {"browser.name": "Chrome"}),
+    "ip_huge": (["network.client.ip", "network.client.ip"], {}),
+    "ip_distinct": ([], {"network.client.ip": "2001:480::"}),
+    "big_integers": (["context.items[0]", "context.n"], {"context.n": str(10**29)}),
+    "url_credentials": (["view.url"], {"view.url": "https://shop.example/cart?x=0"}),
+    "url_idna": (
+        [],
+        {"view.url_host": "xn--bcher-kva.example", "view.referrer_host": "xn--bcher-kva.example"},
+    ),
+    "url_backslash": ([], {"view.url_host": "shop.example", "view.url_path": "/evil.example/0/x"}),
+    "url_many_parameters": (["view.url", "view.url_query"], {"view.url_host": "shop.example"}),
+    "url_huge": (["view.url"], {"view.url_host": "shop.example"}),
+}
+
+
+def _at(record: dict[str, Any], dotted: str) -> Any:
+    value: Any = record
+    for part in dotted.split("."):
+        value = value[part]
+    return value
+
+
+@pytest.mark.parametrize("name", sorted(hostile.CLASSES))
+def test_each_hostile_class(processor: Processor, name: str) -> None:
+    payload = hostile.CLASSES[name](0, 200_000)
+    out = processor.process(payload, key=b"s-0", topic="raw", partition=0, offset=1)
+    assert len(out.value) + 3 <= MAX_ENRICHED_BYTES
+    record = orjson.loads(out.value)
+    if name not in hostile.KEPT:
+        assert out.bad_kind is not None
+        assert validate_record("bad-row.v1", record) == []
+        assert original_payload(record) == payload
+        return
+    assert out.enriched, record
+    assert validate_record("enriched-action.v1", record) == []
+    paths, values = EXPECTED[name]
+    assert sorted(w["path"] for w in record["pipeline"]["warnings"]) == paths
+    for dotted, value in values.items():
+        assert _at(record, dotted) == value
+    assert len(out.value) < len(payload) + 120_000  # enrichment adds a bounded amount
+
+
+def test_an_enriched_action_over_the_topic_limit_is_a_truncated_bad_row(test_mmdb: Path) -> None:
+    processor = Processor(
+        load_settings({"RUM_GEOIP_DATABASE": str(test_mmdb), "RUM_MAX_MESSAGE_BYTES": str(16 << 20)})
+    )
+    payload = hostile.url_huge(0, 9_000_000)
+    out = processor.process(payload, key=b"s-0", topic="raw", partition=0, offset=1)
+    row = orjson.loads(out.value)
+    assert out.bad_kind == "size"
+    assert row["errors"][0]["message"].startswith("enriched action is ")
+    assert validate_record("bad-row.v1", row) == []
+    assert row["payload"]["truncated"] is True
+    assert row["payload"]["size"] == len(payload)
+    assert row["payload"]["sha256"] == hashlib.sha256(payload).hexdigest()
+    assert payload.startswith(blob_data(row["payload"]))
+    assert len(out.value) + 3 <= MAX_BAD_ROW_BYTES
+
+
+@pytest.mark.parametrize(
+    ("literal", "kept"),
+    [
+        (b"123456789012345678901234567890", "123456789012345678901234567890"),
+        (b"-9223372036854775809", "-9223372036854775809"),
+        (b"18446744073709551616", "18446744073709551616"),
+        (b"1" * 5000, "1" * 5000),
+    ],
+)
+def test_integers_beyond_64_bits_are_kept_exactly_as_text(
+    processor: Processor, literal: bytes, kept: str
+) -> None:
+    payload = (
+        b'{"type":"action","date":1764340000000,"action":{"target":{"name":"x"}},"context":{"n":%s}}'
+        % (literal)
+    )
+    record = _check_one_output(processor, payload)
+    assert record["context"]["n"] == kept
+    assert record["pipeline"]["warnings"] == [
+        {
+            "enrichment": "validate",
+            "path": "context.n",
+            "message": "integer beyond 64 bits kept exactly as its decimal text (a string)",
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    "literal",
+    [b"18446744073709551615", b"-9223372036854775808", b'"123456789012345678901234567890"', b"1e30"],
+)
+def test_numbers_orjson_holds_exactly_are_untouched(processor: Processor, literal: bytes) -> None:
+    payload = (
+        b'{"type":"action","date":1764340000000,"action":{"target":{"name":"x"}},"context":{"n":%s}}'
+        % (literal)
+    )
+    record = _check_one_output(processor, payload)
+    assert record["context"]["n"] == orjson.loads(literal)
+    assert record["pipeline"]["warnings"] == []
+
+
+def test_a_big_integer_where_the_schema_wants_a_number_is_a_schema_error(processor: Processor) -> None:
+    payload = (
+        b'{"type":"action","date":1764340000000,"action":{"target":{"name":"x"}},'
+        b'"browser":{"version_major":123456789012345678901234567890}}'
+    )
+    record = _check_one_output(processor, payload)
+    assert record["kind"] == "schema"
+    assert [e["path"] for e in record["errors"]] == ["$.browser.version_major"]

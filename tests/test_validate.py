@@ -332,3 +332,16 @@ def test_size_limits_match_their_definition(context: Any) -> None:
     result = strict.check(orjson.dumps(event))
     too_big = _reference_size_failure(event, 4, 9)
     assert (isinstance(result, Failure) and result.kind == "size") == too_big
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"type":"action","date":1,"action":{"target":{"name":"x"}},"n":1e400}',
+        b'{"type":"action","date":1,"action":{"target":{"name":"x"}},"n":' + b"1" * 400 + b',"m":NaN}',
+    ],
+    ids=["float beyond a double", "NaN beside a huge integer"],
+)
+def test_numbers_with_no_exact_json_form_stay_parse_failures(payload: bytes) -> None:
+    failure = RawValidator().check(payload)
+    assert isinstance(failure, Failure) and failure.kind == "parse"

@@ -26,7 +26,6 @@ Not thread-safe: one instance per worker thread.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import logging
 import os
@@ -42,6 +41,8 @@ import geoip2.models
 import maxminddb
 
 from pipeline.enrich.base import Warning
+from pipeline.enrich.cache import BoundedCache, strings_cost
+from pipeline.enrich.ip import MAX_IP_CHARS
 from pipeline.errors import ConfigError, MissingDependencyError
 from pipeline.settings import Settings
 
@@ -91,6 +92,8 @@ _NOT_FOUND = _NoGeo("not_found")
 _MALFORMED = _NoGeo("malformed")
 
 _Result = dict[str, Any] | _NoGeo
+#: Bytes charged for a cached geo object beyond its strings (the dicts and floats).
+_GEO_COST = 900
 
 
 def default_database_path() -> Path:
@@ -161,14 +164,16 @@ class GeoEnrichment:
         database: Path | str | None = None,
         *,
         cache_size: int = 50000,
+        cache_bytes: int = 32 * 1024 * 1024,
         check_interval: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Open the database now; raise ConfigError if it cannot be read.
 
         ``database`` None means the maxminddb-geolite2 package's file.
-        ``cache_size`` is the number of IP strings remembered (0 disables the
-        cache); ``check_interval`` the seconds between checks for a replaced
+        ``cache_size`` is the number of IP strings remembered and
+        ``cache_bytes`` the bytes their results may hold (either 0 disables
+        the cache); ``check_interval`` the seconds between checks for a replaced
         file (0 disables automatic checks; :meth:`reload_if_changed` still works).
         """
         self._path = Path(database) if database is not None else default_database_path()
@@ -189,9 +194,9 @@ class GeoEnrichment:
         self._check_interval = check_interval
         self._clock = clock
         self._next_check = clock() + check_interval
-        # lru_cache is implemented in C: a hit costs a fraction of a microsecond,
-        # well below an OrderedDict-based LRU, and it keeps its own hit/miss counts.
-        self._resolve = functools.lru_cache(maxsize=cache_size)(self._resolve_uncached)
+        # Bounded in bytes, not only entries: a geo object costs ~1-2 KB, so an
+        # entry count alone would let memory follow the database's names.
+        self._cache: BoundedCache[str, _Result] = BoundedCache(cache_size, cache_bytes)
         self._counts = dict.fromkeys(
             (
                 "lookups",
@@ -204,15 +209,14 @@ class GeoEnrichment:
             ),
             0,
         )
-        self._cleared_hits = 0
-        self._cleared_misses = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GeoEnrichment:
-        """Build from ``geoip_database``, ``ip_cache_size`` and ``geoip_check_interval``."""
+        """Build from ``geoip_database``, ``ip_cache_*`` and ``geoip_check_interval``."""
         return cls(
             settings.geoip_database,
             cache_size=settings.ip_cache_size,
+            cache_bytes=settings.ip_cache_bytes,
             check_interval=settings.geoip_check_interval,
         )
 
@@ -220,6 +224,17 @@ class GeoEnrichment:
     def path(self) -> Path:
         """The database file in use."""
         return self._path
+
+    def _resolve(self, ip: str) -> _Result:
+        """The result for ``ip`` through the cache; no address is longer than MAX_IP_CHARS."""
+        if len(ip) > MAX_IP_CHARS:
+            return _MALFORMED  # neither parsed nor cached: huge strings cannot fill memory
+        found = self._cache.get(ip)
+        if found is None:
+            found = self._resolve_uncached(ip)
+            strings = [ip, *(v for v in found.values() if type(v) is str)] if type(found) is dict else [ip]
+            self._cache.put(ip, found, strings_cost(strings) + (_GEO_COST if type(found) is dict else 0))
+        return found
 
     def _resolve_uncached(self, ip: str) -> _Result:
         try:
@@ -339,10 +354,7 @@ class GeoEnrichment:
         self._reader, self._lookup = reader, lookup
         self._signature, self._rejected = sig, None
         self._lookup_error_logged = False
-        info = self._resolve.cache_info()
-        self._cleared_hits += info.hits
-        self._cleared_misses += info.misses
-        self._resolve.cache_clear()
+        self._cache.clear()
         old.close()
         self._counts["reloads"] += 1
         log.info("GeoIP database %s reloaded (%s)", self._path, reader.metadata().database_type)
@@ -368,13 +380,14 @@ class GeoEnrichment:
         ``not_public`` (private, reserved...) plus ``not_found`` (not in the
         database); ``malformed_ip`` counts warnings.
         """
-        info = self._resolve.cache_info()
+        cache = self._cache
         counts = self._counts
         return {
             **counts,
-            "cache_hits": self._cleared_hits + info.hits,
-            "cache_misses": self._cleared_misses + info.misses,
-            "cache_size": info.currsize,
+            "cache_hits": cache.hits,
+            "cache_misses": cache.misses,
+            "cache_size": len(cache),
+            "cache_bytes": cache.bytes,
             "no_geo": counts["not_public"] + counts["not_found"],
         }
 

@@ -22,6 +22,11 @@ from typing import Any, ClassVar
 from pipeline.enrich.base import Warning
 from pipeline.settings import IpPolicy, Settings
 
+#: Longest string taken for an address: 45 characters is the longest IPv6
+#: text form, the rest leaves room for a zone. Longer strings are malformed,
+#: never parsed nor cached, so the caches hold at most this much per key.
+MAX_IP_CHARS = 64
+
 _V4_MASK = (1 << 32) - (1 << 8)  # keeps the /24
 _V6_MASK = (1 << 128) - (1 << 80)  # keeps the /48
 # A 6to4 address (2002:AABB:CCDD::/48) carries a whole IPv4 address in bits
@@ -35,7 +40,7 @@ def truncate_ip(ip: str) -> str | None:
     An IPv4-mapped IPv6 address (``::ffff:81.2.69.142``) is an IPv4 client and
     becomes ``81.2.69.0``. A zone (``%eth0``) is removed.
     """
-    if not isinstance(ip, str):
+    if not isinstance(ip, str) or len(ip) > MAX_IP_CHARS:
         return None
     try:
         addr = ipaddress.ip_address(ip)
@@ -85,7 +90,10 @@ class IpPolicyEnrichment:
         ip = client["ip"]
         if ip is None or ip == "":
             return
-        truncated = self._truncate(ip) if isinstance(ip, str) else None
+        # Strings beyond MAX_IP_CHARS skip the cache: its keys stay small, so
+        # ip_cache_size entries hold at most ~300 bytes each.
+        small = isinstance(ip, str) and len(ip) <= MAX_IP_CHARS
+        truncated = self._truncate(ip) if small else None
         if truncated is None:
             del client["ip"]
             self._counts["dropped"] += 1

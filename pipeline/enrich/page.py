@@ -12,16 +12,45 @@ Added to ``view`` (each only when it has a value):
   the URL has no query
 - ``url_hash``: the fragment without ``#``; omitted when empty
 - ``referrer_host``: lowercase host name of ``view.referrer``
+
+URLs are read as browsers read them (:mod:`pipeline.enrich.url`): hosts in
+their ASCII IDNA form, ``\\`` as a path separator for http(s), ws(s) and ftp.
+
+Limits, each reported as a warning in ``pipeline.warnings`` (the action is kept):
+
+- ``user:password@`` in ``view.url`` or ``view.referrer`` is removed from the
+  value itself, as Datadog does: no downstream copy keeps the credentials;
+- a URL longer than ``MAX_URL_CHARS`` gives the ``url_*`` fields of its first
+  ``MAX_URL_CHARS`` characters (``view.url`` itself is kept whole), and one
+  with more than ``MAX_QUERY_PAIRS`` query parameters those of the URL up to
+  the last parameter read;
+- ``url_query`` keeps the first parameters only, as many as leave the action
+  within ``max_attributes`` attributes once the enrichments' own fields
+  (``ENRICHMENT_ATTRIBUTES``) are counted.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
 from pipeline.enrich.base import Warning
+from pipeline.enrich.url import normalise_host, prepare, strip_credentials
 from pipeline.settings import Settings
+
+#: Characters of a URL the ``url_*`` fields are derived from. Each field is
+#: then at most this long, so enrichment adds a bounded amount to an action.
+MAX_URL_CHARS = 16 * 1024
+#: Query parameters read at most; with the attribute limit this bounds the
+#: work of a query of thousands of repeated keys (a list each).
+MAX_QUERY_PAIRS = 1000
+#: Attributes kept free for the fields the enrichments and the pipeline add
+#: (view.url_*, geo, browser, os, device, pipeline and a few warnings).
+ENRICHMENT_ATTRIBUTES = 64
+#: Queries with at most this many parameters skip counting the action's attributes.
+_FEW_PARAMETERS = 64
 
 #: A path segment that identifies one object rather than a kind of page: a
 #: numeric id, a UUID, a hex string of 16+ characters (hashes, Mongo ids...) or
@@ -45,9 +74,9 @@ _ID_SEGMENT = re.compile(
 #: through urlsplit.
 _SIMPLE_URL = re.compile(
     r"([A-Za-z][A-Za-z0-9+.\-]*)://"
-    r"([A-Za-z0-9._~!$&'()*+,;=\-]*)"
+    r"([A-Za-z0-9._~!$&'()*+,;=\-]+)"
     r"(?::([0-9]{0,5}))?"
-    r"(/[^?#\x00-\x20\x7f]*)?"
+    r"(/[^?#\\\x00-\x20\x7f]*)?"
     r"(?:\?([^#\x00-\x20\x7f]*))?"
     r"(?:#([^\x00-\x20\x7f]*))?"
 )
@@ -68,7 +97,15 @@ def query_object(query: str) -> dict[str, str | list[str]]:
     Pairs are those of ``urllib.parse.parse_qsl(query, keep_blank_values=True)``,
     computed without decoding the (usual) parts that need none.
     """
-    params: dict[str, str | list[str]] = {}
+    if "%" not in query and "+" not in query:
+        # Nothing to decode: when no key repeats (the usual case) the dict
+        # is built in C; otherwise the pairs already split are grouped.
+        pairs = [pair.partition("=") for pair in query.split("&") if pair]
+        simple: dict[str, str | list[str]] = {key: value for key, _, value in pairs}
+        if len(simple) == len(pairs):
+            return simple
+        return _grouped((key, value) for key, _, value in pairs)
+    decoded = []
     for pair in query.split("&"):
         if not pair:
             continue
@@ -77,13 +114,22 @@ def query_object(query: str) -> dict[str, str | list[str]]:
             key = unquote(key.replace("+", " "))
         if "%" in value or "+" in value:
             value = unquote(value.replace("+", " "))
-        previous = params.get(key)
+        decoded.append((key, value))
+    return _grouped(decoded)
+
+
+def _grouped(pairs: Iterable[tuple[str, str]]) -> dict[str, str | list[str]]:
+    """``{key: value}``, a repeated key mapping to the list of its values, in order."""
+    params: dict[str, str | list[str]] = {}
+    get = params.get
+    for key, value in pairs:
+        previous = get(key)
         if previous is None:
             params[key] = value
-        elif isinstance(previous, list):
+        elif type(previous) is list:
             previous.append(value)
         else:
-            params[key] = [previous, value]
+            params[key] = [previous, value]  # type: ignore[list-item]
     return params
 
 
@@ -111,10 +157,13 @@ def _fields(
 
 
 def _urllib_url_fields(url: str) -> dict[str, Any]:
-    parts = urlsplit(url)
+    parts = urlsplit(prepare(url))
     # .port raises ValueError for a non-numeric or out-of-range port.
     port = parts.port
-    return _fields(parts.scheme, parts.hostname, port, parts.path, parts.query, parts.fragment)
+    host = parts.hostname
+    if host:
+        host = normalise_host(host)
+    return _fields(parts.scheme, host, port, parts.path, parts.query, parts.fragment)
 
 
 def url_fields(url: str) -> dict[str, Any]:
@@ -134,7 +183,22 @@ def url_host(url: str) -> str | None:
     match = _SIMPLE_URL.fullmatch(url)
     if match is not None:
         return match[2].lower() or None
-    return urlsplit(url).hostname
+    host = urlsplit(prepare(url)).hostname
+    return normalise_host(host) if host else None
+
+
+def count_attributes(value: Any) -> int:
+    """Object keys in ``value`` at any depth (the validator's attribute count)."""
+    count = 0
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if type(node) is dict:
+            count += len(node)
+            stack.extend(v for v in node.values() if type(v) is dict or type(v) is list)
+        elif type(node) is list:
+            stack.extend(v for v in node if type(v) is dict or type(v) is list)
+    return count
 
 
 class PageEnrichment:
@@ -142,19 +206,21 @@ class PageEnrichment:
 
     A missing ``view``, ``view.url`` or ``view.referrer`` adds nothing and is
     not reported; a value that is not a string, or a URL that cannot be parsed,
-    adds nothing for that value and is reported as a warning.
+    adds nothing for that value and is reported as a warning. The limits of
+    the module docstring apply, each with its warning.
     """
 
     name: ClassVar[str] = "page"
 
-    def __init__(self) -> None:
+    def __init__(self, max_attributes: int = 1000) -> None:
+        self.max_attributes = max_attributes
         self._events = 0
         self._warnings = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PageEnrichment:
-        """Build the enrichment; it has no settings of its own."""
-        return cls()
+        """Build the enrichment; ``max_attributes`` bounds ``url_query``."""
+        return cls(max_attributes=settings.max_attributes)
 
     def enrich(self, event: dict[str, Any], warnings: list[Warning]) -> None:
         """Add the page fields to ``event["view"]``; append a warning for an unusable URL."""
@@ -170,25 +236,71 @@ class PageEnrichment:
             if not isinstance(url, str):
                 self._warn(warnings, "view.url", f"expected a string, got {type(url).__name__}")
             else:
-                try:
-                    fields = url_fields(url)
-                except ValueError as exc:
-                    self._warn(warnings, "view.url", f"cannot parse URL: {exc}")
-                else:
-                    view.update(fields)
+                url = self._without_credentials(view, "url", url, warnings)
+                self._add_url_fields(event, view, url, warnings)
         referrer = view.get("referrer")
         if referrer is None or referrer == "":  # "" is the usual value for direct traffic
             return
         if not isinstance(referrer, str):
             self._warn(warnings, "view.referrer", f"expected a string, got {type(referrer).__name__}")
             return
+        referrer = self._without_credentials(view, "referrer", referrer, warnings)
         try:
-            host = url_host(referrer)
+            host = url_host(referrer[:MAX_URL_CHARS])
         except ValueError as exc:
             self._warn(warnings, "view.referrer", f"cannot parse URL: {exc}")
             return
         if host:
             view["referrer_host"] = host
+
+    def _without_credentials(self, view: dict[str, Any], key: str, url: str, warnings: list[Warning]) -> str:
+        stripped = strip_credentials(url)
+        if stripped is None:
+            return url
+        view[key] = stripped
+        # The message never repeats the credentials.
+        self._warn(warnings, f"view.{key}", "user name and password removed from the URL")
+        return stripped
+
+    def _add_url_fields(
+        self, event: dict[str, Any], view: dict[str, Any], url: str, warnings: list[Warning]
+    ) -> None:
+        if len(url) > MAX_URL_CHARS:
+            self._warn(
+                warnings,
+                "view.url",
+                f"URL is {len(url)} characters; the url_* fields describe its first {MAX_URL_CHARS}",
+            )
+            url = url[:MAX_URL_CHARS]
+        mark = url.find("?")
+        if mark != -1 and url.count("&", mark) >= MAX_QUERY_PAIRS:
+            pairs = url[mark + 1 :].split("&", MAX_QUERY_PAIRS)
+            if len(pairs) > MAX_QUERY_PAIRS:
+                self._warn(
+                    warnings,
+                    "view.url",
+                    f"URL has more than {MAX_QUERY_PAIRS} query parameters; "
+                    f"the url_* fields describe it up to parameter {MAX_QUERY_PAIRS}",
+                )
+                url = url[: mark + 1] + "&".join(pairs[:MAX_QUERY_PAIRS])
+        try:
+            fields = url_fields(url)
+        except ValueError as exc:
+            self._warn(warnings, "view.url", f"cannot parse URL: {exc}")
+            return
+        query = fields.get("url_query")
+        if query is not None and len(query) > _FEW_PARAMETERS:
+            room = max(0, self.max_attributes - ENRICHMENT_ATTRIBUTES - count_attributes(event))
+            if len(query) > room:
+                kept = dict(list(query.items())[:room])
+                self._warn(
+                    warnings,
+                    "view.url_query",
+                    f"{len(query)} query parameters; the first {room} kept, "
+                    f"within the limit of {self.max_attributes} attributes",
+                )
+                fields["url_query"] = kept
+        view.update(fields)
 
     def _warn(self, warnings: list[Warning], path: str, message: str) -> None:
         self._warnings += 1

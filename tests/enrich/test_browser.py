@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import random
 import re
+import tracemalloc
 from typing import Any
 
+import orjson
 import pytest
 import user_agents
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.enrich.browser import (
+    MAX_PARSED_CHARS,
     BrowserEnrichment,
     is_fast_parsable,
     load_user_agents,
@@ -349,3 +352,76 @@ def test_stats_count_slow_parses() -> None:
     enrich(browser, "curl/8.4.0")
     stats = browser.stats()
     assert (stats["cold_parses"], stats["slow_parses"], stats["failures"]) == (2, 1, 0)
+
+
+CHROME_ABSURD = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/99999999999999999999.0.0.0 Safari/537.36"
+)
+ANDROID_ABSURD = (
+    "Mozilla/5.0 (Linux; Android 9999999999999999999999999; K) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36"
+)
+
+
+@pytest.mark.parametrize(
+    ("ua", "path", "family"),
+    [(CHROME_ABSURD, "browser", "Chrome"), (ANDROID_ABSURD, "os", "Android")],
+)
+def test_absurd_major_version_is_left_out_with_a_warning(ua: str, path: str, family: str) -> None:
+    for browser in (BrowserEnrichment(), BrowserEnrichment(cache_size=0)):
+        for _ in range(2):  # a cache hit repeats the warning
+            fields, warnings = enrich(browser, ua)
+            assert fields[path]["name"] == family
+            assert fields[path]["version"].startswith("99999")  # the text is kept
+            assert "version_major" not in fields[path]
+            assert [w["path"] for w in warnings] == [f"{path}.version_major"]
+            assert "beyond 2147483647" in warnings[0]["message"]
+            orjson.dumps(fields)  # an int beyond 64 bits would raise here
+
+
+def test_long_user_agent_is_parsed_on_its_first_characters_with_a_warning() -> None:
+    browser = BrowserEnrichment()
+    ua = CORPUS[0] + " " + "é" * 900_000
+    fields, warnings = enrich(browser, ua)
+    assert fields == enrich(BrowserEnrichment(), ua[:MAX_PARSED_CHARS])[0]
+    assert warnings == [
+        {
+            "enrichment": "browser",
+            "path": "http.useragent",
+            "message": f"user agent is {len(ua)} characters; only the first {MAX_PARSED_CHARS} were parsed",
+        }
+    ]
+
+
+def test_non_ascii_user_agent_takes_the_rust_matcher_and_keeps_its_captures() -> None:
+    ua = "Mozilla/5.0 (Linux; Android 13; Pixel 7) Chrome/120.0.6099.43 Mobile Safari/537.36 日本語 ©"
+    assert not is_fast_parsable(ua)
+    fields, warnings = enrich(BrowserEnrichment(cache_size=0), ua)
+    assert warnings == []
+    assert fields == reference(ua)
+
+
+def test_cache_is_bounded_in_bytes_whatever_the_user_agents_weigh() -> None:
+    browser = BrowserEnrichment(cache_size=10_000, cache_bytes=200_000)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(20):  # 20 distinct user agents of about 1 MB each
+            enrich(browser, f"{i} " + "Mozilla/5.0 " * 90_000)
+        for ua in CORPUS:
+            enrich(browser, ua)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    stats = browser.stats()
+    assert 0 < stats["cache_bytes"] <= 200_000
+    assert stats["cache_size"] < len(CORPUS) + 20  # something was evicted to stay in bounds
+    assert held < 1_000_000  # not the 20 MB the user agents weighed
+
+
+def test_cache_bytes_zero_disables_the_cache() -> None:
+    browser = BrowserEnrichment.from_settings(load_settings({}, ua_cache_bytes=0))
+    enrich(browser, CORPUS[0])
+    enrich(browser, CORPUS[0])
+    assert (browser.stats()["cache_hits"], browser.stats()["cold_parses"]) == (0, 2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -480,3 +481,28 @@ def _shared_geo(path: Path) -> GeoEnrichment:
     if path not in _GEO_BY_PATH:
         _GEO_BY_PATH[path] = GeoEnrichment(path, cache_size=64, check_interval=0)
     return _GEO_BY_PATH[path]
+
+
+def test_huge_ip_strings_are_malformed_and_never_cached(geo: GeoEnrichment) -> None:
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(20):  # 20 distinct values of about 1 MB each
+            warnings = run(geo, action(f"fe80::{i}%" + "z" * 1_000_000))
+            assert [w["message"] for w in warnings] == [
+                f"not a valid IPv4 or IPv6 address (string of {1_000_007 + len(str(i))} characters)"
+            ]
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert geo.stats()["cache_size"] == 0
+    assert held < 100_000
+
+
+def test_cache_is_bounded_in_bytes(geoip_db: Path) -> None:
+    geo = GeoEnrichment(geoip_db, cache_size=10_000, cache_bytes=6_000, check_interval=0)
+    for i in range(256):
+        run(geo, action(f"81.2.69.{i}"))
+        assert geo.stats()["cache_bytes"] <= 6_000
+    assert 0 < geo.stats()["cache_size"] < 256
+    assert geo_of(geo, "81.2.69.255") == geo_of(GeoEnrichment(geoip_db, check_interval=0), "81.2.69.255")

@@ -177,3 +177,12 @@ def test_truncate_never_raises_nor_leaks(ip: Any) -> None:
     if "ip" in client and client["ip"] not in (None, ""):
         assert client["ip"] == truncate_ip(ip)
     assert len(warnings) <= 1
+
+
+def test_huge_ip_string_is_removed_with_a_warning_and_not_cached() -> None:
+    enrichment = IpPolicyEnrichment(IpPolicy.truncate)
+    event = action("fe80::1%" + "z" * 1_000_000)
+    warnings = run(enrichment, event)
+    assert "ip" not in event["network"]["client"]
+    assert [w["path"] for w in warnings] == ["network.client.ip"]
+    assert enrichment.stats()["cache_misses"] == 0

@@ -11,8 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.enrich.page import (
+    ENRICHMENT_ATTRIBUTES,
+    MAX_URL_CHARS,
     PageEnrichment,
     _urllib_url_fields,
+    count_attributes,
     path_group,
     query_object,
     url_fields,
@@ -97,7 +100,7 @@ def added(url: str) -> dict[str, Any]:
             },
         ),
         (
-            "https://user:secret@shop.example:443/",
+            "https://shop.example:443/",
             {
                 "url_scheme": "https",
                 "url_host": "shop.example",
@@ -141,7 +144,7 @@ def added(url: str) -> dict[str, Any]:
             "https://münchen.example/straße",
             {
                 "url_scheme": "https",
-                "url_host": "münchen.example",
+                "url_host": "xn--mnchen-3ya.example",
                 "url_path": "/straße",
                 "url_path_group": "/straße",
             },
@@ -363,3 +366,114 @@ def test_enrich_never_raises(url: Any, referrer: Any) -> None:
         warnings: list[dict[str, str]] = []
         PageEnrichment().enrich(event, warnings)
         assert all(w["enrichment"] == "page" for w in warnings)
+
+
+@pytest.mark.parametrize(
+    ("url", "stripped"),
+    [
+        ("https://user:pass@shop.example/cart", "https://shop.example/cart"),
+        ("https://user@shop.example:8443/", "https://shop.example:8443/"),
+        ("HTTPS://a:b@c@shop.example/x?y=@z", "HTTPS://shop.example/x?y=@z"),
+        ("https:\\\\u:p@shop.example\\x", "https:\\\\shop.example\\x"),
+        ("ftp://u:p@files.example/f", "ftp://files.example/f"),
+    ],
+)
+def test_credentials_are_removed_from_the_url_with_a_warning(url: str, stripped: str) -> None:
+    event, warnings = enrich({"url": url, "referrer": url})
+    assert event["view"]["url"] == stripped
+    assert event["view"]["referrer"] == stripped
+    assert event["view"]["url_host"] == "shop.example" or url.startswith("ftp")
+    assert [(w["path"], w["message"]) for w in warnings] == [
+        ("view.url", "user name and password removed from the URL"),
+        ("view.referrer", "user name and password removed from the URL"),
+    ]
+    assert "u:p" not in str(warnings) and "user:pass" not in str(warnings)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["mailto:someone@shop.example", "https://shop.example/users/@me", "https://shop.example/?to=a@b"],
+)
+def test_an_at_sign_outside_the_authority_is_no_credential(url: str) -> None:
+    event, warnings = enrich({"url": url})
+    assert event["view"]["url"] == url
+    assert warnings == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://bücher.example/a",
+        "https://xn--bcher-kva.example/a",
+        "https://BÜCHER.EXAMPLE/a",
+        "https://bücher。example/a",  # an ideographic full stop separates labels too
+        "https://b%C3%BCcher.example/a",
+    ],
+)
+def test_hosts_are_in_their_ascii_idna_form(url: str) -> None:
+    assert added(url)["url_host"] == "xn--bcher-kva.example"
+    event, _ = enrich({"referrer": url})
+    assert event["view"]["referrer_host"] == "xn--bcher-kva.example"
+
+
+def test_an_invalid_international_host_is_a_warning() -> None:
+    event, warnings = enrich({"url": "https://\u0300a.example/"})  # a label cannot start with a mark
+    assert [w["path"] for w in warnings] == ["view.url"]
+    assert "url_host" not in event["view"]
+
+
+@pytest.mark.parametrize(
+    ("url", "host", "path"),
+    [
+        ("https://shop.example\\evil.example/", "shop.example", "/evil.example/"),
+        ("https:\\\\shop.example\\a\\b?q=\\x", "shop.example", "/a/b"),
+        ("https:///shop.example/a", "shop.example", "/a"),
+        ("  https://shop.example/a\t\n ", "shop.example", "/a"),
+    ],
+)
+def test_hosts_and_paths_are_read_as_browsers_read_them(url: str, host: str, path: str) -> None:
+    fields = added(url)
+    assert (fields["url_host"], fields["url_path"]) == (host, path)
+    if "?" in url:
+        assert fields["url_query"] == {"q": "\\x"}  # the query keeps its backslash
+
+
+def test_url_query_stays_within_the_attribute_limit() -> None:
+    query = "&".join(f"k{i}=v" for i in range(1036))
+    event: dict[str, Any] = {
+        "type": "action",
+        "view": {"url": f"https://shop.example/?{query}"},
+        "context": {f"c{i}": i for i in range(100)},
+    }
+    warnings: list[dict[str, str]] = []
+    PageEnrichment(max_attributes=1000).enrich(event, warnings)
+    kept = event["view"]["url_query"]
+    room = 1000 - ENRICHMENT_ATTRIBUTES - count_attributes({**event, "view": {"url": ""}})
+    assert list(kept) == [f"k{i}" for i in range(room)]
+    assert warnings == [
+        {
+            "enrichment": "page",
+            "path": "view.url",
+            "message": "URL has more than 1000 query parameters; "
+            "the url_* fields describe it up to parameter 1000",
+        },
+        {
+            "enrichment": "page",
+            "path": "view.url_query",
+            "message": f"1000 query parameters; the first {room} kept, within the limit of 1000 attributes",
+        },
+    ]
+    assert count_attributes(event) <= 1000
+
+
+def test_a_long_url_gives_bounded_fields_and_a_warning() -> None:
+    segment = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8"
+    url = "https://shop.example" + f"/{segment}" * 9000 + "?" + "a=b&" * 40000
+    event, warnings = enrich({"url": url})
+    view = event["view"]
+    assert view["url"] == url  # the value itself is kept whole
+    assert all(len(view[k]) <= MAX_URL_CHARS for k in ("url_path", "url_path_group"))
+    assert view["url_path"] == url[len("https://shop.example") : MAX_URL_CHARS]
+    assert [w["message"] for w in warnings] == [
+        f"URL is {len(url)} characters; the url_* fields describe its first {MAX_URL_CHARS}"
+    ]

@@ -11,7 +11,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from pipeline.topics import RAW, TOPICS
+from pipeline.topics import BAD, ENRICHED, LATE, RAW, TOPICS
 from tests.chaos_helpers import ASSIGNED, wait_until_processing
 from tests.kafka_helpers import CLI, isolated_env, run_worker, settings_from
 
@@ -49,6 +49,10 @@ def test_topics_create_is_idempotent(tmp_path: Path) -> None:
         assert partitions == 4
         expected = "compact" if spec.compacted else "delete"
         assert configs["cleanup.policy"] == expected, spec.name
+        if "max.message.bytes" in spec.configs:  # set on every topic carrying whole actions
+            assert configs["max.message.bytes"] == spec.configs["max.message.bytes"], spec.name
+    carrying_actions = {RAW, ENRICHED, LATE, BAD}
+    assert all("max.message.bytes" in spec.configs for spec in TOPICS if spec.name in carrying_actions)
 
 
 def test_produce_to_a_missing_topic_says_so_at_once(tmp_path: Path) -> None:
