@@ -77,13 +77,26 @@ class _Rejected(Exception):
         self.message = message
 
 
+#: From a line's first non-blank byte to its end: blank lines are skipped by the regex engine, in C.
+_CONTENT = re.compile(rb"\S[^\n]*")
+
+
 def ndjson_lines(body: bytes) -> Iterator[tuple[int, bytes]]:
-    """Non-blank lines of a newline-delimited body with their 1-based line numbers."""
-    for number, line in enumerate(body.split(b"\n"), start=1):
+    """Non-blank lines of a newline-delimited body with their 1-based line numbers (a final CR dropped).
+
+    Work is linear in the body and Python-level only per non-blank line: a
+    small compressed body that inflates to megabytes of blank lines costs
+    milliseconds, not seconds.
+    """
+    number, position = 1, 0
+    for match in _CONTENT.finditer(body):
+        start = match.start()
+        number += body.count(b"\n", position, start)
+        line = body[body.rfind(b"\n", position, start) + 1 : match.end()]
         if line.endswith(b"\r"):
             line = line[:-1]
-        if line.strip():
-            yield number, line
+        position = match.end()
+        yield number, line
 
 
 def parse_ndjson(body: bytes, stamps: Stamps, max_event_bytes: int) -> Batch:

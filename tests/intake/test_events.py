@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from pipeline.intake.events import Stamps, array_elements, parse_actions, parse_ndjson, route_of
+from pipeline.intake.events import (
+    Stamps,
+    array_elements,
+    ndjson_lines,
+    parse_actions,
+    parse_ndjson,
+    route_of,
+)
 
 STAMPS = Stamps(client_ip="81.2.69.142", user_agent="Mozilla/5.0 test", received_at=1_764_340_000_500)
 ACTION = {"type": "action", "date": 1, "session": {"id": "s-1"}, "action": {"target": {"name": "checkout"}}}
@@ -190,3 +199,18 @@ def test_refused_array_elements_keep_their_exact_bytes() -> None:
 def test_array_elements(body: bytes, elements: list[bytes]) -> None:
     assert array_elements(body) == elements
     assert [orjson.loads(e) for e in elements] == orjson.loads(body)
+
+
+@given(
+    st.lists(
+        st.sampled_from([b"\n", b"\r", b" ", b"\t", b"\x0b", b"\x0c", b"a", b"{}", b"\xff"]), max_size=40
+    )
+)
+def test_ndjson_lines_are_the_non_blank_lines_with_their_numbers(parts: list[bytes]) -> None:
+    body = b"".join(parts)
+    expected = []
+    for number, line in enumerate(body.split(b"\n"), start=1):
+        line = line[:-1] if line.endswith(b"\r") else line
+        if line.strip():
+            expected.append((number, line))
+    assert list(ndjson_lines(body)) == expected
