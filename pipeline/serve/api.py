@@ -9,6 +9,7 @@ incomplete) with ``Retry-After``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -63,41 +64,40 @@ def add_routes(app: web.Application, service: ViewService) -> None:
         progress = service.reader.progress if service.reader else None
         return {"caught_up": service.ready, "lag": progress.lag if progress else 0}
 
-    async def query(request: web.Request) -> web.Response:
-        params, bad = _single(request, QUERY_PARAMS)
+    async def answer(
+        request: web.Request,
+        allowed: frozenset[str],
+        run: Callable[[dict[str, str | None], int], dict[str, Any]],
+    ) -> web.Response:
+        """The common steps of a query endpoint: one value per parameter, a caught-up view, 400s."""
+        params, bad = _single(request, allowed)
         if bad is not None:
             return bad
         waiting = not_ready()
         if waiting is not None:
             return waiting
-        now = int(time.time() * 1000)
         try:
-            parsed = parse_query(
-                params, request.query.getall("where", []), service.catalog.rollups, now, service.limits
-            )
-            answer = run_query(service.store, parsed, service.limits)
+            result = run(params, int(time.time() * 1000))
         except QueryError as exc:
             return _error(exc.param, exc.message)
-        answer["view"] = view_state()
-        return _json(answer)
+        result["view"] = view_state()
+        return _json(result)
+
+    async def query(request: web.Request) -> web.Response:
+        def run(params: dict[str, str | None], now: int) -> dict[str, Any]:
+            where = request.query.getall("where", [])
+            parsed = parse_query(params, where, service.catalog.rollups, now, service.limits)
+            return run_query(service.store, parsed, service.limits)
+
+        return await answer(request, QUERY_PARAMS, run)
 
     async def facets(request: web.Request) -> web.Response:
-        params, bad = _single(request, FACET_PARAMS)
-        if bad is not None:
-            return bad
-        waiting = not_ready()
-        if waiting is not None:
-            return waiting
-        now = int(time.time() * 1000)
-        try:
-            parsed = parse_facet_query(
-                request.match_info["path"], params, service.catalog.facets, now, service.limits
-            )
-        except QueryError as exc:
-            return _error(exc.param, exc.message)
-        answer = run_facet_query(service.store, parsed)
-        answer["view"] = view_state()
-        return _json(answer)
+        def run(params: dict[str, str | None], now: int) -> dict[str, Any]:
+            path = request.match_info["path"]
+            parsed = parse_facet_query(path, params, service.catalog.facets, now, service.limits)
+            return run_facet_query(service.store, parsed)
+
+        return await answer(request, FACET_PARAMS, run)
 
     async def openapi(request: web.Request) -> web.Response:
         return _json(document(service.catalog, service.limits))
