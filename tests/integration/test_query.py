@@ -120,7 +120,8 @@ def test_queries_equal_ground_truth_across_a_crash(tmp_path: Path, test_mmdb: Pa
             victim.kill()
     with run_worker(env, tmp_path / "w1.log") as worker:
         # A rolling 24 h from an arbitrary minute: 1h windows and 1m windows at both edges.
-        start = first - first % M + 3 * H + 17 * M
+        # Hour-aligned plus 17 minutes, so it never falls on an hour edge whatever the clock says.
+        start = first - first % H + 4 * H + 17 * M
         end = start + D
         expected = range_truth(truth, start, end)
         total = sum(row["count"] for row in expected.values())
