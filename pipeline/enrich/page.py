@@ -32,7 +32,6 @@ Limits, each reported as a warning in ``pipeline.warnings`` (the action is kept)
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
@@ -43,9 +42,11 @@ from pipeline.settings import Settings
 #: Characters of a URL the ``url_*`` fields are derived from. Each field is
 #: then at most this long, so enrichment adds a bounded amount to an action.
 MAX_URL_CHARS = 16 * 1024
-#: Query parameters read at most; with the attribute limit this bounds the
-#: work of a query of thousands of repeated keys (a list each).
-MAX_QUERY_PAIRS = 1000
+#: Query parameters read at most. Reading one costs about as much as a tenth
+#: of a whole clean action, so this bounds what a URL of thousands of
+#: parameters (or of thousands of repeated keys, a list each) costs: about ten
+#: clean actions. Real page URLs carry a few dozen.
+MAX_QUERY_PAIRS = 256
 #: Attributes kept free for the fields the enrichments and the pipeline add
 #: (view.url_*, geo, browser, os, device, pipeline and a few warnings).
 ENRICHMENT_ATTRIBUTES = 64
@@ -104,7 +105,7 @@ def query_object(query: str) -> dict[str, str | list[str]]:
         simple: dict[str, str | list[str]] = {key: value for key, _, value in pairs}
         if len(simple) == len(pairs):
             return simple
-        return _grouped((key, value) for key, _, value in pairs)
+        return _grouped(pairs)
     decoded = []
     for pair in query.split("&"):
         if not pair:
@@ -114,15 +115,16 @@ def query_object(query: str) -> dict[str, str | list[str]]:
             key = unquote(key.replace("+", " "))
         if "%" in value or "+" in value:
             value = unquote(value.replace("+", " "))
-        decoded.append((key, value))
+        decoded.append((key, "=", value))
     return _grouped(decoded)
 
 
-def _grouped(pairs: Iterable[tuple[str, str]]) -> dict[str, str | list[str]]:
-    """``{key: value}``, a repeated key mapping to the list of its values, in order."""
+def _grouped(pairs: list[tuple[str, str, str]]) -> dict[str, str | list[str]]:
+    """``{key: value}`` of ``(key, _, value)`` triples (``str.partition``'s), a repeated key
+    mapping to the list of its values, in order."""
     params: dict[str, str | list[str]] = {}
     get = params.get
-    for key, value in pairs:
+    for key, _, value in pairs:
         previous = get(key)
         if previous is None:
             params[key] = value
