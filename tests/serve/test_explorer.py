@@ -75,6 +75,15 @@ def test_rollups_is_the_catalog_and_says_whether_monitors_are_served() -> None:
     assert asyncio.run(run(app))["monitors"] is True
 
 
+def test_openapi_documents_the_catalog() -> None:
+    async def run() -> dict:
+        async with TestClient(TestServer(create_app(_service()))) as client:
+            return await (await client.get("/api/v1/openapi.json")).json()
+
+    paths = asyncio.run(run())["paths"]
+    assert "catalog" in paths["/api/v1/rollups"]["get"]["responses"]["200"]["description"].lower()
+
+
 def test_package_data_carries_every_static_file() -> None:
     """An installed package has the page: pyproject's package-data globs match every static file."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())

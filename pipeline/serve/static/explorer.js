@@ -98,17 +98,25 @@ async function refresh() {
   const mine = ++generation
   running = true
   document.body.dataset.state = 'loading'
-  const { query, aggs, range } = queryParams()
-  const [answer, facets, monitors] = await Promise.all([
-    getJSON(`/api/v1/query?${query}`),
-    Promise.all(explorer.catalog.facets.map(async (facet) => ({
-      facet, ...(await getJSON(`/api/v1/facets/${encodeURIComponent(facet)}?last=${range}&top=5`)),
-    }))),
-    // Asked only where this process serves monitors: a 404 would be a console error.
-    explorer.catalog.monitors ? getJSON('/api/v1/monitors') : { status: 404, body: null },
-  ])
-  if (mine !== generation) return // a newer refresh started (the controls changed): drop this one
-  running = false
+  try {
+    const { query, aggs, range } = queryParams()
+    const [answer, facets, monitors] = await Promise.all([
+      getJSON(`/api/v1/query?${query}`),
+      Promise.all(explorer.catalog.facets.map(async (facet) => ({
+        facet, ...(await getJSON(`/api/v1/facets/${encodeURIComponent(facet)}?last=${range}&top=5`)),
+      }))),
+      // Asked only where this process serves monitors: a 404 would be a console error.
+      explorer.catalog.monitors ? getJSON('/api/v1/monitors') : { status: 404, body: null },
+    ])
+    if (mine !== generation) return // a newer refresh started (the controls changed): drop this one
+    show(answer, facets, monitors, query, aggs)
+  } finally {
+    if (mine === generation) running = false
+  }
+}
+
+/** Puts the answers of one refresh on the page. */
+function show(answer, facets, monitors, query, aggs) {
   renderMonitors($('monitors'), $('events'), monitors)
   explorer.monitors = monitors.body
   $('where').removeAttribute('aria-invalid')
