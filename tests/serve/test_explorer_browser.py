@@ -14,7 +14,6 @@ skipped without them unless RUM_REQUIRE_BROWSER is set, as ``make test`` does.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -25,7 +24,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +36,10 @@ from pipeline.produce import Message
 from pipeline.rollups.config import default_config_path
 from tests.chaos_helpers import delete_topics, produce_messages, truth_of
 from tests.kafka_helpers import CLI, isolated_env, run_worker, settings_from
+from tests.serve.browser import ROOT, Site, check_clean, drive, require_browser
 
 pytestmark = pytest.mark.kafka
 
-ROOT = Path(__file__).resolve().parents[2]
-BROWSER_DIR = ROOT / "tests" / "browser"
-CHROMIUM = Path(os.environ.get("RUM_CHROMIUM", "/usr/bin/chromium"))
 M, H = 60_000, 3_600_000
 #: A monitor of this test's config: more than 20 actions named explorer-burst in 5 minutes.
 BURST_MONITOR = {
@@ -62,35 +58,9 @@ BURST_MONITOR = {
 }
 
 
-def _missing() -> list[str]:
-    missing = []
-    if shutil.which("node") is None:
-        missing.append("node (Node.js 18+)")
-    if not CHROMIUM.exists():
-        missing.append(f"{CHROMIUM} (Debian's chromium package)")
-    if not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir():
-        missing.append("tests/browser/node_modules (npm ci in tests/browser)")
-    return missing
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _browser_installed() -> None:
-    missing = _missing()
-    if not missing:
-        return
-    message = f"real-browser tests need {', '.join(missing)}: run `make browser` (scripts/install-browser.sh)"
-    if os.environ.get("RUM_REQUIRE_BROWSER"):
-        pytest.fail(f"{message}; RUM_REQUIRE_BROWSER is set, so this is a failure")
-    pytest.skip(message)
-
-
-@dataclass
-class Explorer:
-    """A worker and `serve` running on generated traffic; the base URL of serve."""
-
-    env: dict[str, str]
-    url: str
-    tmp: Path
+    require_browser()
 
 
 def _get(url: str) -> tuple[int, Any]:
@@ -146,7 +116,7 @@ def _wait_for_monitors(url: str, timeout: float) -> None:
 
 
 @pytest.fixture(scope="module")
-def explorer(tmp_path_factory: pytest.TempPathFactory, test_mmdb: Path) -> Iterator[Explorer]:
+def explorer(tmp_path_factory: pytest.TempPathFactory, test_mmdb: Path) -> Iterator[Site]:
     tmp = tmp_path_factory.mktemp("explorer")
     config = yaml.safe_load(default_config_path().read_text())
     config["monitors"] = [*config.get("monitors", []), BURST_MONITOR]
@@ -172,7 +142,7 @@ def explorer(tmp_path_factory: pytest.TempPathFactory, test_mmdb: Path) -> Itera
             try:
                 _wait_for_counts(url, "actions_by_name", start, end, total, timeout=240)
                 _wait_for_monitors(url, timeout=60)
-                yield Explorer(env, url, tmp)
+                yield Site(env, url, tmp)
                 assert serve.poll() is None, (tmp / "serve.log").read_text()
                 assert worker.process.poll() is None, worker.tail()
             finally:
@@ -183,32 +153,11 @@ def explorer(tmp_path_factory: pytest.TempPathFactory, test_mmdb: Path) -> Itera
         delete_topics(settings_from(env))
 
 
-def _drive(explorer: Explorer, steps: list[dict[str, Any]], *extra: str) -> dict[str, Any]:
-    """Run tests/browser/explorer.mjs; its JSON report (screenshots under the test's folder)."""
-    shots = explorer.tmp / "screenshots"
-    shots.mkdir(exist_ok=True)
-    node = shutil.which("node") or "node"
-    args = [node, "explorer.mjs", "--url", explorer.url, "--out", str(shots), "--steps", json.dumps(steps)]
-    run = subprocess.run(
-        [*args, *extra], cwd=BROWSER_DIR, capture_output=True, text=True, timeout=300, check=False
-    )
-    assert run.returncode == 0, f"explorer.mjs failed ({run.returncode}):\n{run.stderr}\n{run.stdout[-4000:]}"
-    print(f"explorer screenshots: {shots}")
-    return json.loads(run.stdout)
-
-
-def _check_clean(report: dict[str, Any]) -> None:
-    """No console error or warning, no exception, no failed request during the whole visit."""
-    assert not report["page_errors"], report["page_errors"]
-    assert not [m for m in report["console"] if m["type"] in ("error", "warning")], report["console"]
-    assert not report["failed"], report["failed"]
-
-
 def _shown(text: str) -> float | None:
     return None if text == "–" else float(text.replace(",", ""))
 
 
-def _check_step(explorer: Explorer, step: dict[str, Any]) -> dict[str, Any]:
+def _check_step(explorer: Site, step: dict[str, Any]) -> dict[str, Any]:
     """The step's table, chart and facets equal the API's answers for the range the page showed."""
     params = dict(urllib.parse.parse_qsl(step["params"]))
     assert params.pop("last") == step["controls"]["range"]
@@ -258,7 +207,7 @@ def _check_step(explorer: Explorer, step: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
-def test_page_numbers_and_chart_equal_the_query_api(explorer: Explorer) -> None:
+def test_page_numbers_and_chart_equal_the_query_api(explorer: Site) -> None:
     steps = [
         {"name": "default"},
         # Keyboard only: from the rollup, Tab to the range (1d -> 4h), the aggregation
@@ -271,8 +220,8 @@ def test_page_numbers_and_chart_equal_the_query_api(explorer: Explorer) -> None:
         {"name": "p95-15m", "select": {"rollup": "cart_value_by_country", "range": "15m", "agg": "p95"}},
         {"name": "filtered-2d", "select": {"range": "2d", "agg": "sum", "where": "-geo.country:France"}},
     ]
-    report = _drive(explorer, steps)
-    _check_clean(report)
+    report = drive(explorer, steps)
+    check_clean(report)
     by_name = {s["name"]: s for s in report["steps"]}
     assert by_name["default"]["controls"] == {
         "rollup": "cart_value_by_country", "range": "1d", "agg": "count", "top": "10", "where": "",
@@ -301,7 +250,7 @@ def test_page_numbers_and_chart_equal_the_query_api(explorer: Explorer) -> None:
         shutil.copyfile(by_name["keyboard"]["screenshot"], target)
 
 
-def test_a_monitor_turns_alert_on_the_page(explorer: Explorer) -> None:
+def test_a_monitor_turns_alert_on_the_page(explorer: Site) -> None:
     status, _ = _get(f"{explorer.url}/api/v1/monitors")
     if status == 404:
         pytest.skip("this serve has no GET /api/v1/monitors (the monitor runtime is not part of this build)")
@@ -313,8 +262,8 @@ def test_a_monitor_turns_alert_on_the_page(explorer: Explorer) -> None:
         event["action"]["target"]["name"] = "explorer-burst"
         burst.append(Message(message.key, orjson.dumps(event)))
     produce_messages(explorer.env, burst)
-    report = _drive(explorer, [], "--wait-monitor", f"{BURST_MONITOR['name']}=ALERT", "--timeout", "120000")
-    _check_clean(report)
+    report = drive(explorer, [], "--wait-monitor", f"{BURST_MONITOR['name']}=ALERT", "--timeout", "120000")
+    check_clean(report)
     shown = {m["name"]: m["status"] for m in report["monitor"]["monitors"]}
     assert shown[BURST_MONITOR["name"]] == "ALERT", shown
     status, body = _get(f"{explorer.url}/api/v1/monitors")

@@ -173,7 +173,7 @@ export function renderMonitors(container, eventsList, answer) {
       el('p', { class: 'muted' }, `${m.aggregation} of ${m.rollup}${m.filter ? ` where ${m.filter}` : ''} over ${m.window}` +
         `${m.multi ? ', per group' : ''}; ${thresholdsText(m)}`),
       items.length ? el('ul', { class: 'groups' }, items) : null,
-      el('p', { class: 'muted' }, `${groups.length} groups, ${okCount} OK`))
+      el('p', { class: 'muted' }, m.multi ? `${groups.length} group${groups.length === 1 ? '' : 's'}, ${okCount} OK` : 'over all groups'))
   }))
   const events = (body.events ?? []).slice(0, 10)
   eventsList.replaceChildren(...(events.length ? events.map((e) => el('li', { dataset: { monitor: e.monitor, to: e.to } },
