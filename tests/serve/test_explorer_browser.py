@@ -259,7 +259,7 @@ def test_a_monitor_turns_alert_on_the_page(explorer: Site) -> None:
     burst = []
     for message in TrafficGenerator(seed=12, start_ms=now - 50_000, span_ms=40_000).messages(60):
         event = orjson.loads(message.value)
-        event["action"]["target"]["name"] = "explorer-burst"
+        event.setdefault("action", {}).setdefault("target", {})["name"] = "explorer-burst"
         burst.append(Message(message.key, orjson.dumps(event)))
     produce_messages(explorer.env, burst)
     report = drive(explorer, [], "--wait-monitor", f"{BURST_MONITOR['name']}=ALERT", "--timeout", "120000")
