@@ -41,7 +41,9 @@ if (!opts.url) fail('--url is required (the base URL of rum-pipeline serve)')
 const timeout = Number(opts.timeout)
 const steps = JSON.parse(opts.steps)
 
-const report = { url: null, browser_version: null, steps: [], console: [], page_errors: [], failed: [], monitor: null }
+const report = {
+  url: null, browser_version: null, steps: [], console: [], page_errors: [], failed: [], origins: [], monitor: null,
+}
 
 /** Everything the page shows, read in one go (so from one answer). */
 function snapshot() {
@@ -106,6 +108,11 @@ try {
   const page = await context.newPage()
   page.on('console', (message) => report.console.push({ type: message.type(), text: message.text() }))
   page.on('pageerror', (error) => report.page_errors.push(String(error)))
+  // Every origin the page asked anything of: its own only, so it works with no internet.
+  page.on('request', (request) => {
+    const { origin } = new URL(request.url())
+    if (!report.origins.includes(origin)) report.origins.push(origin)
+  })
   page.on('requestfailed', (request) => report.failed.push({ url: request.url(), status: null, error: request.failure()?.errorText }))
   page.on('response', (response) => {
     if (response.status() >= 400) report.failed.push({ url: response.url(), status: response.status() })

@@ -68,8 +68,9 @@ def drive(site: Site, steps: list[dict[str, Any]], *extra: str) -> dict[str, Any
     return json.loads(run.stdout)
 
 
-def check_clean(report: dict[str, Any]) -> None:
-    """No console error or warning, no exception, no failed request during the whole visit."""
+def check_clean(report: dict[str, Any], site: Site) -> None:
+    """No console error or warning, no exception, no failed request, nothing asked of another origin."""
+    assert report["origins"] == [site.url], report["origins"]
     assert not report["page_errors"], report["page_errors"]
     assert not [m for m in report["console"] if m["type"] in ("error", "warning")], report["console"]
     assert not report["failed"], report["failed"]

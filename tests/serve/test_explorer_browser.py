@@ -221,7 +221,7 @@ def test_page_numbers_and_chart_equal_the_query_api(explorer: Site) -> None:
         {"name": "filtered-2d", "select": {"range": "2d", "agg": "sum", "where": "-geo.country:France"}},
     ]
     report = drive(explorer, steps)
-    check_clean(report)
+    check_clean(report, explorer)
     by_name = {s["name"]: s for s in report["steps"]}
     assert by_name["default"]["controls"] == {
         "rollup": "cart_value_by_country", "range": "1d", "agg": "count", "top": "10", "where": "",
@@ -263,7 +263,7 @@ def test_a_monitor_turns_alert_on_the_page(explorer: Site) -> None:
         burst.append(Message(message.key, orjson.dumps(event)))
     produce_messages(explorer.env, burst)
     report = drive(explorer, [], "--wait-monitor", f"{BURST_MONITOR['name']}=ALERT", "--timeout", "120000")
-    check_clean(report)
+    check_clean(report, explorer)
     shown = {m["name"]: m["status"] for m in report["monitor"]["monitors"]}
     assert shown[BURST_MONITOR["name"]] == "ALERT", shown
     status, body = _get(f"{explorer.url}/api/v1/monitors")

@@ -136,7 +136,7 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, list[
 def test_monitor_states_and_transitions_show_live(page: tuple[Site, list[dict[str, Any]]]) -> None:
     server, bodies = page
     report = drive(server, [{"name": "monitors-calm"}], "--wait-monitor", "cart_value_high=ALERT")
-    check_clean(report)
+    check_clean(report, server)
     calm = report["steps"][0]
     assert calm["monitors_state"] == "ok"
     shown = {m["name"]: m["status"] for m in calm["monitors"]}
