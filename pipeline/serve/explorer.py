@@ -51,6 +51,8 @@ def catalog_body(service: ViewService, paths: set[str]) -> dict[str, Any]:
             "max_groups": limits.max_groups,
         },
         "monitors": MONITORS_PATH in paths,
+        # Whether queries answer yet: the page waits on this 200 rather than on 503s (console errors).
+        "view": {"caught_up": service.ready, "lag": service.reader.progress.lag if service.reader else 0},
     }
 
 

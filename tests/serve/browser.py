@@ -7,15 +7,20 @@ is set (as ``make test`` does): then they fail.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[2]
 BROWSER_DIR = ROOT / "tests" / "browser"
@@ -74,3 +79,22 @@ def check_clean(report: dict[str, Any], site: Site) -> None:
     assert not report["page_errors"], report["page_errors"]
     assert not [m for m in report["console"] if m["type"] in ("error", "warning")], report["console"]
     assert not report["failed"], report["failed"]
+
+
+@contextmanager
+def running_app(app: web.Application) -> Iterator[str]:
+    """``app`` served on a free port of 127.0.0.1 by a thread of its own; its base URL."""
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
+    port = runner.addresses[0][1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()

@@ -63,6 +63,7 @@ def test_rollups_is_the_catalog_and_says_whether_monitors_are_served() -> None:
     assert cart["intervals"] == ["1m", "1h", "1d"]
     assert body["facets"] == list(CATALOG.facets)
     assert body["limits"]["max_range"] == "8d" and body["limits"]["max_points"] == Limits().max_points
+    assert body["view"] == {"caught_up": True, "lag": 0}  # a service without a reader is always caught up
     served = {r.canonical for r in create_app(_service()).router.resources()}
     assert body["monitors"] == ("/api/v1/monitors" in served)
 

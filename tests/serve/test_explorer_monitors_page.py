@@ -12,8 +12,6 @@ real broker is test_explorer_browser.py.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -29,7 +27,7 @@ from pipeline.schemas import MONITOR_EVENT, validate_record
 from pipeline.serve import api, explorer, health
 from pipeline.serve.service import ViewService
 from pipeline.view.request import Limits
-from tests.serve.browser import Site, check_clean, drive, require_browser
+from tests.serve.browser import Site, check_clean, drive, require_browser, running_app
 from tests.serve.test_api import CATALOG, filled_store
 
 WORST = ("ALERT", "NO_DATA", "WARN", "OK")
@@ -117,20 +115,8 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, list[
     explorer.add_routes(app, service)
     app.router.add_get("/api/v1/monitors", monitors)
 
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app)
-    loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    loop.run_until_complete(site.start())
-    port = runner.addresses[0][1]
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield Site({}, f"http://127.0.0.1:{port}", tmp_path_factory.mktemp("monitors-page")), bodies
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(30)
+    with running_app(app) as url:
+        yield Site({}, url, tmp_path_factory.mktemp("monitors-page")), bodies
 
 
 def test_monitor_states_and_transitions_show_live(page: tuple[Site, list[dict[str, Any]]]) -> None:

@@ -18,13 +18,14 @@ const params = new URLSearchParams(location.search)
 const REFRESH_S = Math.max(1, Number(params.get('refresh')) || 10)
 
 const explorer = (window.explorer = {
-  catalog: null, answer: null, facets: [], monitors: null, chart: null, refreshes: 0,
+  catalog: null, answer: null, facets: [], monitors: null, chart: null, refreshes: 0, ready: false,
   // The query string of the answer shown, and that of the query the controls describe now.
   params: null,
   currentParams: () => queryParams().query.toString(),
 })
 let generation = 0
 let timer = null
+let retry = null // the next look at the catalog while the view catches up
 let running = false
 
 const seconds = (text) => Number(text.slice(0, -1)) * UNITS[text.slice(-1)]
@@ -99,6 +100,7 @@ async function refresh() {
   running = true
   document.body.dataset.state = 'loading'
   try {
+    if (!explorer.ready && !(await caughtUp())) return
     const { query, aggs, range } = queryParams()
     const [answer, facets, monitors] = await Promise.all([
       getJSON(`/api/v1/query?${query}`),
@@ -113,6 +115,24 @@ async function refresh() {
   } finally {
     if (mine === generation) running = false
   }
+}
+
+/**
+ * Whether the view has caught up with the topics, asked of the catalog (always 200) so that
+ * no query gets a 503 while it has not; says so on the page and tries again in 2 s if not.
+ */
+async function caughtUp() {
+  const catalog = await getJSON('/api/v1/rollups')
+  explorer.ready = catalog.status === 200 && catalog.body.view.caught_up
+  if (!explorer.ready) {
+    const lag = catalog.body?.view?.lag ?? '?'
+    showMessage('The view is still reading the rollup topics: answers will follow.')
+    $('view-state').textContent = `Catching up (${lag} records behind)`
+    document.body.dataset.state = 'catching-up'
+    clearTimeout(retry)
+    retry = setTimeout(() => refresh(), 2000)
+  }
+  return explorer.ready
 }
 
 /** Puts the answers of one refresh on the page. */
@@ -132,6 +152,7 @@ function show(answer, facets, monitors, query, aggs) {
     const view = answer.body.view
     $('view-state').textContent = view?.caught_up ? 'View up to date' : `View ${view?.lag ?? '?'} records behind`
   } else if (answer.status === 503) {
+    explorer.ready = false // ask the catalog until the view has caught up again
     showMessage('The view is still reading the rollup topics: answers will follow.')
     $('view-state').textContent = `Catching up (${answer.body?.lag ?? '?'} records behind)`
   } else if (answer.status === 400) {
@@ -172,6 +193,7 @@ async function start() {
     return
   }
   explorer.catalog = catalog.body
+  explorer.ready = catalog.body.view.caught_up
   const longest = catalog.body.limits.max_range_ms / 60000
   for (const option of [...$('range').options]) if (RANGES[option.value] > longest) option.remove()
   $('rollup').replaceChildren(...catalog.body.rollups.map((r) => el('option', { value: r.name }, r.name)))
