@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the real-browser tests need, and nothing when it is all there:
 # Debian's chromium (headless, driven by playwright-core; Playwright's own browser
-# downloads are never used) and tests/browser/node_modules from its lock file.
+# downloads are never used), tests/browser/node_modules and web/node_modules from their lock files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CHROMIUM="${RUM_CHROMIUM:-/usr/bin/chromium}"
 BROWSER_DIR=tests/browser
-STAMP="$BROWSER_DIR/node_modules/.installed"
 
 apt_install() {
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -32,9 +31,13 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   apt_install nodejs npm
 fi
 
-# npm ci again whenever the lock file changed since the last install.
-if [ ! -f "$STAMP" ] || [ "$BROWSER_DIR/package-lock.json" -nt "$STAMP" ] || [ "$BROWSER_DIR/package.json" -nt "$STAMP" ]; then
-  echo "installing the browser tests' node packages (npm ci in $BROWSER_DIR)" >&2
-  (cd "$BROWSER_DIR" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-  touch "$STAMP"
-fi
+# npm ci again whenever a lock file changed since the last install: the browser tests'
+# packages, and web/ (the explorer's charting library, checked against its vendored copy).
+for dir in "$BROWSER_DIR" web; do
+  stamp="$dir/node_modules/.installed"
+  if [ ! -f "$stamp" ] || [ "$dir/package-lock.json" -nt "$stamp" ] || [ "$dir/package.json" -nt "$stamp" ]; then
+    echo "installing node packages (npm ci in $dir)" >&2
+    (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    touch "$stamp"
+  fi
+done

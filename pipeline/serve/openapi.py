@@ -107,6 +107,14 @@ def document(catalog: Catalog, limits: Limits) -> dict[str, Any]:
                     "responses": {"200": {"description": "Values with their counts."}, **answers},
                 }
             },
+            "/api/v1/rollups": {
+                "get": {
+                    "summary": "What can be queried: the rollups (group_by, aggregations, intervals), the "
+                    "facet paths and the limits; `monitors` says whether /api/v1/monitors is served. "
+                    "The explorer page at / is built from it.",
+                    "responses": {"200": {"description": "The catalog."}},
+                }
+            },
             "/healthz": {
                 "get": {"summary": "The process works.", "responses": {"200": {"description": "ok"}}}
             },

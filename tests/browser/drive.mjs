@@ -15,22 +15,8 @@ import { parseArgs } from 'node:util'
 
 import { chromium } from 'playwright-core'
 
+import { CHROMIUM, CHROMIUM_ARGS } from './chromium.mjs'
 import { startStaticServer } from './serve.mjs'
-
-export const CHROMIUM = process.env.RUM_CHROMIUM || '/usr/bin/chromium'
-
-// Without these, Chromium tries to reach Google services at start-up and, on a
-// machine with no route out, hangs waiting for them.
-export const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-]
 
 const { values: opts } = parseArgs({
   options: {
