@@ -77,6 +77,11 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     metrics.bind(processor, stage, FaustProbe(app, settings.topic(RAW), stage))
 
     @app.task
+    async def start_enrichments() -> None:
+        """Background work of the enrichments (the GeoIP file watch), on the loop that enriches."""
+        await processor.start()
+
+    @app.task
     async def serve_metrics() -> None:
         """Give the metrics server this loop (for lag and readiness); start it if nobody did."""
         metrics.attach_loop(asyncio.get_running_loop())
@@ -138,6 +143,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     async def close_writers(*_args: Any, **_kwargs: Any) -> None:
         await writers.close()
         await tasks.close()
+        await processor.stop()
 
     @app.timer(interval=max(1.0, settings.flush_interval))
     async def advance_quiet_partitions() -> None:
