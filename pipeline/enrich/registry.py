@@ -20,6 +20,7 @@ from pipeline.enrich.context import GlobalContextEnrichment
 from pipeline.enrich.geo import GeoEnrichment
 from pipeline.enrich.ip import IpPolicyEnrichment
 from pipeline.enrich.page import PageEnrichment
+from pipeline.enrich.referrer import ReferrerEnrichment
 
 if TYPE_CHECKING:
     from pipeline.settings import Settings
@@ -31,6 +32,7 @@ ENRICHMENTS: tuple[type[Plugin], ...] = (
     GeoEnrichment,
     IpPolicyEnrichment,
     BrowserEnrichment,
+    ReferrerEnrichment,
 )
 
 
