@@ -49,8 +49,9 @@ MAX_URL_CHARS = 16 * 1024
 #: work of a query of thousands of repeated keys (a list each).
 MAX_QUERY_PAIRS = 1000
 #: Attributes kept free for the fields the enrichments and the pipeline add
-#: (view.url_*, geo, browser, os, device, pipeline and a few warnings).
-ENRICHMENT_ATTRIBUTES = 64
+#: (view.url_*, the referrer and campaign fields, geo, browser, os, device,
+#: pipeline and a few warnings): all of them with three warnings take 64.
+ENRICHMENT_ATTRIBUTES = 80
 #: Queries with at most this many parameters skip counting the action's attributes.
 _FEW_PARAMETERS = 64
 
