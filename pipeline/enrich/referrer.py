@@ -26,6 +26,7 @@ each with a warning; a referrer that is not a string or cannot be parsed
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -106,6 +107,8 @@ BRANDS = {
 _SECOND_LEVELS = frozenset(
     ("co", "com", "net", "org", "gov", "edu", "ac", "ne", "or", "go", "gob", "ltd", "plc")
 )
+#: Referrers at most this long are remembered (``ReferrerEnrichment``'s cache).
+_CACHED_CHARS = 1024
 #: Labels of a host tried against :data:`HOSTS`, from the full host up: real hosts have a few.
 _MAX_SUFFIXES = 8
 
@@ -179,6 +182,16 @@ def referrer_type(referrer_host: str, page_host: str | None) -> str:
     return host_type(referrer_host) or "referral"
 
 
+def referrer_fields(referrer: str, host: str, page_host: str | None) -> tuple[str, str | None, int]:
+    """The referrer type, the path (cut to ``MAX_PATH_CHARS``; None if unreadable) and its full length."""
+    kind = referrer_type(host, page_host)
+    try:
+        path = urlsplit(prepare(referrer[:MAX_URL_CHARS])).path or "/"
+    except ValueError:
+        return kind, None, 0
+    return kind, path[:MAX_PATH_CHARS], len(path)
+
+
 class ReferrerEnrichment(Plugin):
     """Adds ``view.referrer_path``, ``view.referrer_type`` and ``view.campaign``."""
 
@@ -186,8 +199,11 @@ class ReferrerEnrichment(Plugin):
     schema: ClassVar[Mapping[str, Any]] = SCHEMA
     metrics: ClassVar[tuple[MetricSpec, ...]] = METRICS
 
-    def __init__(self) -> None:
+    def __init__(self, cache_size: int = 4096) -> None:
         self._counts = dict.fromkeys((*TYPES, "campaigns", "warnings"), 0)
+        # A site's visits come from a few referrers, and splitting a URL costs
+        # microseconds: remember the results (C-implemented LRU, short keys only).
+        self._fields = functools.lru_cache(maxsize=cache_size)(referrer_fields)
 
     def enrich(self, event: dict[str, Any], warnings: list[Warning]) -> None:
         """Add the referrer and campaign fields to ``event["view"]``."""
@@ -205,17 +221,18 @@ class ReferrerEnrichment(Plugin):
         host = view.get("referrer_host")
         if type(referrer) is not str or type(host) is not str:
             return  # not a string, or no host could be read: page has warned
-        kind = referrer_type(host, view.get("url_host"))
+        page_host = view.get("url_host")
+        if len(referrer) <= _CACHED_CHARS:
+            kind, path, length = self._fields(referrer, host, page_host)
+        else:
+            kind, path, length = referrer_fields(referrer, host, page_host)
         view["referrer_type"] = kind
         self._counts[kind] += 1
-        try:
-            path = urlsplit(prepare(referrer[:MAX_URL_CHARS])).path or "/"
-        except ValueError:
+        if path is None:
             return  # page parsed the host from the same text; kept for safety
-        if len(path) > MAX_PATH_CHARS:
-            cut = f"referrer path is {len(path)} characters; the first {MAX_PATH_CHARS} kept"
+        if length > MAX_PATH_CHARS:
+            cut = f"referrer path is {length} characters; the first {MAX_PATH_CHARS} kept"
             self._warn(warnings, "view.referrer", cut)
-            path = path[:MAX_PATH_CHARS]
         view["referrer_path"] = path
 
     def _add_campaign(self, view: dict[str, Any], query: dict[str, Any], warnings: list[Warning]) -> None:

@@ -186,3 +186,14 @@ def test_processor_output_validates_against_the_enriched_schema() -> None:
     assert [w["path"] for w in record["pipeline"]["warnings"]] == ["view.url_query.utm_campaign"]
     bad = dict(action, view={"url": PAGE, "referrer_type": "nowhere"})
     assert Processor(load_settings({})).process(orjson.dumps(bad)).bad_kind == "schema"
+
+
+def test_a_repeated_referrer_gives_the_same_fields_from_the_cache() -> None:
+    referrer = ReferrerEnrichment(cache_size=2)
+    views = [
+        enriched({"url": PAGE, "referrer": f"https://site{i % 3}.example/p{i % 3}"}, referrer)[0]
+        for i in range(9)
+    ]
+    assert [v["referrer_path"] for v in views] == ["/p0", "/p1", "/p2"] * 3
+    assert {v["referrer_type"] for v in views} == {"referral"}
+    assert referrer.stats()["referral"] == 9
