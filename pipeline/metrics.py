@@ -286,17 +286,16 @@ class _PipelineCollector(Collector):
             events_out.add_metric([topics[PARTIALS]], sc.get("partials", 0))
             yield CounterMetricFamily(
                 "rum_late_actions",
-                "Actions routed to the late topic (too late, or too far ahead, for a rollup window).",
+                "Actions routed to the late topic (too late for a rollup window).",
                 value=sc.get("late", 0),
             )
             engine = dict(stage.engine.counts)
             missed = _counter(
                 "rum_rollup_missed_windows",
-                "Rollup windows an action missed: closed already (late) or too far ahead (future).",
+                "Rollup windows an action missed: closed already (late).",
                 ["reason"],
             )
-            for reason in ("late", "future"):
-                missed.add_metric([reason], engine.get(reason, 0))
+            missed.add_metric(["late"], engine.get("late", 0))
             yield missed
             yield CounterMetricFamily(
                 "rum_rollup_replayed",
