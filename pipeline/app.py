@@ -50,7 +50,6 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
         broker_credentials=broker_credentials(settings),
         datadir=str(settings.data_dir),
-        store="rocksdb://",
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         # Raw actions up to the topic's 8 MiB limit must be readable and their
@@ -60,6 +59,8 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         producer_acks=-1,
         # Kafka's default placement of keyed records, with recent keys' hashes kept (upserts).
         producer_partitioner=KeyPartitioner(),
+        # faust's own web server serves nothing the pipeline uses (metrics and health have
+        # their own server): off unless RUM_WEB_PORT asks for it.
         web_enabled=settings.web_port > 0,
         web_port=settings.web_port or 6066,
         web_host="127.0.0.1",

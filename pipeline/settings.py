@@ -69,7 +69,13 @@ class CoreSettings(BaseSettings):
     replication_factor: int = Field(1, ge=1, le=10, description="Replication factor of created topics.")
     app_id: str = Field("rum-pipeline", min_length=1, description="Consumer group / faust application id.")
     data_dir: Path = Field(Path(".rum-data"), description="Folder for worker state (RocksDB tables).")
-    web_port: int = Field(6066, ge=0, le=65535, description="Port of a worker's faust web server (0 = off).")
+    web_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Port of a worker's faust web server, which the pipeline does not use (0 = off). "
+        "Metrics and health checks have their own port, RUM_METRICS_PORT.",
+    )
     batch_size: int = Field(500, ge=1, le=100000, description="Max raw actions processed per batch.")
     batch_within: float = Field(0.1, gt=0, le=60, description="Max seconds to wait to fill a batch.")
     max_message_bytes: int = Field(
