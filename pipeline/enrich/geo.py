@@ -59,8 +59,6 @@ from pipeline.errors import ConfigError
 if TYPE_CHECKING:
     from pipeline.settings import Settings
 
-__all__ = ["GeoEnrichment", "GeoSettings", "default_database_path", "without_addresses"]
-
 log = logging.getLogger(__name__)
 
 _WARNING_PATH = "network.client.ip"
