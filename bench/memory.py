@@ -38,6 +38,7 @@ import yaml
 from rollups import bench_env, delete_topics, log_problems, settings_of, tail, worker
 
 from pipeline.admin import create_topics
+from pipeline.clock import now_ms
 from pipeline.consume import make_reader, topic_partitions
 from pipeline.generate import TrafficGenerator
 from pipeline.produce import Message, publish
@@ -101,7 +102,7 @@ def rollup_config(tmp: Path, retention: str, grace: str) -> tuple[Path, list[str
 def produce(env: dict[str, str], events: int, seed: int, span_ms: int, rate: float, sent: Any) -> None:
     """Child process: publish ``events`` generated actions, counting acknowledgements in ``sent``."""
     settings = settings_of(env)
-    generator = TrafficGenerator(seed=seed, start_ms=int(time.time() * 1000) - span_ms, span_ms=span_ms)
+    generator = TrafficGenerator(seed=seed, start_ms=now_ms() - span_ms, span_ms=span_ms)
     messages = (Message(m.key, m.value) for m in generator.messages(events))
 
     def count(n: int) -> None:

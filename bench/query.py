@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.admin import create_topics  # noqa: E402
+from pipeline.clock import now_ms  # noqa: E402
 from pipeline.kafka_auth import client_kwargs  # noqa: E402
 from pipeline.rollups.aggregations import AggregationSet  # noqa: E402
 from pipeline.rollups.config import default_config_path, load_rollup_config  # noqa: E402
@@ -210,7 +211,7 @@ def main() -> int:
     # As `rum-pipeline serve` and `query` run: RUM_GC_THRESHOLDS, and the view frozen once caught up.
     if settings.gc_thresholds is not None:
         gc.set_threshold(*settings.gc_thresholds)
-    end = int(time.time() * 1000)
+    end = now_ms()
     print(f"making {args.records:,} rollup records over {args.groups} groups ...", flush=True)
     items = records(args.records, args.groups, end)
     asyncio.run(create_topics(settings))

@@ -60,6 +60,7 @@ import yaml
 from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.admin import create_topics
+from pipeline.clock import now_ms
 from pipeline.consume import assign_topics, group_offsets, make_reader, record_timestamps
 from pipeline.demo import stop_worker
 from pipeline.generate import TrafficGenerator
@@ -162,7 +163,7 @@ async def delete_topics(settings: Settings, *extra: str) -> None:
 def dated_traffic(events: int, seed: int, span: str) -> list[Message]:
     """``events`` generated actions whose dates spread over ``span`` (e.g. ``30s``) and end now."""
     span_ms = parse_duration(span) * 1000
-    generator = TrafficGenerator(seed=seed, start_ms=_now() - span_ms, span_ms=span_ms)
+    generator = TrafficGenerator(seed=seed, start_ms=now_ms() - span_ms, span_ms=span_ms)
     return [Message(m.key, m.value) for m in generator.messages(events)]
 
 
@@ -210,7 +211,7 @@ class CpuSampler:
             except OSError:
                 return
             cpu = (int(fields[11]) + int(fields[12])) / self._tick  # utime, stime
-            self.samples.append((time.time_ns() // 1_000_000, cpu))
+            self.samples.append((now_ms(), cpu))
             self._stop.wait(0.05)
 
     def between(self, first_ms: int, last_ms: int) -> float:
@@ -358,7 +359,7 @@ async def measure_latency(
     async def watch() -> None:
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=200, max_records=5000)
-            received = time.time_ns() // 1_000_000
+            received = now_ms()
             for records in batch.values():
                 for record in records:
                     if record.value is None:
@@ -382,7 +383,7 @@ async def measure_latency(
             await producer.client.force_metadata_update()
             partitions = sorted(producer.client.cluster.partitions_for_topic(raw) or ())
         for p in partitions:
-            warm = probe_message(bases[p % len(bases)], f"warm-{p}", _now(), 1.0)
+            warm = probe_message(bases[p % len(bases)], f"warm-{p}", now_ms(), 1.0)
             await producer.send_and_wait(raw, warm.value, key=warm.key, partition=p)
         while sum(1 for probe in seen if probe.startswith("warm-")) < len(partitions):
             if time.monotonic() - warm_started > timeout:
@@ -397,7 +398,7 @@ async def measure_latency(
             if delay > 0:
                 await asyncio.sleep(delay)
             probe = f"p-{i:07d}"
-            date = _now()
+            date = now_ms()
             message = probe_message(bases[i % len(bases)], probe, date, float(10 + i % 90))
             sent[probe] = date
             pending.append(await producer.send(raw, message.value, key=message.key))
@@ -434,11 +435,6 @@ async def measure_latency(
                 "min": min(values),
             }
     return result
-
-
-def _now() -> int:
-    """Wall-clock time in epoch milliseconds."""
-    return time.time_ns() // 1_000_000
 
 
 def latency_run(tmp: Path, rate: float, seconds: float, keep: bool) -> dict[str, Any]:

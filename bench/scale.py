@@ -36,6 +36,7 @@ from typing import Any
 from rollups import bench_env, delete_topics, log_problems, settings_of, summarize, worker
 
 from pipeline.admin import create_topics
+from pipeline.clock import now_ms
 from pipeline.consume import record_timestamps
 from pipeline.generate import TrafficGenerator
 from pipeline.produce import Message, make_producer, publish
@@ -125,7 +126,7 @@ def main() -> int:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     logging.getLogger("aiokafka").setLevel(logging.ERROR)  # metadata notes about deleted topics
 
-    start = time.time_ns() // 1_000_000 - 3_600_000
+    start = now_ms() - 3_600_000
     messages = [
         Message(m.key, m.value)
         for m in TrafficGenerator(seed=args.seed, start_ms=start).messages(args.events)

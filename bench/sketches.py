@@ -199,7 +199,7 @@ def stages(actions: int) -> tuple[float, str]:
     merger = Merger(config.grace_seconds, config.retention_seconds)
     partitions = 4
     for partition in range(partitions):
-        engine.load(partition, [])
+        engine.restoring(partition).finish()
     for offset in range(0, len(events), 500 * partitions):
         for partition in range(partitions):
             batch = events[offset + partition * 500 : offset + (partition + 1) * 500]

@@ -50,7 +50,6 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
         broker_credentials=broker_credentials(settings),
         datadir=str(settings.data_dir),
-        store="rocksdb://",
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         # Raw actions up to the topic's 8 MiB limit must be readable and their
@@ -60,6 +59,8 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         producer_acks=-1,
         # Kafka's default placement of keyed records, with recent keys' hashes kept (upserts).
         producer_partitioner=KeyPartitioner(),
+        # faust's own web server serves nothing the pipeline uses (metrics and health have
+        # their own server): off unless RUM_WEB_PORT asks for it.
         web_enabled=settings.web_port > 0,
         web_port=settings.web_port or 6066,
         web_host="127.0.0.1",
@@ -75,6 +76,11 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     stage = _rollup_stage(app, settings)
     metrics = metrics or WorkerMetrics(settings)
     metrics.bind(processor, stage, FaustProbe(app, settings.topic(RAW), stage))
+
+    @app.task
+    async def start_enrichments() -> None:
+        """Background work of the enrichments (the GeoIP file watch), on the loop that enriches."""
+        await processor.start()
 
     @app.task
     async def serve_metrics() -> None:
@@ -138,6 +144,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     async def close_writers(*_args: Any, **_kwargs: Any) -> None:
         await writers.close()
         await tasks.close()
+        await processor.stop()
 
     @app.timer(interval=max(1.0, settings.flush_interval))
     async def advance_quiet_partitions() -> None:

@@ -17,13 +17,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import orjson
 
 from pipeline import PROCESSOR_NAME, __version__
+from pipeline.clock import now_ms as wall_clock_ms
 from pipeline.errors import PipelineError
 from pipeline.topics import BAD_MAX_MESSAGE_BYTES
 
@@ -163,7 +163,7 @@ def make_bad_row(
         "kind": kind,
         "errors": error_list,
         "processor": {"name": PROCESSOR_NAME, "version": __version__},
-        "failed_at": time.time_ns() // 1_000_000 if now_ms is None else now_ms,
+        "failed_at": wall_clock_ms() if now_ms is None else now_ms,
         "source": {
             "topic": topic,
             "partition": partition,

@@ -51,8 +51,8 @@ def main() -> None:
     "--web-port",
     type=int,
     default=None,
-    help="Port of this worker's web server (RUM_WEB_PORT; 0 turns it off). "
-    "Give each worker on one host its own port.",
+    help="Port of faust's own web server (RUM_WEB_PORT; default 0: off). The pipeline serves "
+    "nothing there: metrics and health are on --metrics-port.",
 )
 @click.option(
     "--data-dir",

@@ -22,7 +22,6 @@ import ipaddress
 import itertools
 import math
 import random
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -30,6 +29,7 @@ from urllib.parse import quote_plus
 
 import orjson
 
+from pipeline.clock import now_ms
 from pipeline.shopdata import (
     ACTIONS,
     BOT_MARKERS,
@@ -201,7 +201,7 @@ class TrafficGenerator:
         self.seed = seed
         self.malformed_share = malformed_share
         self.span_ms = span_ms
-        self.start_ms = int(time.time() * 1000) - span_ms if start_ms is None else start_ms
+        self.start_ms = now_ms() - span_ms if start_ms is None else start_ms
         self.jitter_ms = max(0, min(jitter_ms, span_ms // 2))
         self.null_key_share = null_key_share
         self.allow_huge = allow_huge

@@ -19,7 +19,6 @@ import os
 import socket
 import socketserver
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -33,6 +32,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from pipeline import PROCESSOR_NAME, __version__
+from pipeline.enrich.registry import metric_specs
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings
 from pipeline.topics import BAD, ENRICHED, FACETS, LATE, PARTIALS, RAW, ROLLUPS
@@ -41,8 +41,6 @@ from pipeline.worker.faust_private import committed_position
 log = logging.getLogger(__name__)
 
 BAD_KINDS = ("parse", "schema", "size", "enrichment")
-#: Enrichment name -> the cache label of its LRU cache.
-CACHES = {"browser": "user_agent", "geo": "ip"}
 #: From a 500-action batch on a quiet worker (~10 ms) to a slow restore.
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 #: How long a scrape waits for the event loop to answer before giving up.
@@ -288,17 +286,16 @@ class _PipelineCollector(Collector):
             events_out.add_metric([topics[PARTIALS]], sc.get("partials", 0))
             yield CounterMetricFamily(
                 "rum_late_actions",
-                "Actions routed to the late topic (too late, or too far ahead, for a rollup window).",
+                "Actions routed to the late topic (too late for a rollup window).",
                 value=sc.get("late", 0),
             )
             engine = dict(stage.engine.counts)
             missed = _counter(
                 "rum_rollup_missed_windows",
-                "Rollup windows an action missed: closed already (late) or too far ahead (future).",
+                "Rollup windows an action missed: closed already (late).",
                 ["reason"],
             )
-            for reason in ("late", "future"):
-                missed.add_metric([reason], engine.get(reason, 0))
+            missed.add_metric(["late"], engine.get("late", 0))
             yield missed
             yield CounterMetricFamily(
                 "rum_rollup_replayed",
@@ -342,53 +339,23 @@ class _PipelineCollector(Collector):
 
 
 def _enrichment_metrics(enrichments: Iterable[Any]) -> Iterator[Metric]:
-    hits = _counter("rum_enrich_cache_hits", "Lookups answered by an enrichment's LRU cache.", ["cache"])
-    misses = _counter(
-        "rum_enrich_cache_misses", "Lookups an enrichment's LRU cache could not answer.", ["cache"]
-    )
-    entries = GaugeMetricFamily(
-        "rum_enrich_cache_entries", "Entries in an enrichment's LRU cache.", labels=["cache"]
-    )
-    for enrichment in enrichments:
-        cache = CACHES.get(enrichment.name)
-        if cache is None:
-            continue
-        stats = enrichment.stats()
-        hits.add_metric([cache], stats.get("cache_hits", 0))
-        misses.add_metric([cache], stats.get("cache_misses", 0))
-        entries.add_metric([cache], stats.get("cache_size", 0))
-        if enrichment.name == "geo":
-            yield from _geoip_metrics(enrichment, stats)
-    yield hits
-    yield misses
-    yield entries
+    """The metrics each enrichment declares (``metrics`` of its class), from its ``stats()``.
 
-
-def _geoip_metrics(geo: Any, stats: dict[str, float]) -> Iterator[Metric]:
-    try:
-        info = geo.database_info()
-    except Exception as exc:  # a reload on the loop may close the reader mid-scrape; next scrape is fine
-        log.debug("GeoIP database metadata unavailable: %s", exc)
-        info = None
-    if info is not None:
-        yield GaugeMetricFamily(
-            "rum_geoip_database_build_timestamp_seconds",
-            "Build time of the loaded GeoIP database (epoch seconds).",
-            value=info["build_epoch"],
-        )
-        yield GaugeMetricFamily(
-            "rum_geoip_database_age_seconds",
-            "Age of the loaded GeoIP database: now minus its build time.",
-            value=max(0.0, time.time() - info["build_epoch"]),
-        )
-    yield CounterMetricFamily(
-        "rum_geoip_reloads", "Replaced GeoIP database files loaded.", value=stats.get("reloads", 0)
-    )
-    yield CounterMetricFamily(
-        "rum_geoip_reload_failures",
-        "Replaced GeoIP database files that could not be opened (the loaded one stays).",
-        value=stats.get("reload_failures", 0),
-    )
+    Declarations that share a name become one family, one sample per enrichment.
+    """
+    families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
+    stats: dict[int, dict[str, float]] = {}
+    for enrichment, spec in metric_specs(enrichments):
+        values = stats.get(id(enrichment))
+        if values is None:
+            values = stats[id(enrichment)] = enrichment.stats()
+        family = families.get(spec.name)
+        if family is None:
+            kind = CounterMetricFamily if spec.kind == "counter" else GaugeMetricFamily
+            family = families[spec.name] = kind(spec.name, spec.help, labels=list(spec.labels))
+        if spec.stat in values:
+            family.add_metric(list(spec.labels.values()), values[spec.stat])
+    yield from families.values()
 
 
 class FaustProbe:

@@ -17,6 +17,7 @@ from pipeline.badrows import BadRowKind, make_bad_row
 from pipeline.clock import now_ms
 from pipeline.enrich import Enrichment, build_enrichments
 from pipeline.enrich.base import Warning
+from pipeline.enrich.registry import start_all, stop_all
 from pipeline.rollups.windows import FUTURE_TOLERANCE_MS
 from pipeline.settings import Settings
 from pipeline.topics import ENRICHED_MAX_MESSAGE_BYTES
@@ -72,6 +73,14 @@ class Processor:
             "enrichment": 0,
             "warnings": 0,
         }
+
+    async def start(self) -> None:
+        """Start the enrichments' background work (a GeoIP file watch, say); on the loop that processes."""
+        await start_all(self.enrichments)
+
+    async def stop(self) -> None:
+        """Stop what :meth:`start` began."""
+        await stop_all(self.enrichments)
 
     def process(
         self,

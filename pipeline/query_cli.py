@@ -18,6 +18,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from pipeline.clock import now_ms
 from pipeline.errors import PipelineError
 from pipeline.settings import Settings
 from pipeline.view.catalog import Catalog, load_catalog
@@ -129,7 +130,7 @@ def run_rollup_query(
     limits = Limits()
     catalog = _catalog(settings)
     try:  # checked before reading anything, so that a typo costs nothing
-        query = parse_query(params, where, catalog.rollups, int(time.time() * 1000), limits)
+        query = parse_query(params, where, catalog.rollups, now_ms(), limits)
     except QueryError as exc:
         raise _bad(exc) from None
     store, progress = load(settings, timeout, limits, quiet=fmt != "table")
@@ -150,7 +151,7 @@ def run_facets_query(
     limits = Limits()
     catalog = _catalog(settings)
     try:
-        query = parse_facet_query(path, params, catalog.facets, int(time.time() * 1000), limits)
+        query = parse_facet_query(path, params, catalog.facets, now_ms(), limits)
     except QueryError as exc:
         raise _bad(exc) from None
     store, progress = load(settings, timeout, limits, quiet=fmt != "table")

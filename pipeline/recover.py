@@ -28,6 +28,7 @@ from pipeline.badrows import original_key, original_payload
 from pipeline.errors import PipelineError
 from pipeline.process import Processor
 from pipeline.produce import session_key
+from pipeline.rollups.windows import DAY_S, UNITS
 from pipeline.schemas import BAD_ROW, SCHEMAS_DIR, json_path, json_type, registry, validate_record
 from pipeline.settings import Settings
 from pipeline.validate import Failure, RawValidator
@@ -41,7 +42,7 @@ RUN_KEY = b"run"
 LEDGER_SCHEMA = SCHEMAS_DIR / "recovery-ledger.v1.json"
 
 Outcome = Literal["ready", "already recovered", "duplicate", "patch failed", "still invalid", "unreadable"]
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_UNITS = {**UNITS, "w": 7 * DAY_S}
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _PATCH_OPS = frozenset({"add", "remove", "replace", "move", "copy", "test"})
 

@@ -5,12 +5,19 @@ contract for consumers in any language; this module is how Python code uses
 them. Schemas reference each other by relative URI (``enriched-action.v1``
 refers to ``raw-action.v1``); every file is loaded into one local registry,
 so compiling never touches the network.
+
+The enriched action's file holds the envelope; the fields each enrichment
+adds are its ``$defs``, which come from the enrichments themselves
+(:func:`pipeline.enrich.registry.schema_defs`). ``python -m pipeline.schemas
+DIR`` writes every schema, assembled, for consumers in other languages.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -74,6 +81,11 @@ def _load(name: str) -> dict[str, Any]:
             "next to the pipeline package (run from a source checkout or an editable install)"
         ) from exc
     schema: dict[str, Any] = orjson.loads(data)
+    if name == ENRICHED_ACTION:
+        # Imported here: only this schema needs the enrichments (and their libraries) loaded.
+        from pipeline.enrich.registry import schema_defs
+
+        schema["$defs"] = {**schema.get("$defs", {}), **schema_defs()}
     return schema
 
 
@@ -143,3 +155,20 @@ def validate_record(name: str, obj: Any) -> list[str]:
     if validator(name).is_valid(obj):
         return []
     return [f"{path}: {message}" for path, message in schema_errors(name, obj)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write every schema, the enriched action's assembled with its enrichments' ``$defs``, to a folder."""
+    parser = argparse.ArgumentParser(description="Write the assembled JSON Schemas to a folder.")
+    parser.add_argument("folder", type=Path, help="where to write <name>.json for every schema")
+    args = parser.parse_args(argv)
+    args.folder.mkdir(parents=True, exist_ok=True)
+    for name in SCHEMA_NAMES:
+        text = orjson.dumps(load_schema(name), option=orjson.OPT_INDENT_2)
+        (args.folder / f"{name}.json").write_bytes(text + b"\n")
+    print(f"wrote {len(SCHEMA_NAMES)} schemas to {args.folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

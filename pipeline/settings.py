@@ -3,37 +3,46 @@
 Values come from ``RUM_*`` environment variables and, optionally, a YAML or
 JSON config file named by ``RUM_CONFIG_FILE`` (environment variables win).
 Nothing is read at import time: call :func:`load_settings` at start-up.
+
+:class:`Settings` is :class:`CoreSettings` plus the settings model of every
+registered enrichment (``pipeline.enrich.registry``), whose fields keep their
+``RUM_<FIELD>`` names; an enrichment reads its own part with
+:meth:`CoreSettings.section`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from enum import StrEnum
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from pipeline.enrich.ip import IpPolicy
 from pipeline.errors import ConfigError
 
+__all__ = ["CoreSettings", "IpPolicy", "Settings", "load_settings"]
 
-class IpPolicy(StrEnum):
-    """What happens to ``network.client.ip`` after the geo lookup."""
-
-    keep = "keep"
-    truncate = "truncate"  # IPv4 /24, IPv6 /48
-    drop = "drop"
+M = TypeVar("M", bound=BaseModel)
 
 
 #: Largest request body the intake may be set to take: its bad rows must fit the bad topic's 8 MiB.
 INTAKE_MAX_PAYLOAD_CEILING = 6_000_000
 
 
-class Settings(BaseSettings):
-    """Every setting of rum-pipeline; environment variable ``RUM_<NAME>``."""
+class CoreSettings(BaseSettings):
+    """The settings of rum-pipeline that belong to no enrichment; environment variable ``RUM_<NAME>``."""
 
     model_config = SettingsConfigDict(env_prefix="RUM_", frozen=True, extra="forbid")
 
@@ -60,28 +69,15 @@ class Settings(BaseSettings):
     replication_factor: int = Field(1, ge=1, le=10, description="Replication factor of created topics.")
     app_id: str = Field("rum-pipeline", min_length=1, description="Consumer group / faust application id.")
     data_dir: Path = Field(Path(".rum-data"), description="Folder for worker state (RocksDB tables).")
-    web_port: int = Field(6066, ge=0, le=65535, description="Port of a worker's faust web server (0 = off).")
+    web_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Port of a worker's faust web server, which the pipeline does not use (0 = off). "
+        "Metrics and health checks have their own port, RUM_METRICS_PORT.",
+    )
     batch_size: int = Field(500, ge=1, le=100000, description="Max raw actions processed per batch.")
     batch_within: float = Field(0.1, gt=0, le=60, description="Max seconds to wait to fill a batch.")
-    geoip_database: Path | None = Field(
-        None,
-        description="GeoIP2/GeoLite2 City .mmdb file. Default: the GeoLite2 City file of the "
-        "maxminddb-geolite2 package (2018 data).",
-    )
-    geoip_check_interval: float = Field(
-        5.0, ge=0, description="Seconds between checks whether the GeoIP file was replaced (0 = never)."
-    )
-    ip_policy: IpPolicy = Field(
-        IpPolicy.keep, description="keep, truncate (IPv4 /24, IPv6 /48) or drop the client IP."
-    )
-    ua_cache_size: int = Field(10000, ge=0, description="User agents kept in the parse cache (LRU).")
-    ua_cache_bytes: int = Field(
-        64 * 1024 * 1024, ge=0, description="Bytes the user-agent parse cache may hold (LRU; 0 = no cache)."
-    )
-    ip_cache_size: int = Field(50000, ge=0, description="IP addresses kept in the geo cache (LRU).")
-    ip_cache_bytes: int = Field(
-        32 * 1024 * 1024, ge=0, description="Bytes the geo cache may hold (LRU; 0 = no cache)."
-    )
     max_message_bytes: int = Field(
         1024 * 1024, ge=1, description="Raw messages larger than this are bad rows (kind size)."
     )
@@ -275,7 +271,7 @@ class Settings(BaseSettings):
         return parse_origins(value)
 
     @model_validator(mode="after")
-    def _check_intake_limits(self) -> Settings:
+    def _check_intake_limits(self) -> CoreSettings:
         errors = []
         if self.intake_max_event_bytes > self.intake_max_payload_bytes:
             errors.append("RUM_INTAKE_MAX_EVENT_BYTES must not exceed RUM_INTAKE_MAX_PAYLOAD_BYTES")
@@ -299,7 +295,7 @@ class Settings(BaseSettings):
     )
 
     @model_validator(mode="after")
-    def _default_bootstrap(self) -> Settings:
+    def _default_bootstrap(self) -> CoreSettings:
         # The local broker's port decides the default, so RUM_KAFKA_PORT alone
         # moves both `make broker` and every client to another port.
         if not self.kafka_bootstrap:
@@ -316,6 +312,10 @@ class Settings(BaseSettings):
             if not sep or not host or not port.isdigit():
                 raise ValueError(f"expected host:port[,host:port...], got {server.strip()!r}")
         return value
+
+    def section(self, model: type[M]) -> M:
+        """The values of ``model``'s fields (an enrichment's settings), already validated here."""
+        return model.model_construct(**{name: getattr(self, name) for name in model.model_fields})
 
     def topic(self, name: str) -> str:
         """Full name of a topic given its default name (adds the prefix)."""
@@ -352,7 +352,7 @@ class Settings(BaseSettings):
     )
 
     @model_validator(mode="after")
-    def _check_intake_bad_row_room(self) -> Settings:
+    def _check_intake_bad_row_room(self) -> CoreSettings:
         # A rejected line becomes a bad row holding its bytes (base64 at worst,
         # 4/3 larger); the bad topic takes 8 MiB per record.
         if self.intake_max_payload_bytes > INTAKE_MAX_PAYLOAD_CEILING:
@@ -361,6 +361,29 @@ class Settings(BaseSettings):
                 "rejected event's bad row fits the bad topic"
             )
         return self
+
+
+def _compose(core: type[CoreSettings]) -> type[CoreSettings]:
+    """``core`` with the fields of every registered enrichment's settings model."""
+    from pipeline.enrich.registry import settings_models
+
+    models = settings_models()
+    seen: dict[str, str] = {name: core.__name__ for name in core.model_fields}
+    for model in models:
+        for name in model.model_fields:
+            if name in seen:
+                raise TypeError(f"setting {name!r} is declared by both {seen[name]} and {model.__name__}")
+            seen[name] = model.__name__
+    namespace = {"__module__": __name__, "__qualname__": "Settings", "__doc__": "Every rum-pipeline setting."}
+    # pydantic lists fields from the last base to the first: core last, so its
+    # settings head the documented table, then each enrichment's in run order.
+    return type("Settings", (*reversed(models), core), namespace)
+
+
+if TYPE_CHECKING:
+    Settings = CoreSettings
+else:
+    Settings = _compose(CoreSettings)
 
 
 #: RUM_* variables that are not fields of Settings but are read elsewhere: the config file, and
@@ -394,7 +417,7 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> CoreSettings:
     """Build and validate the settings once; raise ConfigError naming every bad key."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}

@@ -18,6 +18,14 @@ def test_create_app_follows_settings() -> None:
     assert list(agents["enrich"].channel.topics) == ["stg.rum.actions.raw"]
 
 
+def test_no_faust_web_server_nor_table_store_by_default() -> None:
+    app = create_app(load_settings({}))
+    assert app.conf.web_enabled is False  # metrics and health have their own server
+    assert app.conf.store.scheme == "memory"  # the pipeline declares no faust table
+    web = create_app(load_settings({"RUM_WEB_PORT": "6070"}))
+    assert (web.conf.web_enabled, web.conf.web_port) == (True, 6070)
+
+
 def test_module_level_app_is_created_on_first_access_only() -> None:
     code = (
         "import os, pipeline.app as m\n"

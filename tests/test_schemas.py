@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
+import orjson
 import pytest
 
 from pipeline import schemas
@@ -213,3 +215,15 @@ def test_bad_row_errors(change: Any, path: str) -> None:
 )
 def test_json_path(parts: list[str | int], expected: str) -> None:
     assert json_path(parts) == expected
+
+
+def test_written_schemas_hold_the_enrichments_defs_and_validate_alone(tmp_path: Path) -> None:
+    assert schemas.main([str(tmp_path)]) == 0
+    written = {name: orjson.loads((tmp_path / f"{name}.json").read_bytes()) for name in SCHEMA_NAMES}
+    assert {"view", "geo", "browser", "os", "device"} <= set(written[ENRICHED_ACTION]["$defs"])
+    assert "campaign" in written[ENRICHED_ACTION]["$defs"]["view"]["properties"]
+    # A consumer in another language loads the files alone: references resolve among them.
+    registry = jsonschema_rs.Registry([(schema["$id"], schema) for schema in written.values()])
+    enriched = jsonschema_rs.validator_for(written[ENRICHED_ACTION], registry=registry)
+    assert enriched.is_valid(enriched_example())
+    assert not enriched.is_valid({**enriched_example(), "geo": {"country": 7}})

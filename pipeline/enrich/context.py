@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pipeline.enrich.base import Warning
-from pipeline.settings import Settings
+from pipeline.enrich.base import Plugin, Warning
 
 
 def merge_context(global_context: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
@@ -27,18 +26,13 @@ def merge_context(global_context: dict[str, Any], own: dict[str, Any]) -> dict[s
     return merged
 
 
-class GlobalContextEnrichment:
+class GlobalContextEnrichment(Plugin):
     """Merges ``global_context`` into ``context``, the action's own keys winning."""
 
     name: ClassVar[str] = "context"
 
     def __init__(self) -> None:
         self._merged = 0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> GlobalContextEnrichment:
-        """Nothing to configure."""
-        return cls()
 
     def enrich(self, event: dict[str, Any], warnings: list[Warning]) -> None:
         """Merge and remove ``global_context``; a non-object one is kept aside with a warning."""

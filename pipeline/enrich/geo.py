@@ -17,147 +17,139 @@ address (``"999.1.1.1"``, ``"abc"``, a number) gives no ``geo`` and one warning.
 A missing, ``null`` or empty-string IP counts as absent: nothing happens.
 
 The database file is re-opened when it is replaced (for example by
-``geoipupdate``), at most once per ``geoip_check_interval`` seconds, without a
-restart. Replace it by renaming a complete file over it, as ``geoipupdate``
-does: the loaded file is memory-mapped, and truncating or rewriting it in
-place can crash the process (SIGBUS) before the change is noticed.
+``geoipupdate``), without a restart: a worker checks every
+``geoip_check_interval`` seconds in the background (:meth:`GeoEnrichment.start`);
+an instance never started checks at most that often as it enriches.
+Replace it by renaming a complete file over it, as ``geoipupdate`` does: the
+loaded file is memory-mapped, and truncating or rewriting it in place can
+crash the process (SIGBUS) before the change is noticed.
 Not thread-safe: one instance per worker thread.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import asyncio
+import contextlib
 import logging
-import os
 import time
-from collections.abc import Callable
-from importlib import resources
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import geoip2.database
-import geoip2.errors
-import geoip2.models
 import maxminddb
+from pydantic import BaseModel, Field
 
-from pipeline.enrich.base import Warning
+from pipeline.enrich.base import MetricSpec, Plugin, Warning, cache_metrics, object_schema, string_schema
 from pipeline.enrich.cache import BoundedCache, strings_cost
+from pipeline.enrich.geoip_db import (
+    MALFORMED,
+    SETTING,
+    NoGeo,
+    Result,
+    Signature,
+    default_database_path,
+    open_database,
+    resolve,
+    signature,
+    without_addresses,
+)
 from pipeline.enrich.ip import MAX_IP_CHARS
-from pipeline.errors import ConfigError, MissingDependencyError
-from pipeline.settings import Settings
+from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: The database is read through the C extension's memory map when it is
-#: installed (MODE_AUTO picks it), which is several times faster per uncached
-#: lookup than the pure-Python memory map (MODE_MMAP); without the extension,
-#: MODE_AUTO falls back to MODE_MMAP itself.
-READER_MODE = geoip2.database.MODE_AUTO
-
-_DEFAULT_PACKAGE = "_maxminddb_geolite2"  # module shipped by the maxminddb-geolite2 distribution
-_DEFAULT_FILE = "GeoLite2-City.mmdb"
-_SETTING = "RUM_GEOIP_DATABASE"
 _WARNING_PATH = "network.client.ip"
 
 
-def without_addresses(text: str) -> str:
-    """``text`` with every word that is an IPv4 or IPv6 address replaced by ``<ip>``, for logs."""
-    words = text.split(" ")
-    for i, word in enumerate(words):
-        bare = word.rstrip(".,;:)").lstrip("(")
-        if bare and any(c.isdigit() for c in bare):
-            try:
-                ipaddress.ip_address(bare)
-            except ValueError:
-                continue
-            words[i] = word.replace(bare, "<ip>")
-    return " ".join(words)
-
-
-#: os.stat fields that change when the file is replaced or rewritten.
-_Signature = tuple[int, int, int, int]
-
-
-class _NoGeo:
-    """Why an address has no geo; a cached result like a geo dict."""
-
-    __slots__ = ("reason",)
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-
-_NOT_PUBLIC = _NoGeo("not_public")
-_NOT_FOUND = _NoGeo("not_found")
-_MALFORMED = _NoGeo("malformed")
-
-_Result = dict[str, Any] | _NoGeo
 #: Bytes charged for a cached geo object beyond its strings (the dicts and floats).
 _GEO_COST = 900
 
 
-def default_database_path() -> Path:
-    """The GeoLite2 City file shipped by the ``maxminddb-geolite2`` package (2018 data)."""
-    try:
-        folder = resources.files(_DEFAULT_PACKAGE)
-    except ModuleNotFoundError:
-        raise MissingDependencyError(
-            "maxminddb-geolite2", f"the default GeoIP database (used while {_SETTING} is unset)"
-        ) from None
-    return Path(str(folder / _DEFAULT_FILE))
+class GeoSettings(BaseModel):
+    """Settings of the geo enrichment (the IP policy shares its cache size)."""
+
+    geoip_database: Path | None = Field(
+        None,
+        description="GeoIP2/GeoLite2 City .mmdb file. Default: the GeoLite2 City file of the "
+        "maxminddb-geolite2 package (2018 data).",
+    )
+    geoip_check_interval: float = Field(
+        5.0, ge=0, description="Seconds between checks whether the GeoIP file was replaced (0 = never)."
+    )
+    ip_cache_size: int = Field(50000, ge=0, description="IP addresses kept in the geo cache (LRU).")
+    ip_cache_bytes: int = Field(
+        32 * 1024 * 1024, ge=0, description="Bytes the geo cache may hold (LRU; 0 = no cache)."
+    )
 
 
-def _signature(path: Path) -> _Signature:
-    st = os.stat(path)
-    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+def _degrees(description: str, bound: int) -> dict[str, Any]:
+    return {"description": description, "type": "number", "minimum": -bound, "maximum": bound}
 
 
-def _open(path: Path) -> tuple[geoip2.database.Reader, Callable[[Any], geoip2.models.City]]:
-    """Open ``path`` and pick the lookup method its database type supports."""
-    reader = geoip2.database.Reader(str(path), locales=["en"], mode=READER_MODE)
-    db_type = reader.metadata().database_type
-    # Enterprise databases carry the same city-level records under another name.
-    if "City" in db_type:
-        return reader, reader.city
-    if "Enterprise" in db_type:
-        return reader, reader.enterprise
-    reader.close()
-    raise ValueError(f"database type {db_type!r} is not a GeoIP2/GeoLite2 City database")
+#: The enriched action's ``$defs`` this enrichment writes.
+SCHEMA: dict[str, Any] = {
+    "geo": object_schema(
+        "Location of the client IP (GeoIP2/GeoLite2 City). Absent for private, reserved or unknown "
+        "addresses; every field is optional.",
+        {
+            "country": string_schema("Country name in English."),
+            "country_iso_code": string_schema("ISO 3166-1 alpha-2 country code."),
+            "country_subdivision": string_schema("First-level subdivision (state, region) name."),
+            "city": string_schema("City name in English."),
+            "continent": string_schema("Continent name in English."),
+            "continent_code": string_schema("Two-letter continent code, e.g. EU."),
+            "location": object_schema(
+                "Approximate coordinates of the IP address.",
+                {
+                    "latitude": _degrees("Latitude in degrees.", 90),
+                    "longitude": _degrees("Longitude in degrees.", 180),
+                    "accuracy_radius": {
+                        "description": "Radius in kilometres around the coordinates within which the "
+                        "address is likely to be.",
+                        "type": "integer",
+                        "minimum": 0,
+                    },
+                },
+                additionalProperties=False,
+            ),
+            "timezone": string_schema("IANA time zone, e.g. Europe/London."),
+        },
+    )
+}
+
+METRICS = (
+    *cache_metrics("ip"),
+    MetricSpec(
+        "database_build_epoch",
+        "rum_geoip_database_build_timestamp_seconds",
+        "Build time of the loaded GeoIP database (epoch seconds).",
+        "gauge",
+    ),
+    MetricSpec(
+        "database_age_seconds",
+        "rum_geoip_database_age_seconds",
+        "Age of the loaded GeoIP database: now minus its build time.",
+        "gauge",
+    ),
+    MetricSpec("reloads", "rum_geoip_reloads", "Replaced GeoIP database files loaded."),
+    MetricSpec(
+        "reload_failures",
+        "rum_geoip_reload_failures",
+        "Replaced GeoIP database files that could not be opened (the loaded one stays).",
+    ),
+)
 
 
-def _geo_from_model(model: geoip2.models.City) -> dict[str, Any]:
-    """The ``geo`` object for one database record; unknown values are left out."""
-    geo: dict[str, Any] = {}
-    country = model.country
-    if name := country.names.get("en"):
-        geo["country"] = name
-    if country.iso_code:
-        geo["country_iso_code"] = country.iso_code
-    # The first subdivision is the largest one (England before Brent).
-    if model.subdivisions and (name := model.subdivisions[0].names.get("en")):
-        geo["country_subdivision"] = name
-    if name := model.city.names.get("en"):
-        geo["city"] = name
-    continent = model.continent
-    if name := continent.names.get("en"):
-        geo["continent"] = name
-    if continent.code:
-        geo["continent_code"] = continent.code
-    loc = model.location
-    if loc.latitude is not None and loc.longitude is not None:
-        location: dict[str, Any] = {"latitude": loc.latitude, "longitude": loc.longitude}
-        if loc.accuracy_radius is not None:
-            location["accuracy_radius"] = loc.accuracy_radius
-        geo["location"] = location
-    if loc.time_zone:
-        geo["timezone"] = loc.time_zone
-    return geo
-
-
-class GeoEnrichment:
+class GeoEnrichment(Plugin):
     """Adds ``geo`` from ``network.client.ip`` using a GeoIP2/GeoLite2 City database."""
 
     name: ClassVar[str] = "geo"
+    settings_model: ClassVar[type[BaseModel]] = GeoSettings
+    schema: ClassVar[Mapping[str, Any]] = SCHEMA
+    metrics: ClassVar[tuple[MetricSpec, ...]] = METRICS
 
     def __init__(
         self,
@@ -178,25 +170,27 @@ class GeoEnrichment:
         """
         self._path = Path(database) if database is not None else default_database_path()
         try:
-            self._signature = _signature(self._path)
-            self._reader, self._lookup = _open(self._path)
+            self._signature = signature(self._path)
+            self._reader, self._lookup = open_database(self._path)
         except OSError as exc:
             raise ConfigError(
-                f"{_SETTING}: cannot open GeoIP database {self._path}: {exc.strerror or exc}"
+                f"{SETTING}: cannot open GeoIP database {self._path}: {exc.strerror or exc}"
             ) from exc
         except Exception as exc:  # any decoding failure means the file is not a usable database
             raise ConfigError(
-                f"{_SETTING}: {self._path} is not a readable GeoIP2 City database: {exc}"
+                f"{SETTING}: {self._path} is not a readable GeoIP2 City database: {exc}"
             ) from exc
-        self._rejected: _Signature | None = None  # a replacement that failed to open
+        self._rejected: Signature | None = None  # a replacement that failed to open
         self._missing_logged = False
         self._lookup_error_logged = False
-        self._check_interval = check_interval
+        self._check_interval = check_interval  # per-event checks; off while the poller runs
+        self._poll_interval = check_interval
+        self._poller: asyncio.Task[None] | None = None
         self._clock = clock
         self._next_check = clock() + check_interval
         # Bounded in bytes, not only entries: a geo object costs ~1-2 KB, so an
         # entry count alone would let memory follow the database's names.
-        self._cache: BoundedCache[str, _Result] = BoundedCache(cache_size, cache_bytes)
+        self._cache: BoundedCache[str, Result] = BoundedCache(cache_size, cache_bytes)
         self._counts = dict.fromkeys(
             (
                 "lookups",
@@ -213,11 +207,12 @@ class GeoEnrichment:
     @classmethod
     def from_settings(cls, settings: Settings) -> GeoEnrichment:
         """Build from ``geoip_database``, ``ip_cache_*`` and ``geoip_check_interval``."""
+        config = settings.section(GeoSettings)
         return cls(
-            settings.geoip_database,
-            cache_size=settings.ip_cache_size,
-            cache_bytes=settings.ip_cache_bytes,
-            check_interval=settings.geoip_check_interval,
+            config.geoip_database,
+            cache_size=config.ip_cache_size,
+            cache_bytes=config.ip_cache_bytes,
+            check_interval=config.geoip_check_interval,
         )
 
     @property
@@ -225,42 +220,16 @@ class GeoEnrichment:
         """The database file in use."""
         return self._path
 
-    def _resolve(self, ip: str) -> _Result:
+    def _resolve(self, ip: str) -> Result:
         """The result for ``ip`` through the cache; no address is longer than MAX_IP_CHARS."""
         if len(ip) > MAX_IP_CHARS:
-            return _MALFORMED  # neither parsed nor cached: huge strings cannot fill memory
+            return MALFORMED  # neither parsed nor cached: huge strings cannot fill memory
         found = self._cache.get(ip)
         if found is None:
-            found = self._resolve_uncached(ip)
+            found = resolve(self._lookup, ip)
             strings = [ip, *(v for v in found.values() if type(v) is str)] if type(found) is dict else [ip]
             self._cache.put(ip, found, strings_cost(strings) + (_GEO_COST if type(found) is dict else 0))
         return found
-
-    def _resolve_uncached(self, ip: str) -> _Result:
-        try:
-            addr: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(ip)
-        except ValueError:
-            return _MALFORMED
-        key = ip  # the reader is faster given the string than the parsed address
-        if isinstance(addr, ipaddress.IPv6Address):
-            if addr.ipv4_mapped is not None:
-                # ::ffff:a.b.c.d is an IPv4 client seen through a dual-stack socket.
-                addr = addr.ipv4_mapped
-                key = str(addr)
-            elif addr.scope_id is not None:
-                # The reader rejects "%zone" suffixes; the zone says nothing about location.
-                addr = ipaddress.IPv6Address(int(addr))
-                key = str(addr)
-        # is_global is False for private, loopback, link-local, reserved,
-        # unspecified, shared (100.64/10) and documentation ranges; multicast
-        # counts as global for the ipaddress module but locates nobody.
-        if not addr.is_global or addr.is_multicast:
-            return _NOT_PUBLIC
-        try:
-            model = self._lookup(key)
-        except geoip2.errors.AddressNotFoundError:
-            return _NOT_FOUND
-        return _geo_from_model(model) or _NOT_FOUND
 
     def enrich(self, event: dict[str, Any], warnings: list[Warning]) -> None:
         """Set ``event["geo"]`` from ``event["network"]["client"]["ip"]`` when it locates the client."""
@@ -306,7 +275,7 @@ class GeoEnrichment:
             if "location" in geo:
                 geo["location"] = geo["location"].copy()
             event["geo"] = geo
-        elif result is _MALFORMED:
+        elif result is MALFORMED:
             counts["malformed_ip"] += 1
             # The value itself is not echoed: it may be a personal address the
             # IP policy is about to truncate or drop.
@@ -314,7 +283,7 @@ class GeoEnrichment:
                 self._warning(f"not a valid IPv4 or IPv6 address (string of {len(ip)} characters)")
             )
         else:
-            assert isinstance(result, _NoGeo)
+            assert isinstance(result, NoGeo)
             counts[result.reason] += 1
 
     @staticmethod
@@ -328,7 +297,7 @@ class GeoEnrichment:
         database stays in use and the file is tried again once it changes again.
         """
         try:
-            sig = _signature(self._path)
+            sig = signature(self._path)
         except OSError as exc:
             # Between an unlink and a rename the file may briefly be missing:
             # log once, keep serving from the loaded database.
@@ -340,7 +309,7 @@ class GeoEnrichment:
         if sig == self._signature or sig == self._rejected:
             return False
         try:
-            reader, lookup = _open(self._path)
+            reader, lookup = open_database(self._path)
         except Exception as exc:  # whatever is wrong with the new file, the old reader keeps working
             self._rejected = sig
             self._counts["reload_failures"] += 1
@@ -371,6 +340,32 @@ class GeoEnrichment:
             "ip_version": meta.ip_version,
         }
 
+    async def start(self) -> None:
+        """Check for a replaced file every ``check_interval`` seconds in the background, not per event.
+
+        On the loop that runs :meth:`enrich`, so a reload never falls in the middle of an action.
+        """
+        if self._poll_interval <= 0 or self._poller is not None:
+            return
+        self._check_interval = 0
+        self._poller = asyncio.get_running_loop().create_task(self._poll(), name="geoip-reload")
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_interval)
+            self.reload_if_changed()
+
+    async def stop(self) -> None:
+        """Stop the background checks; :meth:`enrich` checks by itself again."""
+        poller, self._poller = self._poller, None
+        if poller is None:
+            return
+        poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poller
+        self._check_interval = self._poll_interval
+        self._next_check = self._clock() + self._poll_interval
+
     def stats(self) -> dict[str, float]:
         """Counters since start.
 
@@ -378,11 +373,12 @@ class GeoEnrichment:
         ``cache_misses`` split the IP strings resolved (misses parse the address
         and query the database unless it is not public); ``no_geo`` is
         ``not_public`` (private, reserved...) plus ``not_found`` (not in the
-        database); ``malformed_ip`` counts warnings.
+        database); ``malformed_ip`` counts warnings; ``database_build_epoch``
+        and ``database_age_seconds`` describe the file in use.
         """
         cache = self._cache
         counts = self._counts
-        return {
+        stats: dict[str, float] = {
             **counts,
             "cache_hits": cache.hits,
             "cache_misses": cache.misses,
@@ -390,6 +386,12 @@ class GeoEnrichment:
             "cache_bytes": cache.bytes,
             "no_geo": counts["not_public"] + counts["not_found"],
         }
+        try:
+            info = self.database_info()
+        except Exception:  # a reload may close the reader while metrics read it from another thread
+            return stats
+        database = {"database_build_epoch": info["build_epoch"], "database_age_seconds": info["age_seconds"]}
+        return {**stats, **database}
 
     def close(self) -> None:
         """Release the database file."""

@@ -17,15 +17,37 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from typing import Any, ClassVar
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from pipeline.enrich.base import Warning
-from pipeline.settings import IpPolicy, Settings
+from pydantic import BaseModel, Field
+
+from pipeline.enrich.base import Plugin, Warning
+
+if TYPE_CHECKING:
+    from pipeline.settings import Settings
 
 #: Longest string taken for an address: 45 characters is the longest IPv6
 #: text form, the rest leaves room for a zone. Longer strings are malformed,
 #: never parsed nor cached, so the caches hold at most this much per key.
 MAX_IP_CHARS = 64
+
+
+class IpPolicy(StrEnum):
+    """What happens to ``network.client.ip`` after the geo lookup."""
+
+    keep = "keep"
+    truncate = "truncate"  # IPv4 /24, IPv6 /48
+    drop = "drop"
+
+
+class IpPolicySettings(BaseModel):
+    """Settings of the IP policy (the intake applies it to the bad rows it writes too)."""
+
+    ip_policy: IpPolicy = Field(
+        IpPolicy.keep, description="keep, truncate (IPv4 /24, IPv6 /48) or drop the client IP."
+    )
+
 
 _V4_MASK = (1 << 32) - (1 << 8)  # keeps the /24
 _V6_MASK = (1 << 128) - (1 << 80)  # keeps the /48
@@ -55,10 +77,11 @@ def truncate_ip(ip: str) -> str | None:
     return str(ipaddress.IPv4Address(int(addr) & _V4_MASK))
 
 
-class IpPolicyEnrichment:
+class IpPolicyEnrichment(Plugin):
     """Applies ``settings.ip_policy`` to ``network.client.ip``; runs after geo."""
 
     name: ClassVar[str] = "ip_policy"
+    settings_model: ClassVar[type[BaseModel]] = IpPolicySettings
 
     def __init__(self, policy: IpPolicy = IpPolicy.keep, *, cache_size: int = 50000) -> None:
         """``cache_size`` bounds the memo of truncated addresses (0 disables it)."""
@@ -71,7 +94,11 @@ class IpPolicyEnrichment:
     @classmethod
     def from_settings(cls, settings: Settings) -> IpPolicyEnrichment:
         """Build from ``ip_policy`` and ``ip_cache_size``."""
-        return cls(settings.ip_policy, cache_size=settings.ip_cache_size)
+        # The addresses are those geo caches, so its cache size bounds this memo too.
+        from pipeline.enrich.geo import GeoSettings
+
+        cache_size = settings.section(GeoSettings).ip_cache_size
+        return cls(settings.section(IpPolicySettings).ip_policy, cache_size=cache_size)
 
     def enrich(self, event: dict[str, Any], warnings: list[Warning]) -> None:
         """Keep, truncate or delete ``event["network"]["client"]["ip"]`` in place."""

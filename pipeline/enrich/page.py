@@ -32,12 +32,15 @@ Limits, each reported as a warning in ``pipeline.warnings`` (the action is kept)
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
-from pipeline.enrich.base import Warning
+from pipeline.enrich.base import Plugin, Warning, object_schema, string_schema
 from pipeline.enrich.url import normalise_host, prepare, strip_credentials
-from pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from pipeline.settings import Settings
 
 #: Characters of a URL the ``url_*`` fields are derived from. Each field is
 #: then at most this long, so enrichment adds a bounded amount to an action.
@@ -48,8 +51,9 @@ MAX_URL_CHARS = 16 * 1024
 #: clean actions. Real page URLs carry a few dozen.
 MAX_QUERY_PAIRS = 256
 #: Attributes kept free for the fields the enrichments and the pipeline add
-#: (view.url_*, geo, browser, os, device, pipeline and a few warnings).
-ENRICHMENT_ATTRIBUTES = 64
+#: (view.url_*, the referrer and campaign fields, geo, browser, os, device,
+#: pipeline and a few warnings): all of them with three warnings take 64.
+ENRICHMENT_ATTRIBUTES = 80
 #: Queries with at most this many parameters skip counting the action's attributes.
 _FEW_PARAMETERS = 64
 
@@ -81,6 +85,37 @@ _SIMPLE_URL = re.compile(
     r"(?:\?([^#\x00-\x20\x7f]*))?"
     r"(?:#([^\x00-\x20\x7f]*))?"
 )
+
+
+#: The enriched action's ``$defs`` this enrichment writes: its part of ``view``.
+SCHEMA: dict[str, Any] = {
+    "view": object_schema(
+        "The raw view plus the parts of its URL and referrer.",
+        {
+            "url_scheme": string_schema("URL scheme, e.g. https."),
+            "url_host": string_schema(
+                "Host name of the URL, lower case, international names in their ASCII (IDNA, xn--) form, "
+                "read as a browser reads it."
+            ),
+            "url_port": {
+                "description": "Port written in the URL, when there is one.",
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 65535,
+            },
+            "url_path": string_schema("Path of the URL."),
+            "url_path_group": string_schema("Path with ids and hashes replaced by ?, e.g. /orders/?/items."),
+            "url_query": {
+                "description": "Query string parameters (utm_* included). A parameter given once is a "
+                "string, one given several times is an array of strings.",
+                "type": "object",
+                "additionalProperties": {"type": ["string", "array"], "items": {"type": "string"}},
+            },
+            "url_hash": string_schema("Fragment of the URL, without the #."),
+            "referrer_host": string_schema("Host name of the referrer URL."),
+        },
+    )
+}
 
 
 def path_group(path: str) -> str:
@@ -203,7 +238,7 @@ def count_attributes(value: Any) -> int:
     return count
 
 
-class PageEnrichment:
+class PageEnrichment(Plugin):
     """Adds the ``view.url_*`` fields and ``view.referrer_host``.
 
     A missing ``view``, ``view.url`` or ``view.referrer`` adds nothing and is
@@ -213,6 +248,7 @@ class PageEnrichment:
     """
 
     name: ClassVar[str] = "page"
+    schema: ClassVar[Mapping[str, Any]] = SCHEMA
 
     def __init__(self, max_attributes: int = 1000) -> None:
         self.max_attributes = max_attributes

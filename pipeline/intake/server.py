@@ -32,6 +32,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.clock import now_ms
+from pipeline.enrich.ip import IpPolicySettings
 from pipeline.intake.body import BodyError, content_encoding, decompress
 from pipeline.intake.budget import ByteBudget, client_key
 from pipeline.intake.clientip import client_ip
@@ -345,7 +346,7 @@ async def _ingest(request: web.Request, params: Mapping[str, str], *, ndjson: bo
 async def _produce(
     batch: Batch, info: RequestInfo, settings: Settings, sink: EventSink, metrics: IntakeMetrics
 ) -> web.Response:
-    bad_rows = bad_row_records(batch.rejections, info, settings.ip_policy)
+    bad_rows = bad_row_records(batch.rejections, info, settings.section(IpPolicySettings).ip_policy)
     if batch.records or bad_rows:
         started = time.perf_counter()
         try:

@@ -35,11 +35,9 @@ from pydantic import (
 from pipeline.errors import ConfigError
 from pipeline.query.filter import Filter, FilterSyntaxError, parse_filter
 from pipeline.query.paths import normalize_path
-from pipeline.rollups.windows import format_interval, parse_interval
+from pipeline.rollups.windows import DAY_S, UNITS, format_interval, parse_interval
 
-DAY = 86400
-MAX_INTERVAL = 7 * DAY
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": DAY}
+MAX_INTERVAL = 7 * DAY_S
 _DURATION = re.compile(r"(\d+)([smhd])")
 _PERCENTILES = ("p50", "p75", "p90", "p95", "p99")
 _SIMPLE = ("count", "sum", "avg", "min", "max", *_PERCENTILES)
@@ -66,7 +64,7 @@ def parse_duration(value: Any) -> int:
     match = _DURATION.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         raise ValueError(f"bad duration {value!r} (use e.g. 30s, 1m, 1h, 1d)")
-    return int(match[1]) * _UNITS[match[2]]
+    return int(match[1]) * UNITS[match[2]]
 
 
 def format_duration(seconds: int) -> str:
@@ -261,10 +259,10 @@ class RollupConfig(_Frozen):
     grace_seconds: Annotated[int, BeforeValidator(_duration(MAX_INTERVAL))] = Field(
         60, alias="grace", description="How long a window accepts late events after it ends."
     )
-    retention_seconds: Annotated[int, BeforeValidator(_duration(365 * DAY))] = Field(
-        2 * DAY, alias="retention", description="Windows that ended longer ago than this are evicted."
+    retention_seconds: Annotated[int, BeforeValidator(_duration(365 * DAY_S))] = Field(
+        2 * DAY_S, alias="retention", description="Windows that ended longer ago than this are evicted."
     )
-    idle_seconds: Annotated[int, BeforeValidator(_duration(DAY))] = Field(
+    idle_seconds: Annotated[int, BeforeValidator(_duration(DAY_S))] = Field(
         60,
         alias="idle",
         description=(

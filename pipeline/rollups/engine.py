@@ -58,7 +58,6 @@ from pipeline.rollups.config import RollupConfig
 from pipeline.rollups.partials import Partial, RollupKey
 from pipeline.rollups.spill import Spill
 from pipeline.rollups.windows import (
-    FUTURE_TOLERANCE_MS,
     SECOND_MS,
     classify,
     format_interval,
@@ -114,7 +113,7 @@ class PartitionState:
 class Verdict:
     """What became of an event that was not (or not only) aggregated."""
 
-    kind: str  # "late" or "future"
+    kind: str  # "late"
     rollup: str
     interval: str
     window_start: int
@@ -149,18 +148,12 @@ class RollupEngine:
         self.grace_ms = config.grace_seconds * SECOND_MS
         self.retention_ms = config.retention_seconds * SECOND_MS
         self.partitions: dict[int, PartitionState] = {}
-        self.counts = {"applied": 0, "replayed": 0, "late": 0, "future": 0, "duplicates": 0}
+        self.counts = {"applied": 0, "replayed": 0, "late": 0, "duplicates": 0}
 
     # -- ownership -----------------------------------------------------------------
     def loaded(self, partition: int) -> bool:
         """True once the partition's state was restored (or started empty) here."""
         return partition in self.partitions
-
-    def load(self, partition: int, records: Iterable[tuple[bytes, bytes | None]]) -> PartitionState:
-        """Restore a partition from its changelog records (oldest first; None = tombstone)."""
-        restore = self.restoring(partition)
-        restore.add(records)
-        return restore.finish()
 
     def restoring(self, partition: int) -> Restore:
         """Start restoring a partition from its changelog, records given as they are read.
@@ -179,7 +172,7 @@ class RollupEngine:
 
     # -- hot path ------------------------------------------------------------------
     def apply(self, partition: int, offset: int, event: dict[str, Any], receive_ms: int) -> list[Verdict]:
-        """Take one enriched action read at ``offset``; return its late/future verdicts.
+        """Take one enriched action read at ``offset``; return its late verdicts.
 
         Replay, lateness and the watermark are decided here, in offset order; the
         action (a copy of what the rollups read of it) is queued and aggregated with the others queued (at
@@ -196,15 +189,8 @@ class RollupEngine:
             return []
         watermark = state.watermark
         self.counts["applied"] += 1
-        if event_ms > receive_ms + FUTURE_TOLERANCE_MS:
-            future = [
-                Verdict("future", rollup.name, format_interval(interval), window_start(event_ms, interval))
-                for rollup in self.rollups
-                if rollup.matches(event)
-                for interval in rollup.intervals
-            ]
-            self.counts["future"] += len(future)
-            return future  # not aggregated, and the watermark stays where it was
+        # An action dated further ahead than FUTURE_TOLERANCE_MS never gets here: the
+        # processor made it a bad row, with the same receive time (pipeline/process.py).
         event = self.project(event)
         if watermark is None or event_ms + self.grace_ms >= watermark:
             # Every window ends after the event, so none of them is final: on time everywhere.

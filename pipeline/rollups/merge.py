@@ -31,7 +31,7 @@ import orjson
 
 from pipeline.rollups.aggregations import AggregationSet
 from pipeline.rollups.compiled import FACET_PREFIX, is_facet
-from pipeline.rollups.partials import MergedRollup, Partial, RollupKey
+from pipeline.rollups.partials import MergedRollup, RollupKey
 from pipeline.rollups.spill import Spill
 from pipeline.rollups.windows import SECOND_MS, WindowClock, is_final
 
@@ -48,18 +48,14 @@ def route(key: RollupKey, partitions: int) -> int:
     return zlib.crc32(window) % partitions
 
 
-def partial_message(partial: Partial, watermark: int | None) -> tuple[bytes, bytes]:
-    """Key and value of a partial on the partials topic (compacted per key and source partition)."""
-    return partial_record(partial.encoded_key, partial.partition, partial.to_bytes(), watermark)
-
-
 def partial_record(
     encoded_key: bytes, partition: int, partial_bytes: bytes, watermark: int | None
 ) -> tuple[bytes, bytes]:
-    """``partial_message`` from a partial already encoded (``Partial.to_bytes``) for its changelog.
+    """Key and value of a partial on the partials topic (compacted per key and source partition).
 
-    The value is ``{"partial": <partial>, "watermark": <ms or null>}``, written
-    around the encoded partial rather than encoding it a second time.
+    ``partial_bytes`` is the partial as encoded for its changelog
+    (``Partial.to_bytes``). The value is ``{"partial": <partial>, "watermark":
+    <ms or null>}``, written around it rather than encoding it a second time.
     """
     mark = b"null" if watermark is None else str(int(watermark)).encode()
     return (

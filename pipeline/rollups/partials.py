@@ -152,11 +152,6 @@ class Partial:
         self.last_offset = offset
         return True
 
-    @property
-    def needs_emit(self) -> bool:
-        """True when events were applied since the last emission."""
-        return self.last_offset > self.emitted_offset
-
     def mark_emitted(self) -> None:
         """Record that the current state was emitted to the partials topic."""
         self.emitted_offset = self.last_offset

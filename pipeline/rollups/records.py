@@ -10,18 +10,8 @@ in the order they were added.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable
 from typing import Any
-
-
-def kafka_producer(producer: Any) -> Any | None:
-    """The aiokafka producer behind faust's producer, or None when there is none to batch with."""
-    if hasattr(producer, "create_batch") and hasattr(producer, "send_batch"):
-        return producer  # already an AIOKafkaProducer
-    ensure = getattr(producer, "_ensure_producer", None)  # faust's aiokafka driver
-    inner = ensure() if callable(ensure) else None
-    return inner if hasattr(inner, "create_batch") else None
 
 
 class RecordBatches:
@@ -42,27 +32,23 @@ class RecordBatches:
     async def send(self, producer: Any) -> list[Awaitable[Any]]:
         """Submit every queued record; the futures resolve once Kafka has acknowledged them.
 
-        ``producer`` is faust's producer (or an AIOKafkaProducer). Without an
-        aiokafka producer to batch with, records go one by one through ``send``.
+        ``producer`` is an AIOKafkaProducer; one without record batches (a test's
+        recorder) gets the records one by one through ``send``.
         """
         records, self._records = self._records, {}
         self.count = 0
-        inner = kafka_producer(producer)
+        batching = hasattr(producer, "create_batch") and hasattr(producer, "send_batch")
         futures: list[Awaitable[Any]] = []
         for (topic, partition), items in records.items():
-            if inner is None:
+            if not batching:
                 for key, value in items:
                     futures.append(await producer.send(topic, key, value, partition, None, None))
                 continue
-            batch = inner.create_batch()
+            batch = producer.create_batch()
             for key, value in items:
                 if batch.append(key=key, value=value, timestamp=None) is None:  # full: submit it
-                    futures.append(await inner.send_batch(batch, topic, partition=partition))
-                    batch = inner.create_batch()
+                    futures.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = producer.create_batch()
                     batch.append(key=key, value=value, timestamp=None)  # the first record always fits
-            futures.append(await inner.send_batch(batch, topic, partition=partition))
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
         return futures
-
-    async def send_and_wait(self, producer: Any) -> None:
-        """``send``, then wait for every acknowledgement (raises the first delivery error)."""
-        await asyncio.gather(*await self.send(producer))

@@ -202,11 +202,11 @@ class RollupStage:
             )
 
     def apply(self, partition: int, offset: int, event: dict[str, Any], received_ms: int) -> list[Verdict]:
-        """Aggregate one enriched action; the verdicts say whether it was late or in the future."""
+        """Aggregate one enriched action; the verdicts say for which windows it was late."""
         return self.engine.apply(partition, offset, event, received_ms)
 
     def late_value(self, event: dict[str, Any], verdicts: list[Verdict]) -> bytes:
-        """The late-topic record of a late or future action, with its reasons (never dropped)."""
+        """The late-topic record of a late action, with its reasons (never dropped)."""
         reasons = [
             {"kind": v.kind, "rollup": v.rollup, "interval": v.interval, "window_start": v.window_start}
             for v in verdicts

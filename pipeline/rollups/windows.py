@@ -32,7 +32,8 @@ DAY_S = 86_400
 #: Events further ahead of their receive time than this are classified ``future``.
 FUTURE_TOLERANCE_MS = DAY_S * SECOND_MS
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": DAY_S}
+#: Seconds per duration unit, for every duration the pipeline reads (``30s``, ``5m``, ``1h``, ``1d``).
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": DAY_S}
 _INTERVAL = re.compile(r"([1-9][0-9]{0,5})([smhd])")
 
 Classification = Literal["on_time", "late", "future"]
@@ -58,7 +59,7 @@ def _parse_interval(text: str) -> int:
         raise ValueError(
             f"invalid interval {text!r}: expected <positive integer><s|m|h|d>, e.g. 30s, 5m, 1h, 1d"
         )
-    seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    seconds = int(match.group(1)) * UNITS[match.group(2)]
     if DAY_S % seconds and seconds % DAY_S:
         raise ValueError(
             f"invalid interval {text!r}: it must divide a day evenly or be a whole number of days"
@@ -71,8 +72,8 @@ def format_interval(seconds: int) -> str:
     if seconds <= 0:
         raise ValueError(f"interval must be positive, got {seconds}")
     for unit in ("d", "h", "m"):
-        if seconds % _UNITS[unit] == 0:
-            return f"{seconds // _UNITS[unit]}{unit}"
+        if seconds % UNITS[unit] == 0:
+            return f"{seconds // UNITS[unit]}{unit}"
     return f"{seconds}s"
 
 

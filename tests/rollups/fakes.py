@@ -3,7 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
+
+from pipeline.rollups.engine import PartitionState, RollupEngine
+
+
+def restore(
+    engine: RollupEngine, partition: int, records: Iterable[tuple[bytes, bytes | None]]
+) -> PartitionState:
+    """``partition`` restored in ``engine`` from changelog records read all at once."""
+    restoring = engine.restoring(partition)
+    restoring.add(records)
+    return restoring.finish()
 
 
 class FakeProducer:

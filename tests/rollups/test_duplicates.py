@@ -21,7 +21,7 @@ def _duplicates(engine: RollupEngine, partition: int = 0) -> dict[int, dict]:
 
 def test_copies_are_counted_per_window_and_nothing_else_changes() -> None:
     engine = RollupEngine(CONFIG)
-    engine.load(0, [])
+    engine.restoring(0).finish()
     engine.apply(0, 1, _action(T0 + 5), receive_ms=T0)
     engine.duplicate(0, 2, T0 + 5)
     engine.duplicate(0, 3, T0 + 6)
@@ -35,7 +35,7 @@ def test_copies_are_counted_per_window_and_nothing_else_changes() -> None:
 
 def test_a_copy_replayed_below_the_flushed_offset_is_not_counted_again() -> None:
     engine = RollupEngine(CONFIG)
-    engine.load(0, [])
+    engine.restoring(0).finish()
     engine.duplicate(0, 7, T0)
     engine.flush(0)
     engine.duplicate(0, 7, T0)  # read again after a crash: the flushed state has it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 from collections import defaultdict
@@ -15,9 +16,11 @@ from pipeline.generate import TrafficGenerator
 from pipeline.process import Processor
 from pipeline.rollups.config import default_config_path, load_rollup_config, parse_rollup_config
 from pipeline.rollups.engine import META_KEY, RollupEngine
-from pipeline.rollups.merge import Merger, partial_message, route
+from pipeline.rollups.merge import Merger, partial_record, route
 from pipeline.rollups.spill import Spill
+from pipeline.rollups.stage import RollupStage
 from pipeline.settings import load_settings
+from tests.rollups.fakes import FakeProducer, PlainWriters, restore
 
 HOUR = 3_600_000
 T0 = 1_764_331_200_000  # 2025-11-28T12:00:00Z, aligned to the hour and the day
@@ -58,22 +61,24 @@ def make_events(n: int, seed: int) -> list[dict[str, Any]]:
 
 
 class FakeKafka:
-    """The two topics the stages write, as lists, with at-least-once re-delivery."""
+    """The two topics stage 1 writes, as lists, filled by the rollup stage's own flush."""
 
     def __init__(self) -> None:
         self.changelog: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)
         self.partials: list[bytes] = []
+        self.producer = FakeProducer()
+        self.stage = RollupStage(load_settings({}), CONFIG, lambda: self.producer, set)
 
     def write(self, engine: RollupEngine, partition: int) -> None:
-        changes, meta = engine.flush(partition)
-        watermark = engine.partitions[partition].watermark
-        for partial, evicted in changes:
-            key = partial.key.encode()
-            self.changelog[partition].append((key, None if evicted else partial.to_bytes()))
-            if not evicted:
-                self.partials.append(partial_message(partial, watermark)[1])
-        if meta is not None:
-            self.changelog[partition].append(meta)
+        """What a worker's flush of ``partition`` writes: changelog records, then partials."""
+        self.stage.engine = engine  # the stage flushes the engine under test
+        asyncio.run(self.stage.flush([partition], PlainWriters(self.producer)))
+        for topic, _routed, key, value in self.producer.sent:
+            if topic == self.stage.state_topic:
+                self.changelog[partition].append((key, value))
+            elif value is not None:  # a partial (tombstones only compact the topic)
+                self.partials.append(value)
+        self.producer.sent.clear()
 
 
 def run(
@@ -91,7 +96,7 @@ def run(
     kafka = FakeKafka()
     engine = RollupEngine(CONFIG, spill, aggregate_at=aggregate_at)
     for partition, events in events_by_partition.items():
-        engine.load(partition, [])
+        engine.restoring(partition).finish()
         committed = 0  # next offset to read after a restart
         offset = 0
         while offset < len(events):
@@ -105,7 +110,7 @@ def run(
                     kafka.write(engine, partition)
                     kafka.partials.extend(rng.sample(kafka.partials, min(3, len(kafka.partials))))
                 engine.drop(partition)
-                engine.load(partition, kafka.changelog[partition])
+                restore(engine, partition, kafka.changelog[partition])
                 offset = committed
                 continue
             kafka.write(engine, partition)
@@ -164,7 +169,7 @@ def test_a_restore_keeps_the_state_in_memory_within_the_spill_budget(tmp_path: P
         event["date"] = T0 + i * HOUR // 4
     kafka = FakeKafka()
     first = RollupEngine(CONFIG)
-    first.load(0, [])
+    first.restoring(0).finish()
     for offset, event in enumerate(events):
         first.apply(0, offset, event, receive_ms=event["date"] + 1000)
         if offset % 100 == 99:
@@ -175,7 +180,7 @@ def test_a_restore_keeps_the_state_in_memory_within_the_spill_budget(tmp_path: P
     kafka.write(first, 0)
     records = kafka.changelog[0]
     assert any(value is None for _, value in records)  # tombstones of evicted windows among them
-    plain = RollupEngine(CONFIG).load(0, records)
+    plain = restore(RollupEngine(CONFIG), 0, records)
     assert len(plain.partials) > 150  # several times the budget below
     spill = Spill(tmp_path / "spill", capacity=40)
     try:
@@ -188,7 +193,7 @@ def test_a_restore_keeps_the_state_in_memory_within_the_spill_budget(tmp_path: P
                 peak = max(peak, spill.in_memory())
                 yield record
 
-        state = engine.load(0, watched())
+        state = restore(engine, 0, watched())
         assert spill.counts["spilled"] > 0
         assert peak <= 40 + 40 // 10
         assert state.replay_until == len(events) == max(p.last_offset for p in plain.partials.hot.values())
@@ -246,7 +251,7 @@ def test_facets_count_each_list_element_and_distinct_values() -> None:
 
 def test_late_events_are_counted_apart_and_windows_become_final() -> None:
     engine = RollupEngine(CONFIG)
-    engine.load(0, [])
+    engine.restoring(0).finish()
     checkout = {
         "action": {"target": {"name": "checkout"}},
         "context": {"value": 10.0},
@@ -274,14 +279,14 @@ def test_late_events_are_counted_apart_and_windows_become_final() -> None:
 
 def test_changelog_meta_comes_after_the_partials_and_restores_the_watermark() -> None:
     engine = RollupEngine(CONFIG)
-    engine.load(4, [])
+    engine.restoring(4).finish()
     engine.apply(4, 10, {"date": T0, "action": {"target": {"name": "checkout"}}}, receive_ms=T0)
     kafka = FakeKafka()
     kafka.write(engine, 4)
     assert kafka.changelog[4][-1][0] == META_KEY
     assert orjson.loads(kafka.changelog[4][-1][1] or b"null") == {"offset": 10, "watermark": T0}
     restored = RollupEngine(CONFIG)
-    state = restored.load(4, kafka.changelog[4])
+    state = restore(restored, 4, kafka.changelog[4])
     assert (state.offset, state.watermark) == (10, T0)
     assert restored.apply(4, 10, {"date": T0, "action": {"target": {"name": "checkout"}}}, T0) == []
     assert restored.counts["replayed"] == 1
@@ -313,7 +318,7 @@ def test_a_merger_forgets_the_partitions_it_gave_away() -> None:
     events = make_events(300, seed=8)
     kafka = FakeKafka()
     engine = RollupEngine(CONFIG)
-    engine.load(0, [])
+    engine.restoring(0).finish()
     for offset, event in enumerate(events):
         engine.apply(0, offset, event, receive_ms=event["date"])
     kafka.write(engine, 0)
@@ -340,7 +345,7 @@ def test_a_merger_forgets_the_partitions_it_gave_away() -> None:
 def test_partials_of_a_flush_cut_short_are_sent_again_after_a_restore() -> None:
     """Killed between the changelog write and the partials-topic write: the restore resends."""
     engine = RollupEngine(CONFIG)
-    engine.load(0, [])
+    engine.restoring(0).finish()
     checkout = {"action": {"target": {"name": "checkout"}}, "context": {"value": 5.0}}
     engine.apply(0, 0, {**checkout, "date": T0}, receive_ms=T0)
     kafka = FakeKafka()
@@ -352,7 +357,7 @@ def test_partials_of_a_flush_cut_short_are_sent_again_after_a_restore() -> None:
     kafka.changelog[0].extend((p.key.encode(), p.to_bytes()) for p, _ in changes)
 
     restored = RollupEngine(CONFIG)
-    restored.load(0, kafka.changelog[0])
+    restore(restored, 0, kafka.changelog[0])
     assert restored.unflushed(0)
     # The raw partition is replayed from the last meta offset: both actions are in the partials.
     for offset, date in ((1, T0 + 1), (2, T0 + HOUR)):
@@ -378,10 +383,10 @@ def test_facet_partials_of_the_per_value_format_are_left_out() -> None:
     old_key = RollupKey("facet:geo.country", "1h", T0, (("geo.country", "Japan"),))
     old = Partial(old_key, 0, AggregationSet.of(("count",)), {"count": 3}, 7)
     engine = RollupEngine(CONFIG)
-    state = engine.load(0, [(old.encoded_key, old.to_bytes())])
+    state = restore(engine, 0, [(old.encoded_key, old.to_bytes())])
     assert len(state.partials) == 0
     merger = Merger(CONFIG.grace_seconds, CONFIG.retention_seconds)
-    merger.offer(partial_message(old, T0)[1], 0)
+    merger.offer(partial_record(old.encoded_key, old.partition, old.to_bytes(), T0)[1], 0)
     assert merger.flush(now_ms=0) == []
 
 
@@ -412,7 +417,7 @@ rollups:
     reference = RollupEngine(config, aggregate_at=10**6)
     reference.project = lambda event: event  # type: ignore[method-assign,assignment]
     for one in (engine, reference):
-        one.load(0, [])
+        one.restoring(0).finish()
         for offset, event in enumerate(events):
             assert one.apply(0, offset, event, event["date"]) == []
 
@@ -462,7 +467,7 @@ def test_the_default_config_aggregates_generated_traffic_like_the_whole_actions(
     reference.project = lambda event: event  # type: ignore[method-assign,assignment]
     partials = []
     for one in (engine, reference):
-        one.load(0, [])
+        one.restoring(0).finish()
         verdicts = [one.apply(0, offset, event, T0) for offset, event in enumerate(events)]
         one.aggregate(0)
         changes, meta = one.flush(0)

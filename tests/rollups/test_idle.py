@@ -10,10 +10,10 @@ import pytest
 
 from pipeline.rollups.config import RollupConfigError, parse_rollup_config
 from pipeline.rollups.engine import META_KEY, RollupEngine
-from pipeline.rollups.merge import Merger, partial_message, watermark_record
+from pipeline.rollups.merge import Merger, partial_record, watermark_record
 from pipeline.rollups.stage import RollupStage
 from pipeline.settings import load_settings
-from tests.rollups.fakes import FakeProducer, PlainWriters
+from tests.rollups.fakes import FakeProducer, PlainWriters, restore
 
 HOUR = 3_600_000
 T0 = 1_764_331_200_000  # aligned to the hour
@@ -40,13 +40,17 @@ def _merged(merger: Merger, values: list[bytes]) -> dict[int, dict[str, Any]]:
 def _partials(engine: RollupEngine, partition: int) -> list[bytes]:
     changes, _meta = engine.flush(partition)
     watermark = engine.partitions[partition].watermark
-    return [partial_message(p, watermark)[1] for p, evicted in changes if not evicted]
+    return [
+        partial_record(p.encoded_key, p.partition, p.to_bytes(), watermark)[1]
+        for p, evicted in changes
+        if not evicted
+    ]
 
 
 def test_a_quiet_partition_stops_holding_its_windows_open() -> None:
     engine = RollupEngine(CONFIG)
-    engine.load(0, [])
-    engine.load(1, [])
+    engine.restoring(0).finish()
+    engine.restoring(1).finish()
     engine.apply(0, 0, _action(T0 + 10), receive_ms=T0)
     engine.apply(0, 1, _action(T0 + HOUR + 61_000), receive_ms=T0)  # partition 0 is past T0's window
     engine.apply(1, 0, _action(T0 + 20), receive_ms=T0)  # ...partition 1 then goes quiet
@@ -66,14 +70,14 @@ def test_a_quiet_partition_stops_holding_its_windows_open() -> None:
     assert [(v.kind, v.window_start) for v in verdicts] == [("late", T0)]
     # ...and so it is on a replay after a crash: the meta record restores the moved watermark.
     restored = RollupEngine(CONFIG)
-    restored.load(1, [meta])
+    restore(restored, 1, [meta])
     again = restored.apply(1, 1, _action(T0 + 30), receive_ms=moved)
     assert [(v.kind, v.window_start) for v in again] == [("late", T0)]
 
 
 def test_only_flushed_partitions_move_and_never_backwards() -> None:
     engine = RollupEngine(CONFIG)
-    engine.load(0, [])
+    engine.restoring(0).finish()
     assert engine.advance_idle(0, T0) is None  # never saw an action: holds nothing back
     assert engine.advance_idle(7, T0) is None  # not owned here
     engine.apply(0, 0, _action(T0), receive_ms=T0)
@@ -93,7 +97,7 @@ def test_the_stage_writes_the_meta_record_first_then_tells_every_merger() -> Non
 
     async def scenario() -> None:
         for partition in (0, 1, 2):
-            stage.engine.load(partition, [])
+            stage.engine.restoring(partition).finish()
             stage.engine.apply(partition, 5, _action(T0), receive_ms=T0)
             stage.engine.flush(partition)
         stage.active = {0: T0, 1: T0, 2: T0 + HOUR}  # partition 2 had a batch just now
@@ -121,7 +125,7 @@ def test_idle_zero_turns_it_off() -> None:
     assert config.idle_seconds == 0
     stage = RollupStage(load_settings({}), config, FakeProducer, set)
     writers = PlainWriters(FakeProducer())
-    stage.engine.load(0, [])
+    stage.engine.restoring(0).finish()
     stage.engine.apply(0, 0, _action(T0), receive_ms=T0)
     stage.engine.flush(0)
     stage.active = {0: 0}
@@ -158,7 +162,7 @@ def test_after_a_rebalance_state_is_read_again_before_it_moves() -> None:
     writers = PlainWriters(producer)
     idle_ms = CONFIG.idle_seconds * 1000
     # Stale state here (offset 3, watermark T0); the changelog has moved on (another owner).
-    stage.engine.load(0, [])
+    stage.engine.restoring(0).finish()
     stage.engine.apply(0, 3, _action(T0), receive_ms=T0)
     stage.engine.flush(0)
     stage.active = {0: T0}
@@ -188,7 +192,7 @@ def test_after_a_rebalance_state_is_read_again_before_it_moves() -> None:
 def test_state_waiting_for_a_flush_is_not_read_over() -> None:
     stage = RollupStage(load_settings({}), CONFIG, FakeProducer, set)
     writers = PlainWriters(FakeProducer())
-    stage.engine.load(0, [])
+    stage.engine.restoring(0).finish()
     stage.engine.apply(0, 3, _action(T0), receive_ms=T0)  # held until the next flush
     stage.reader = FakeReader({})  # type: ignore[assignment]
     assert asyncio.run(stage.advance_idle({0}, T0 + 10 * HOUR, writers)) == []
@@ -199,7 +203,7 @@ def test_state_waiting_for_a_flush_is_not_read_over() -> None:
 def test_a_partition_with_records_left_to_read_is_not_quiet() -> None:
     stage = RollupStage(load_settings({}), CONFIG, FakeProducer, set)
     writers = PlainWriters(FakeProducer())
-    stage.engine.load(0, [])
+    stage.engine.restoring(0).finish()
     stage.engine.apply(0, 0, _action(T0), receive_ms=T0)
     stage.engine.flush(0)
     stage.active, stage.current = {0: 0}, {0}

@@ -75,17 +75,17 @@ def test_apply_skips_replayed_offsets() -> None:
     assert AGGS.result(partial.state)["count"] == 4
 
 
-def test_dirty_tracking() -> None:
+def test_emitted_offset_tracking() -> None:
     partial = Partial(KEY, 0, AGGS)
-    assert not partial.needs_emit
+    assert partial.emitted_offset == partial.last_offset == -1
     partial.apply(0, 1.0, event(1.0, "a"))
-    assert partial.needs_emit
+    assert (partial.last_offset, partial.emitted_offset) == (0, -1)
     partial.mark_emitted()
-    assert not partial.needs_emit
+    assert partial.emitted_offset == 0
     restored = Partial.from_dict(partial.to_dict())
-    assert not restored.needs_emit and restored.emitted_offset == 0
-    partial.apply(0, 1.0, event(1.0, "a"))  # a replay does not make it dirty
-    assert not partial.needs_emit
+    assert (restored.last_offset, restored.emitted_offset) == (0, 0)
+    partial.apply(0, 1.0, event(1.0, "a"))  # a replay changes nothing
+    assert (partial.last_offset, partial.emitted_offset) == (0, 0)
 
 
 def test_partial_round_trip() -> None:

@@ -23,7 +23,7 @@ def _stage() -> tuple[RollupStage, FakeProducer]:
 
 def _owned_and_flushed(stage: RollupStage, partitions: range) -> None:
     for partition in partitions:
-        stage.engine.load(partition, [])
+        stage.engine.restoring(partition).finish()
         stage.engine.apply(partition, 1, _action(T0), receive_ms=T0)
         stage.engine.flush(partition)
         stage.current.add(partition)

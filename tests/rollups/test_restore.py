@@ -10,6 +10,7 @@ import pytest
 from pipeline.rollups.engine import RollupEngine
 from pipeline.rollups.stage import RollupStage
 from pipeline.settings import load_settings
+from tests.rollups.fakes import restore
 from tests.rollups.test_idle import CONFIG, T0, FakeProducer, FakeReader, _action
 
 
@@ -18,7 +19,7 @@ def _changelog(partitions: range) -> dict[int, list[tuple[bytes, bytes | None]]]
     engine = RollupEngine(CONFIG)
     changelog: dict[int, list[tuple[bytes, bytes | None]]] = {}
     for partition in partitions:
-        engine.load(partition, [])
+        engine.restoring(partition).finish()
         records = changelog[partition] = []
         for offset in range(3):
             engine.apply(partition, offset, _action(T0 + offset * 3_600_000), receive_ms=T0 + 10**8)
@@ -53,13 +54,13 @@ def test_a_read_cut_short_installs_nothing() -> None:
 
 def test_a_restore_in_chunks_equals_one_of_all_records() -> None:
     records = _changelog(range(1))[0]
-    whole = RollupEngine(CONFIG).load(0, records)
+    whole = restore(RollupEngine(CONFIG), 0, records)
     engine = RollupEngine(CONFIG)
-    restore = engine.restoring(0)
+    restoring = engine.restoring(0)
     for start in range(0, len(records), 3):
-        restore.add(records[start : start + 3])
+        restoring.add(records[start : start + 3])
     assert not engine.loaded(0)  # nothing visible before the end
-    state = restore.finish()
+    state = restoring.finish()
     assert engine.loaded(0) and engine.partitions[0] is state
     assert (state.offset, state.watermark, state.replay_until, state.dirty) == (
         whole.offset,
