@@ -6,10 +6,12 @@ them. Schemas reference each other by relative URI (``enriched-action.v1``
 refers to ``raw-action.v1``); every file is loaded into one local registry,
 so compiling never touches the network.
 
-The enriched action's file holds the envelope; the fields each enrichment
-adds are its ``$defs``, which come from the enrichments themselves
-(:func:`pipeline.enrich.registry.schema_defs`). ``python -m pipeline.schemas
-DIR`` writes every schema, assembled, for consumers in other languages.
+The fields each enrichment adds are the enriched action's ``$defs``, which
+come from the enrichments themselves
+(:func:`pipeline.enrich.registry.schema_defs`) and replace those of the file
+when it is loaded. The committed file holds them too, so that it is complete
+for consumers in other languages: ``python -m pipeline.schemas schemas``
+writes it again after an enrichment changed (a test fails until then).
 """
 
 from __future__ import annotations

@@ -227,3 +227,11 @@ def test_written_schemas_hold_the_enrichments_defs_and_validate_alone(tmp_path: 
     enriched = jsonschema_rs.validator_for(written[ENRICHED_ACTION], registry=registry)
     assert enriched.is_valid(enriched_example())
     assert not enriched.is_valid({**enriched_example(), "geo": {"country": 7}})
+
+
+def test_the_committed_enriched_schema_holds_every_enrichments_defs() -> None:
+    committed = orjson.loads((schemas.SCHEMAS_DIR / f"{ENRICHED_ACTION}.json").read_bytes())
+    assert committed == schemas.load_schema(ENRICHED_ACTION), (
+        "schemas/enriched-action.v1.json differs from the enrichments' fragments: "
+        "run `python -m pipeline.schemas schemas` and commit the result"
+    )
