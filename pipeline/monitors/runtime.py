@@ -160,6 +160,8 @@ class MonitorRuntime:
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._restore_again = False
+        #: Assigned partitions whose restore failed: restored again before the next cycle.
+        self._pending: set[int] = set()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -240,11 +242,17 @@ class MonitorRuntime:
         async with self._lock:
             for partition in partitions:
                 self.owned.pop(partition, None)
+            self._pending -= partitions
 
     async def take(self, partitions: set[int]) -> None:
         """Restore ``partitions`` from the state topic, then evaluate their monitors."""
         fresh = partitions - self.owned.keys()
-        restored = await read_states(self.settings, self.state_topic, fresh)
+        try:
+            restored = await read_states(self.settings, self.state_topic, fresh)
+        except Exception:  # the partitions stay ours: the next cycle tries again first
+            log.exception("monitors: restoring state partitions %s failed", sorted(fresh))
+            self._pending |= fresh
+            return
         async with self._lock:
             for partition, records in restored.items():
                 self.owned[partition] = self._evaluator(partition, records)
@@ -260,7 +268,7 @@ class MonitorRuntime:
     async def _loop(self) -> None:
         while not self._stopping.is_set():
             started = time.monotonic()
-            if self.owned and self.ready():
+            if (self.owned or self._pending) and self.ready():
                 try:
                     await self.run_cycle()
                 except Exception:  # the next cycle tries again; the error is in the log
@@ -274,9 +282,14 @@ class MonitorRuntime:
         started = time.monotonic()
         async with self._lock:
             if self._restore_again:  # the last write failed: what the topic holds is the truth
-                restored = await read_states(self.settings, self.state_topic, set(self.owned))
-                self.owned = {p: self._evaluator(p, records) for p, records in restored.items()}
+                self._pending |= self.owned.keys()
+                self.owned = {}
                 self._restore_again = False
+            if self._pending:
+                restored = await read_states(self.settings, self.state_topic, self._pending)
+                for partition, records in restored.items():
+                    self.owned[partition] = self._evaluator(partition, records)
+                self._pending = set()
             now = self.clock()
             self.source.new_cycle()
             total = CycleResult()
