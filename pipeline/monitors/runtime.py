@@ -41,6 +41,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 
 from pipeline.clock import now_ms
 from pipeline.consume import make_reader, topic_partitions
+from pipeline.errors import PipelineError
 from pipeline.kafka_auth import client_kwargs
 from pipeline.monitors.board import StateBoard
 from pipeline.monitors.evaluate import CycleResult, Evaluator, Source
@@ -170,7 +171,10 @@ class MonitorRuntime:
 
     async def start(self) -> None:
         """Read the board, connect the producer, join the group and start the evaluation loop."""
-        await self.board.start()
+        try:
+            await self.board.start()
+        except LookupError as exc:  # the monitor topics are newer than the deployment's topics
+            raise PipelineError(f"{exc}: run `rum-pipeline topics create`") from None
         kwargs = client_kwargs(self.settings)
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.bootstrap_servers,
