@@ -36,7 +36,7 @@ broker-stop:  ## stop the local Kafka broker started by 'make broker'
 topics: broker  ## create the pipeline's topics (idempotent)
 	$(VENV)/bin/rum-pipeline topics create
 
-run: $(STAMP)  ## run the pipeline on bundled demo traffic and show what flowed (Ctrl-C stops it)
+run: $(STAMP)  ## run the pipeline on bundled demo traffic and show what flowed, with serve (explorer URL, monitors; Ctrl-C stops it)
 	@scripts/run-demo.sh
 
 browser:  ## install headless Chromium (Debian's) and the browser tests' node packages when missing
