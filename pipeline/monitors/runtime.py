@@ -229,7 +229,11 @@ class MonitorRuntime:
         """Keep polling: the group's rebalances run from the consumer's polls."""
         assert self._consumer is not None
         while True:
-            await self._consumer.getmany(timeout_ms=1000)
+            try:
+                await self._consumer.getmany(timeout_ms=1000)
+            except Exception as exc:  # the broker away for a while: keep trying, as the view reader does
+                log.warning("monitors: group membership: %s", exc)
+                await asyncio.sleep(1.0)
 
     # -- ownership -------------------------------------------------------------------------
 
