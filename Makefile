@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 #: The benchmarks also need the bench extra (the Quix Streams peer): a stamp of their own.
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: help run test test-unit broker broker-stop topics lint bench-enrich bench-intake bench-placement bench-paired bench-query bench-peers bench-hostile bench chaos fuzz install kcat browser
+.PHONY: help run test test-unit broker broker-stop topics lint bench-enrich bench-intake bench-placement bench-paired bench-query bench-monitors bench-peers bench-hostile bench chaos fuzz install kcat browser
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -36,7 +36,7 @@ broker-stop:  ## stop the local Kafka broker started by 'make broker'
 topics: broker  ## create the pipeline's topics (idempotent)
 	$(VENV)/bin/rum-pipeline topics create
 
-run: $(STAMP)  ## run the pipeline on bundled demo traffic and show what flowed (Ctrl-C stops it)
+run: $(STAMP)  ## run the pipeline on bundled demo traffic and show what flowed, with serve (explorer URL, monitors; Ctrl-C stops it)
 	@scripts/run-demo.sh
 
 browser:  ## install headless Chromium (Debian's) and the browser tests' node packages when missing
@@ -75,10 +75,13 @@ bench-paired: broker  ## rollups on and off in two workers at once (~6 min): CPU
 bench-query: broker  ## the rollup view: catch-up rate over 1,000,000 rollup records, memory per key, rolling-1d query p99 (BENCH_QUERY_ARGS)
 	$(PY) bench/query.py $(BENCH_QUERY_ARGS)
 
+bench-monitors: $(STAMP)  ## monitor evaluation, 100 monitors x 250 groups per cycle, no broker (~30 s): ms per cycle, target <= 100
+	$(PY) bench/monitors.py $(BENCH_MONITORS_ARGS)
+
 bench-peers: broker $(BENCH_STAMP)  ## the worker against a Quix Streams app and an aiokafka pass-through, rollups off (~5 min; BENCH_PEERS_ARGS)
 	$(PY) bench/peers.py $(BENCH_PEERS_ARGS)
 
-bench: $(BENCH_STAMP)  ## the enrichment, rollup, latency, scaling, intake, side-by-side rollup, query and peer benchmarks (bench/suite.py, ~30-45 min; BENCH_ARGS="--runs 5"): figures in bench/results.md, copied into the docs
+bench: $(BENCH_STAMP)  ## the enrichment, rollup, latency, scaling, intake, side-by-side rollup, query, monitor and peer benchmarks (bench/suite.py, ~30-45 min; BENCH_ARGS="--runs 5"): figures in bench/results.md, copied into the docs
 	@scripts/broker.sh with $(PY) bench/suite.py $(BENCH_ARGS)
 
 CHAOS_PORT ?= 19092

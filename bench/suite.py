@@ -14,6 +14,8 @@ Runs, in turn, each as its own process with --json, and collects their figures:
   paired    bench/paired.py: a rollups-on and a rollups-off worker at once, worker CPU
             per action off / on (ratio), over actions dated over 30 s and over 1 h
             (30 s only with --quick)
+  monitors  bench/monitors.py: monitor evaluation, 100 monitors x 250 groups per cycle,
+            from made-up values (steady and storm) and from a rollup view (serve's Source)
   peers     bench/peers.py: the worker (exactly once, and at least once) against a
             Quix Streams app running the same processing and a plain aiokafka
             pass-through, rollups off: actions/s, CPU per action, ratios
@@ -101,6 +103,7 @@ def steps() -> list[Step]:
             lambda a: ["--runs", str(a.runs)] + (["--events", "60000", "--spans", "30s"] if a.quick else []),
         ),
         Step("query", "query.py", lambda a: ["--records", "100000", "--groups", "50"] if a.quick else []),
+        Step("monitors", "monitors.py", lambda a: ["--cycles", "20"] if a.quick else []),
         Step(
             "peers", "peers.py", lambda a: ["--runs", str(a.runs)] + (["--events", "8000"] if a.quick else [])
         ),
@@ -116,6 +119,7 @@ TITLES = {
     "intake": "HTTP intake",
     "paired": "Rollups on and off side by side",
     "query": "Rollup view and queries",
+    "monitors": "Monitor evaluation",
     "peers": "The worker against a Quix Streams app and a pass-through",
 }
 
@@ -351,6 +355,26 @@ def rows(by_name: dict[str, Step], runs: int) -> dict[str, list[tuple[str, str, 
     else:
         missing("query", ["view catch-up", "rolling-1d query"])
 
+    out = tables["monitors"]
+    monitors = by_name["monitors"]
+    if monitors.outputs:
+        m = monitors.outputs[0]
+        size = f"{m['monitors']} monitors × {m['groups']} groups"
+        labels = {
+            "steady": "cycle, values made in advance, a few state changes",
+            "storm": "cycle, values made in advance, every group changes state",
+            "serve": "cycle, values read from a rollup view (serve's Source) and evaluated",
+        }
+        for load, f in m["loads"].items():
+            out.append(
+                (f"{size}, {labels.get(load, load)}",
+                 f"{f['median_ms']:.1f} ms per cycle, median of the cycles (p95 {f['p95_ms']:.1f}); "
+                 f"CPU {f['cpu_ms']:.1f} ms",
+                 f"bench/monitors.py; {f['events_per_cycle']:,.0f} events per cycle; target ≤ 100 ms")
+            )  # fmt: skip
+    else:
+        missing("monitors", ["monitor evaluation cycle"])
+
     out = tables["peers"]
     peers = by_name["peers"]
     if peers.outputs:
@@ -464,7 +488,8 @@ def main() -> int:
     parser.add_argument(
         "--only",
         default=None,
-        help="comma-separated steps to run (enrich, rollups, latency, scale, intake, paired, query, peers)",
+        help="comma-separated steps to run (enrich, rollups, latency, scale, intake, paired, query, "
+        "monitors, peers)",
     )
     parser.add_argument("--output", type=Path, default=BENCH / "results.md", help="where the report goes")
     parser.add_argument("--json", type=Path, default=None, help="also write every step's raw figures here")

@@ -256,14 +256,31 @@ def facets(
     help="Keys whose sketches stay in memory; the sketches of further keys go to RocksDB "
     "under RUM_DATA_DIR/view (summaries always stay in memory).",
 )
+@click.option(
+    "--monitor-interval",
+    type=click.FloatRange(0.1, 3600),
+    default=None,
+    help="Seconds between two evaluations of the monitors (RUM_MONITOR_INTERVAL, default 5).",
+)
 @click.option("--loglevel", "-l", default=None, help="debug, info, warning or error (RUM_LOG_LEVEL).")
-def serve(host: str, port: int, retention: str, sketches_in_memory: int, loglevel: str | None) -> None:
+def serve(
+    host: str,
+    port: int,
+    retention: str,
+    sketches_in_memory: int,
+    monitor_interval: float | None,
+    loglevel: str | None,
+) -> None:
     """Serve the query API over a live view of the rollup and facet topics.
 
     GET /api/v1/query?rollup=cart_value_by_country&last=1d&agg=avg answers like
     `rum-pipeline query`; GET /api/v1/facets/{path}, the OpenAPI document at
     /api/v1/openapi.json, /healthz, and /ready once the view has caught up.
     See docs/query.md.
+
+    Evaluates the monitors of the rollups config every --monitor-interval
+    seconds, shared with the other serve instances of RUM_MONITOR_GROUP; their
+    states at GET /api/v1/monitors. See docs/monitors.md.
     """
     from pipeline.cli import _run, _settings, _use_fast_event_loop_for_asyncio, tune_garbage_collector
     from pipeline.logs import configure_logging
@@ -271,7 +288,8 @@ def serve(host: str, port: int, retention: str, sketches_in_memory: int, logleve
     from pipeline.view.ranges import RangeError, parse_span
     from pipeline.view.request import Limits
 
-    settings = _settings(log_level=loglevel)
+    overrides: dict[str, Any] = {"log_level": loglevel, "monitor_interval": monitor_interval}
+    settings = _settings(**{k: v for k, v in overrides.items() if v is not None})
     configure_logging(settings)
     try:
         kept = parse_span(retention, "--retention")

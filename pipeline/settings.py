@@ -119,6 +119,17 @@ class CoreSettings(BaseSettings):
     session_timeout: float = Field(
         30.0, ge=6, le=300, description="Seconds before a silent worker's partitions move to the others."
     )
+    monitor_interval: float = Field(
+        5.0,
+        ge=0.1,
+        le=3600,
+        description="Seconds between two evaluations of the monitors by `rum-pipeline serve`.",
+    )
+    monitor_group: str = Field(
+        "",
+        description="Consumer group in which `serve` instances share the monitors "
+        "(each monitor is evaluated by one of them). Default: RUM_APP_ID with '-monitors' appended.",
+    )
     gc_thresholds: Annotated[tuple[int, int, int] | None, NoDecode] = Field(
         (200_000, 10, 1000),
         description="A worker's garbage collector thresholds, gen0,gen1,gen2 (see Python's "

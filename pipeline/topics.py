@@ -23,6 +23,10 @@ DEDUPE = "rum.internal.dedupe-state"
 PARTIALS = "rum.internal.rollup-partials"
 #: Ledger of recovered bad rows (rum-pipeline recover), keyed by the rejected input's position.
 RECOVERED = "rum.internal.recovered"
+#: Monitor transitions and renotifications (monitor-event.v1), keyed by the monitor's name.
+MONITOR_EVENTS = "rum.monitors.events"
+#: Current state per monitor and group (monitor-state.v1); what evaluation restores from.
+MONITOR_STATE = "rum.monitors.state"
 
 # Raw actions may be larger than Kafka's 1 MiB default: they must still reach
 # the worker so that they become bad rows of kind "size" instead of being
@@ -90,6 +94,8 @@ TOPICS: tuple[TopicSpec, ...] = (
         PARTIALS, "internal: partial aggregates per source partition for the merge stage", compacted=True
     ),
     TopicSpec(RECOVERED, "internal: ledger of recovered bad rows, one entry per input", compacted=True),
+    TopicSpec(MONITOR_EVENTS, "monitor transitions and renotifications, keyed by monitor"),
+    TopicSpec(MONITOR_STATE, "current state per monitor and group; serve restores from it", compacted=True),
 )
 
 

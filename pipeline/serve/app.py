@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from pipeline.serve import api, explorer, health
+from pipeline.serve import api, explorer, health, monitors_api
 from pipeline.serve.service import ViewService
 
 SERVICE = web.AppKey("service", ViewService)
@@ -28,5 +28,6 @@ def create_app(service: ViewService) -> web.Application:
     app.cleanup_ctx.append(lifecycle)
     health.add_routes(app, service)
     api.add_routes(app, service)
+    monitors_api.add_routes(app, service)
     explorer.add_routes(app, service)
     return app

@@ -115,6 +115,24 @@ def document(catalog: Catalog, limits: Limits) -> dict[str, Any]:
                     "responses": {"200": {"description": "The catalog."}},
                 }
             },
+            "/api/v1/monitors": {
+                "get": {
+                    "summary": "Every monitor with its current state per group, and the latest events.",
+                    "description": "States come from rum.monitors.state, events from rum.monitors.events "
+                    "(schemas monitor-state.v1 and monitor-event.v1), whichever serve instance "
+                    "evaluates the monitor. A monitor's status is the worst of its groups' "
+                    "(ALERT > NO_DATA > WARN > OK; OK without groups).",
+                    "responses": {
+                        "200": {
+                            "description": "The monitors.",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/Monitors"}}
+                            },
+                        },
+                        "503": {"description": "The monitor state is still being read (see Retry-After)."},
+                    },
+                }
+            },
             "/healthz": {
                 "get": {"summary": "The process works.", "responses": {"200": {"description": "ok"}}}
             },
@@ -132,6 +150,7 @@ def document(catalog: Catalog, limits: Limits) -> dict[str, Any]:
                     "required": ["error", "parameter"],
                     "properties": {"error": {"type": "string"}, "parameter": {"type": "string"}},
                 },
+                "Monitors": _monitors_schema(),
                 "Answer": {
                     "type": "object",
                     "required": [
@@ -175,5 +194,61 @@ def document(catalog: Catalog, limits: Limits) -> dict[str, Any]:
                     },
                 },
             }
+        },
+    }
+
+
+def _monitors_schema() -> dict[str, Any]:
+    """The body of GET /api/v1/monitors."""
+    status = {"enum": ["OK", "WARN", "ALERT", "NO_DATA"]}
+    group = {
+        "type": "object",
+        "required": ["group", "status", "value", "since"],
+        "properties": {
+            "group": {"type": "object", "description": 'e.g. {"geo.country": "France"}; {} overall.'},
+            "status": status,
+            "value": {"type": ["number", "null"]},
+            "since": {"type": "integer", "description": "When the group entered its status, epoch ms."},
+        },
+    }
+    monitor = {
+        "type": "object",
+        "required": [
+            *("name", "rollup", "aggregation", "multi", "window"),
+            *("comparator", "thresholds", "status", "groups"),
+        ],
+        "properties": {
+            "name": {"type": "string"},
+            "message": {"type": "string"},
+            "rollup": {"type": "string"},
+            "aggregation": {"type": "string"},
+            "filter": {"type": ["string", "null"]},
+            "multi": {"type": "boolean"},
+            "window": {"type": "string", "description": "e.g. 15m"},
+            "comparator": {"enum": [">", ">=", "<", "<="]},
+            "thresholds": {
+                "type": "object",
+                "description": "Only those set: alert, warn, alert_recovery, warn_recovery.",
+                "additionalProperties": {"type": "number"},
+            },
+            "status": status,
+            "groups": {"type": "array", "items": group},
+        },
+    }
+    return {
+        "type": "object",
+        "required": ["evaluated_at", "interval_s", "monitors", "events"],
+        "properties": {
+            "evaluated_at": {
+                "type": ["integer", "null"],
+                "description": "Epoch ms of the last evaluation cycle seen (any instance).",
+            },
+            "interval_s": {"type": "number", "description": "Seconds between evaluations."},
+            "monitors": {"type": "array", "items": monitor},
+            "events": {
+                "type": "array",
+                "description": "Up to 50 monitor-event.v1 records, newest first.",
+                "items": {"$ref": "https://rum-pipeline.dev/schemas/monitor-event.v1.json"},
+            },
         },
     }

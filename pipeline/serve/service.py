@@ -7,6 +7,10 @@ import contextlib
 import gc
 import logging
 
+from pipeline.monitors.config import load_monitors
+from pipeline.monitors.runtime import MonitorRuntime
+from pipeline.monitors.source import ViewSource
+from pipeline.rollups.config import default_config_path, load_rollup_config
 from pipeline.settings import Settings
 from pipeline.view.catalog import Catalog
 from pipeline.view.reader import ViewReader
@@ -18,13 +22,25 @@ log = logging.getLogger("rum.serve")
 
 
 class ViewService:
-    """A store kept live by a reader; ``ready`` once the reader has caught up."""
+    """A store kept live by a reader; ``ready`` once the reader has caught up.
 
-    def __init__(self, store: ViewStore, catalog: Catalog, limits: Limits, reader: ViewReader | None) -> None:
+    ``monitors``, when given, evaluates the monitors on the store; it is started
+    after the reader and stopped before it.
+    """
+
+    def __init__(
+        self,
+        store: ViewStore,
+        catalog: Catalog,
+        limits: Limits,
+        reader: ViewReader | None,
+        monitors: MonitorRuntime | None = None,
+    ) -> None:
         self.store = store
         self.catalog = catalog
         self.limits = limits
         self.reader = reader
+        self.monitors = monitors
         self._task: asyncio.Task[None] | None = None
         self._freeze: asyncio.Task[None] | None = None
         #: Why the reader stopped, when it did (the process is then not healthy).
@@ -42,7 +58,13 @@ class ViewService:
         if sketches_in_memory is not None:
             spill = SketchSpill(settings.data_dir / "view", sketches_in_memory)
         store = ViewStore(retention_ms=limits.retention_ms, spill=spill)
-        return cls(store, catalog, limits, ViewReader(settings, store))
+        service = cls(store, catalog, limits, ViewReader(settings, store))
+        path = settings.rollups_config or default_config_path()
+        monitors = load_monitors(path, load_rollup_config(path))
+        service.monitors = MonitorRuntime(
+            settings, monitors, ViewSource(store, catalog), ready=lambda: service.ready
+        )
+        return service
 
     @property
     def ready(self) -> bool:
@@ -50,13 +72,14 @@ class ViewService:
         return self.reader is None or self.reader.progress.caught_up
 
     async def start(self) -> None:
-        """Connect the reader and read in the background."""
-        if self.reader is None:
-            return
-        await self.reader.start()
-        self._task = asyncio.create_task(self.reader.run())
-        self._task.add_done_callback(self._stopped)
-        self._freeze = asyncio.create_task(self._freeze_when_caught_up())
+        """Connect the reader and read in the background; start evaluating the monitors."""
+        if self.reader is not None:
+            await self.reader.start()
+            self._task = asyncio.create_task(self.reader.run())
+            self._task.add_done_callback(self._stopped)
+            self._freeze = asyncio.create_task(self._freeze_when_caught_up())
+        if self.monitors is not None:
+            await self.monitors.start()
 
     async def _freeze_when_caught_up(self) -> None:
         """Exempt the view read so far from garbage collections (``gc.freeze``).
@@ -76,7 +99,9 @@ class ViewService:
             log.error(self.failure)
 
     async def stop(self) -> None:
-        """Stop reading and disconnect."""
+        """Stop evaluating, stop reading and disconnect."""
+        if self.monitors is not None:
+            await self.monitors.stop()
         if self._freeze is not None:
             self._freeze.cancel()
         if self._task is not None:

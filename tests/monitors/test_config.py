@@ -130,7 +130,7 @@ def test_the_rollup_parser_leaves_the_monitors_section_alone() -> None:
 def test_the_default_config_file_has_valid_monitors() -> None:
     path = default_config_path()
     monitors = load_monitors(path, load_rollup_config(path))
-    assert {m.name for m in monitors} == {"cart_value_high", "checkouts_stopped"}
+    assert {m.name for m in monitors} == {"cart_value_high", "checkouts_stopped", "demo_checkout_rush"}
 
 
 def test_an_aggregation_its_rollup_lacks() -> None:
