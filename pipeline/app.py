@@ -25,7 +25,7 @@ from pipeline.rollups.config import default_config_path, load_rollup_config
 from pipeline.rollups.stage import RollupStage
 from pipeline.settings import Settings, load_settings
 from pipeline.topics import BAD, ENRICHED, LATE, PARTIALS, RAW
-from pipeline.worker.faust_private import BatchDeliveryTransport, read_to_end
+from pipeline.worker.faust_private import BatchDeliveryTransport, QuietMonitor, read_to_end
 from pipeline.worker.loop import BatchLoop
 from pipeline.worker.tasks import PartitionTasks
 
@@ -66,6 +66,8 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=settings.session_timeout / 10,
+        # faust's monitor without its per-event counting (only faust's web views read it).
+        Monitor=QuietMonitor,
     )
     # Before any topic is declared: the conductor and consumer come from here.
     app.transport = BatchDeliveryTransport(app.conf.broker_consumer, app)
