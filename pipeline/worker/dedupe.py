@@ -88,8 +88,10 @@ class _Hour:
         self.next_seq = 0
 
     def __contains__(self, value: int) -> bool:
-        if value in self.new:
-            return True
+        return value in self.new or self.in_runs(value)
+
+    def in_runs(self, value: int) -> bool:
+        """True when ``value`` is in one of the flushed runs."""
         for run in self.runs:
             i = bisect_left(run, value)
             if i < len(run) and run[i] == value:
@@ -125,26 +127,38 @@ class SeenIds:
         """True when the action is a copy of one seen before; otherwise remember it (False).
 
         Actions without ``action.id``, or without an integral ``date``, are never copies.
+        This runs once per action: :func:`action_id`, :func:`fingerprint` and the
+        hour's lookup are written out here rather than called.
         """
-        ident = action_id(event)
-        date = event.get("date")
-        if ident is None or not isinstance(date, int):
+        action = event.get("action")
+        if not isinstance(action, dict):
             return False
-        horizon = self.horizon()
-        if horizon is not None and date < horizon:
+        ident = action.get("id")
+        if ident is None or ident == "":
+            return False
+        date = event.get("date")
+        if not isinstance(date, int):
+            return False
+        latest = self.latest
+        if latest is not None and date < latest - self.window_ms:
             self.counts["unchecked"] += 1
             return False
+        application = event.get("application")
+        session = event.get("session")
+        app_id = application.get("id") if isinstance(application, dict) else None
+        session_id = session.get("id") if isinstance(session, dict) else None
+        text = f"{app_id}\x1f{session_id}\x1f{ident}"  # as fingerprint() writes it
+        value = _from_bytes(blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
         hour = date // HOUR_MS
         found = self.hours.get(hour)
         if found is None:
             found = self.hours[hour] = _Hour()
-        value = fingerprint(*ident)
-        if value in found:
+        elif value in found.new or (found.runs and found.in_runs(value)):
             self.counts["duplicates"] += 1
             return True
         found.new.add(value)
         self.dirty.add(hour)
-        if self.latest is None or date > self.latest:
+        if latest is None or date > latest:
             self.latest = date
         return False
 

@@ -142,3 +142,29 @@ def test_a_task_restores_its_offset_and_skips_what_was_committed() -> None:
     assert not task.fresh(119)
     assert task.fresh(120)
     assert task.skipped == 1
+
+
+ids = st.one_of(st.none(), st.text(max_size=12), st.integers(-(2**70), 2**70), st.booleans(), st.floats())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(ids, ids, ids), min_size=1, max_size=20))
+def test_the_ids_remembered_are_the_fingerprints_of_action_id(triples: list[tuple[Any, Any, Any]]) -> None:
+    """seen() writes the fingerprint out inline: it must stay the one fingerprint() computes."""
+    seen = SeenIds(DAY_MS)
+    expected = set()
+    for app, session, ident in triples:
+        event = action(ident, session=session, app=app)
+        key = action_id(event)
+        seen.seen(event)
+        if key is not None:
+            expected.add(fingerprint(*key))
+    assert set(seen.hours.get(T0 // HOUR_MS, {}).new if seen.hours else ()) == expected
+
+
+def test_lone_surrogates_and_missing_fields_have_fingerprints_too() -> None:
+    seen = SeenIds(DAY_MS)
+    odd = [action("\ud800", app="\udfff"), {"date": T0, "action": {"id": 7}}, action("a", session=None)]
+    assert [seen.seen(e) for e in odd] == [False, False, False]
+    assert seen.hours[T0 // HOUR_MS].new == {fingerprint(*action_id(e)) for e in odd}  # type: ignore[misc]
+    assert [seen.seen(e) for e in odd] == [True, True, True]
