@@ -27,6 +27,7 @@ from pipeline.settings import Settings, load_settings
 from pipeline.topics import BAD, ENRICHED, LATE, PARTIALS, RAW
 from pipeline.worker.faust_private import BatchDeliveryTransport, QuietMonitor, read_to_end
 from pipeline.worker.loop import BatchLoop
+from pipeline.worker.raw_schema import RawBytes
 from pipeline.worker.tasks import PartitionTasks
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     )
     # Before any topic is declared: the conductor and consumer come from here.
     app.transport = BatchDeliveryTransport(app.conf.broker_consumer, app)
-    raw = app.topic(settings.topic(RAW), key_serializer="raw", value_serializer="raw")
+    raw = app.topic(settings.topic(RAW), schema=RawBytes())
     processor = Processor(settings)
 
     stage = _rollup_stage(app, settings)
