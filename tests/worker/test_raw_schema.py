@@ -1,4 +1,4 @@
-"""The raw topic's schema gives the bytes the ``raw`` serializer gives, with faust's own decoding."""
+"""The raw topic's schema and the worker app's events: what faust's own decoding and events give."""
 
 from __future__ import annotations
 
@@ -26,3 +26,21 @@ def test_events_carry_the_same_key_and_value_as_with_the_raw_serializer() -> Non
 
     for key, expected_key, value, expected_value in asyncio.run(decoded()):
         assert key == expected_key and value == expected_value
+
+
+def test_the_worker_app_makes_the_events_faust_makes() -> None:
+    from pipeline.app import create_app
+    from pipeline.settings import load_settings
+
+    app = create_app(load_settings({"RUM_METRICS_PORT": "0", "RUM_WEB_PORT": "0"}))
+    message = ConsumerMessage("t", 3, 7, 0.0, 0, [("h", b"1")], b"k", b"v", None)
+    ours = app.create_event(b"k", b"v", message.headers, message)
+    theirs = faust.App.create_event(app, b"k", b"v", message.headers, message)
+    assert type(ours) is type(theirs) is app.conf.Event
+    assert (ours.app, ours.key, ours.value, ours.headers, ours.message) == (
+        theirs.app,
+        theirs.key,
+        theirs.value,
+        theirs.headers,
+        theirs.message,
+    )
