@@ -18,6 +18,7 @@ JOBS: dict[str, str] = {
     "quix": "Quix Streams app, at least once (its default)",
     "quix-eos": "Quix Streams app, exactly once",
     "passthrough": "aiokafka pass-through, no processing",
+    "quix-nodedupe": "Quix Streams app, at least once, no deduplication",
 }
 
 
@@ -34,6 +35,7 @@ RATIOS: tuple[Ratio, ...] = (
     Ratio("worker/quix", "worker", "quix", "worker / Quix, each with its default guarantee"),
     Ratio("worker/quix-eos", "worker", "quix-eos", "worker / Quix, both exactly once"),
     Ratio("worker-alo/quix", "worker-alo", "quix", "worker / Quix, both at least once"),
+    Ratio("worker/quix-nodedupe", "worker", "quix-nodedupe", "worker / Quix without deduplication"),
     Ratio("worker/passthrough", "worker", "passthrough", "worker (exactly once) / pass-through"),
 )
 

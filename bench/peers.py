@@ -9,8 +9,11 @@ under its own topic prefix, whose topics are deleted afterwards:
   worker       `rum-pipeline worker`, default settings (exactly once), and once
                more with RUM_PROCESSING_GUARANTEE=at_least_once;
   quix         bench/quix_peer.py: a Quix Streams application applying the
-               project's own ``Processor.process`` to each message, with Quix's
-               default guarantee (at least once) and with exactly once;
+               project's own ``Processor.process`` to each message and dropping
+               copies by action id as the worker does (ids kept in memory only),
+               with Quix's default guarantee (at least once) and with exactly
+               once; and once at least once without deduplication, as first
+               measured;
   passthrough  bench/passthrough_peer.py: bench/enrich.py's aiokafka consume ->
                produce of the raw messages, unchanged, with no processing (the
                ceiling).
@@ -81,6 +84,14 @@ def command(job: str, events: int) -> tuple[list[str], dict[str, str]]:
         return [sys.executable, str(BENCH / "quix_peer.py"), "--guarantee", "at-least-once"], {}
     if job == "quix-eos":
         return [sys.executable, str(BENCH / "quix_peer.py"), "--guarantee", "exactly-once"], {}
+    if job == "quix-nodedupe":
+        return [
+            sys.executable,
+            str(BENCH / "quix_peer.py"),
+            "--guarantee",
+            "at-least-once",
+            "--no-dedupe",
+        ], {}
     if job == "passthrough":
         return [sys.executable, str(BENCH / "passthrough_peer.py"), "--events", str(events)], {}
     raise ValueError(f"unknown job {job}")

@@ -25,8 +25,9 @@ from pipeline.rollups.config import default_config_path, load_rollup_config
 from pipeline.rollups.stage import RollupStage
 from pipeline.settings import Settings, load_settings
 from pipeline.topics import BAD, ENRICHED, LATE, PARTIALS, RAW
-from pipeline.worker.faust_private import BatchDeliveryTransport, read_to_end
+from pipeline.worker.faust_private import BatchDeliveryTransport, QuietMonitor, read_to_end
 from pipeline.worker.loop import BatchLoop
+from pipeline.worker.raw_schema import RawBytes
 from pipeline.worker.tasks import PartitionTasks
 
 log = logging.getLogger(__name__)
@@ -39,13 +40,31 @@ log = logging.getLogger(__name__)
 MERGE_BATCH = 10_000
 
 
+class WorkerApp(faust.App):
+    """faust's app, making each event with the event class looked up once.
+
+    faust's ``App.create_event`` reads ``conf.Event`` for every message, and
+    faust's settings object records every attribute read: a few µs an event
+    on the worker's hottest path.
+    """
+
+    _event_class: Any = None
+
+    def create_event(self, key: Any, value: Any, headers: Any, message: Any) -> Any:
+        """A new event of ``conf.Event`` (read at the first call)."""
+        event_class = self._event_class
+        if event_class is None:
+            event_class = self._event_class = self.conf.Event
+        return event_class(self, key, value, headers, message)
+
+
 def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faust.App:
     """A faust app with the enrichment agent, configured from ``settings``.
 
     ``metrics`` (made here when not given) reads the app's counters; its HTTP
     server starts with the app unless the caller started it before.
     """
-    app = faust.App(
+    app = WorkerApp(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
         broker_credentials=broker_credentials(settings),
@@ -67,10 +86,12 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=settings.session_timeout / 10,
+        # faust's monitor without its per-event counting (only faust's web views read it).
+        Monitor=QuietMonitor,
     )
     # Before any topic is declared: the conductor and consumer come from here.
     app.transport = BatchDeliveryTransport(app.conf.broker_consumer, app)
-    raw = app.topic(settings.topic(RAW), key_serializer="raw", value_serializer="raw")
+    raw = app.topic(settings.topic(RAW), schema=RawBytes())
     processor = Processor(settings)
 
     stage = _rollup_stage(app, settings)

@@ -29,6 +29,14 @@ class RecordBatches:
         records.append((key, value))
         self.count += 1
 
+    def extend(self, topic: str, partition: int, items: list[tuple[bytes, bytes | None]]) -> None:
+        """Queue many records of one (topic, partition) at once."""
+        records = self._records.get((topic, partition))
+        if records is None:
+            self._records[(topic, partition)] = records = []
+        records.extend(items)
+        self.count += len(items)
+
     async def send(self, producer: Any) -> list[Awaitable[Any]]:
         """Submit every queued record; the futures resolve once Kafka has acknowledged them.
 

@@ -25,7 +25,8 @@ from pipeline.clock import now_ms
 from pipeline.outputs import Fenced, Outputs, PartitionWriters
 from pipeline.process import Processor
 from pipeline.rollups.stage import RollupStage
-from pipeline.worker.tasks import PartitionTasks
+from pipeline.worker.faust_private import ack_events
+from pipeline.worker.tasks import PartitionTask, PartitionTasks
 
 log = logging.getLogger(__name__)
 
@@ -107,41 +108,55 @@ class BatchLoop:
         process = self.processor.process
         enriched_topic, bad_topic, late_topic = self.enriched_topic, self.bad_topic, self.late_topic
         tasks = self.tasks
+        # Per raw partition of the batch: its task, what it skips below, its dedupe check,
+        # its outputs and its enriched records (added to the outputs in one go at the end).
+        slots: dict[int, tuple[Any, int, Any, Outputs, list[tuple[Any, bytes]]]] = {}
         for event in events:
             message = event.message
             partition = message.partition
-            seen = None
-            if tasks is not None:
-                task = tasks[partition]
-                if not task.fresh(message.offset):
-                    continue  # the last commit covered it: its outputs and effects are on Kafka
-                seen = task.seen.seen
+            offset = message.offset
+            slot = slots.get(partition)
+            if slot is None:
+                task: PartitionTask | None = tasks[partition] if tasks is not None else None
+                records = outputs[partition] = Outputs()
+                slot = slots[partition] = (
+                    task,
+                    -1 if task is None else task.next_offset,
+                    None if task is None else task.seen.seen,
+                    records,
+                    [],
+                )
+            owner, skip_below, seen, records, enriched = slot
+            if offset < skip_below:  # -1 without a task
+                assert owner is not None
+                owner.skipped += 1
+                continue  # the last commit covered it: its outputs and effects are on Kafka
             out = process(
                 message.value,
                 key=message.key,
                 topic=message.topic,
                 partition=partition,
-                offset=message.offset,
+                offset=offset,
                 received_at=received,
                 seen=seen,
             )
             if out.duplicate:
                 if stage is not None and out.date is not None:
-                    stage.engine.duplicate(partition, message.offset, out.date)
+                    stage.engine.duplicate(partition, offset, out.date)
                 continue
-            records = outputs.get(partition)
-            if records is None:
-                records = outputs[partition] = Outputs()
             if out.event is not None:
                 # Same partition as the source: the enriched topic keeps the raw topic's
                 # partitioning, null keys included.
-                records.add(enriched_topic, partition, message.key, out.value)
+                enriched.append((message.key, out.value))
                 if stage is not None:
-                    verdicts = stage.apply(partition, message.offset, out.event, received)
+                    verdicts = stage.apply(partition, offset, out.event, received)
                     if verdicts:
                         records.add_keyed(late_topic, message.key, stage.late_value(out.event, verdicts))
             else:
                 records.add_keyed(bad_topic, message.key, out.value)
+        for partition, (_, _, _, records, enriched) in slots.items():
+            if enriched:
+                records.batches.extend(enriched_topic, partition, enriched)  # type: ignore[arg-type]
         for partition, records in outputs.items():
             await self.writers.send(partition, records)
         if self.observe is not None:
@@ -204,8 +219,7 @@ class BatchLoop:
         # Acknowledged only now: faust's own offset bookkeeping follows what Kafka committed.
         # Events of a partition lost to another worker are acknowledged too (faust would wait
         # for them for ever); this worker's consumer can no longer commit that partition.
-        for event in events:
-            await self.stream.ack(event)
+        await ack_events(self.stream, events)
         if events and self.commit_consumer is not None and not await self.commit_consumer():
             # A commit already in flight makes faust's return False without these offsets.
             await self.commit_consumer()

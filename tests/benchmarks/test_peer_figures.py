@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench import suite
-from bench.peer_figures import JOBS, figures, measure, rotated, table
+from bench.peer_figures import JOBS, RATIOS, figures, measure, rotated, table
 
 
 def test_measure_counts_outputs_over_first_to_last_timestamp() -> None:
@@ -57,7 +57,7 @@ def test_jobs_and_ratios_not_measured_are_left_out() -> None:
 def test_table_has_a_line_per_job_and_ratio() -> None:
     runs = [{job: {"per_s": 1000.0 * (i + 1), "cpu_us": 10.0 * (i + 1)} for i, job in enumerate(JOBS)}]
     lines = table(figures(runs))
-    assert len(lines) == 1 + len(JOBS) + 1 + 4
+    assert len(lines) == 1 + len(JOBS) + 1 + len(RATIOS)
     assert lines[1].startswith(JOBS["worker"]) and "1,000 (1,000-1,000)" in lines[1]
     assert any(line.startswith("worker (exactly once) / pass-through") and "0.20" in line for line in lines)
 

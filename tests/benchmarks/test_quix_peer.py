@@ -52,3 +52,24 @@ def test_enriched_actions_and_bad_rows_reach_their_topics(tmp_path: Path, guaran
         assert len(sources) == len(generated)
     finally:
         delete_topics(settings)
+
+
+def test_copies_of_an_action_are_dropped_like_the_worker_does(tmp_path: Path) -> None:
+    """Every message published twice: each action is enriched once, each bad row written twice."""
+    settings = settings_from(isolated_env(tmp_path))
+    generated = list(TrafficGenerator(seed=12, malformed_share=0.25).messages(30))
+    bad_expected = sum(m.malformed is not None for m in generated)
+    messages = [Message(m.key, m.value) for m in generated]
+    try:
+        asyncio.run(create_topics(settings))
+        asyncio.run(publish(settings, settings.topic(RAW), messages + messages))
+        build(settings, "at-least-once", str(tmp_path / "quix")).run(count=2 * len(messages), timeout=60)
+
+        bad = consume(settings, settings.topic(BAD), 2 * bad_expected)
+        # One more than expected, to see a copy that got through (the run wrote all it will).
+        enriched = consume(settings, settings.topic(ENRICHED), len(generated) - bad_expected + 1, 5)
+        assert len(bad) == 2 * bad_expected  # rows without a valid action.id are never copies
+        ids = [orjson.loads(r.value)["action"]["id"] for r in enriched]
+        assert len(ids) == len(set(ids)) == len(generated) - bad_expected
+    finally:
+        delete_topics(settings)
