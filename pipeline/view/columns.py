@@ -10,8 +10,8 @@ operations:
 
 - the summaries: count, numeric count, sum, min and max per row (numpy arrays);
 - on first need, the sketches: the DDSketch bins that are not zero (row, bin
-  key, count), each row's zero count and exact min and max, and the HLL images
-  (bytes, decoded from base64 once).
+  key, count), each row's zero count and exact min and max, and the HLL
+  sketches (deserialized once).
 
 A cached window is dropped when a record of it is applied or removed (the
 store calls :meth:`WindowCache.drop`), when the store evicts it, and when the
@@ -28,14 +28,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from datasketches import hll_sketch
 
 if TYPE_CHECKING:  # the store imports this module
     from pipeline.view.store import Entry, GroupKey
 
 #: Default bound of a store's window cache, in bytes (estimated: arrays, images, a cost per row).
-DEFAULT_CACHE_BYTES = 128 * 1024 * 1024
-#: Estimated bytes per row beyond its arrays and images: list slots, bytes objects' heads.
+DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
+#: Estimated bytes per row beyond its arrays: list slots, the entry kept.
 _ROW_OVERHEAD = 100
+#: Estimated bytes of a decoded HLL sketch of a window (measured: 263 for a few values; a
+#: window of thousands of values holds 4 kB of registers, which this underestimates).
+_HLL_BYTES = 300
 
 #: (rollup, interval seconds, window start ms)
 CacheKey = tuple[str, int, int]
@@ -57,8 +61,8 @@ class WindowSketches:
         self.high = np.full(rows, -np.inf)
         #: Rows whose DDSketch the arrays cannot hold.
         self.odd: list[int] = []
-        #: HLL image per row (None: no sketch of that attribute), per attribute.
-        self.hll: dict[str, list[bytes | None]] = {}
+        #: HLL sketch per row (None: none of that attribute, or empty), per attribute.
+        self.hll: dict[str, list[hll_sketch | None]] = {}
         self.nbytes = 0
 
 
@@ -114,6 +118,7 @@ def decode_sketches(entries: list[Entry], sketch_data: Callable[[Entry], dict[st
     offsets: list[int] = []
     lengths: list[int] = []
     zero, low, high = out.zero, out.low, out.high
+    hlls = 0
     for row, entry in enumerate(entries):
         if entry.sketches is None:
             offsets.append(0)
@@ -124,7 +129,10 @@ def decode_sketches(entries: list[Entry], sketch_data: Callable[[Entry], dict[st
             images = out.hll.get(attr)
             if images is None:
                 images = out.hll[attr] = [None] * n
-            images[row] = base64.b64decode(image)
+            hlls += 1
+            hll = hll_sketch.deserialize(base64.b64decode(image))
+            if not hll.is_empty():  # an empty one adds nothing to a union
+                images[row] = hll
         sketch = data.get("ddsketch")
         counts = None if sketch is None else _plain_counts(sketch)
         if sketch is None or counts is None:
@@ -149,9 +157,8 @@ def decode_sketches(entries: list[Entry], sketch_data: Callable[[Entry], dict[st
         out.bin_row = owner.astype(np.int32)
         out.bin_key = (found - first[owner] + np.asarray(offsets, np.int64)[owner]).astype(np.int32)
         out.bin_count = flat[found]
-    images_bytes = sum(len(i) + _ROW_OVERHEAD // 2 for images in out.hll.values() for i in images if i)
     arrays = (out.bin_row, out.bin_key, out.bin_count, out.zero, out.low, out.high)
-    out.nbytes = sum(a.nbytes for a in arrays) + images_bytes
+    out.nbytes = sum(a.nbytes for a in arrays) + _HLL_BYTES * hlls
     return out
 
 
@@ -237,6 +244,11 @@ class WindowCache:
         while self.nbytes > self.max_bytes and len(self._windows) > 1:
             oldest = next(iter(self._windows))
             self.nbytes -= self._windows.pop(oldest).nbytes
+
+    def clear(self) -> None:
+        """Forget every window (the group ids stay)."""
+        self._windows.clear()
+        self.nbytes = 0
 
     def drop(self, key: CacheKey) -> None:
         """Forget window ``key`` (a record of it was applied or removed)."""

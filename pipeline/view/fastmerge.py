@@ -177,7 +177,7 @@ def _percentiles(
 def _cardinality(sketches: list[WindowSketches], picks: list[np.ndarray], n: int, name: str) -> list[float]:
     """``cardinality(attr)`` of each group: the union of its images, in window order."""
     attr = name[len("cardinality(") : -1]
-    images: list[list[bytes]] = [[] for _ in range(n)]
+    images: list[list[hll_sketch]] = [[] for _ in range(n)]
     for sketch, pick in zip(sketches, picks, strict=True):
         found = sketch.hll.get(attr)
         if found is None:
@@ -185,17 +185,15 @@ def _cardinality(sketches: list[WindowSketches], picks: list[np.ndarray], n: int
         for at, image in zip(pick.tolist(), found, strict=True):
             if at >= 0 and image is not None:
                 images[at].append(image)
-    deserialize = hll_sketch.deserialize
     out = []
     for mine in images:
-        union = None
-        for image in mine:
-            one = deserialize(image)
-            if one.is_empty():
-                continue
-            if union is None:
-                union = hll_union(HLL_LG_K)
-            union.update(one)
+        if not mine:
+            out.append(0.0)
+            continue
+        union = hll_union(HLL_LG_K)
+        update = union.update
+        for one in mine:  # none is empty: the columns left those out
+            update(one)
         # As CardinalitySketch.union_of(...).estimate(): the union's HLL_8 result, estimated.
-        out.append(0.0 if union is None else float(union.get_result(HLL_TYPE).get_estimate()))
+        out.append(float(union.get_result(HLL_TYPE).get_estimate()))
     return out
