@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from datasketches import hll_sketch, hll_union
+from datasketches import hll_union
 
 from pipeline.rollups.sketches import BIN_LIMIT, HLL_LG_K, HLL_TYPE, bin_value
 from pipeline.view.columns import CacheKey, WindowColumns, WindowSketches
@@ -175,25 +175,22 @@ def _percentiles(
 
 
 def _cardinality(sketches: list[WindowSketches], picks: list[np.ndarray], n: int, name: str) -> list[float]:
-    """``cardinality(attr)`` of each group: the union of its images, in window order."""
+    """``cardinality(attr)`` of each group: the union of its sketches, in window order."""
     attr = name[len("cardinality(") : -1]
-    images: list[list[hll_sketch]] = [[] for _ in range(n)]
+    unions = [hll_union(HLL_LG_K) for _ in range(n)]
+    updates = [u.update for u in unions]
+    found_any = [False] * n
     for sketch, pick in zip(sketches, picks, strict=True):
         found = sketch.hll.get(attr)
         if found is None:
             continue
         for at, image in zip(pick.tolist(), found, strict=True):
-            if at >= 0 and image is not None:
-                images[at].append(image)
-    out = []
-    for mine in images:
-        if not mine:
-            out.append(0.0)
-            continue
-        union = hll_union(HLL_LG_K)
-        update = union.update
-        for one in mine:  # none is empty: the columns left those out
-            update(one)
-        # As CardinalitySketch.union_of(...).estimate(): the union's HLL_8 result, estimated.
-        out.append(float(union.get_result(HLL_TYPE).get_estimate()))
-    return out
+            if at >= 0 and image is not None:  # none is empty: the columns left those out
+                updates[at](image)
+                found_any[at] = True
+    # As CardinalitySketch.union_of(...).estimate(): the union's HLL_8 result, estimated
+    # (0 for a group without any sketch).
+    return [
+        float(union.get_result(HLL_TYPE).get_estimate()) if used else 0.0
+        for union, used in zip(unions, found_any, strict=True)
+    ]
