@@ -350,7 +350,10 @@ def rows(by_name: dict[str, Step], runs: int) -> dict[str, list[tuple[str, str, 
         for what, f in q["query"].items():
             out.append(
                 (f"rolling-1d query, {what}", f"p99 {f['p99_ms']:.1f} ms (p50 {f['p50_ms']:.1f})",
-                 f"{f['groups']} groups, {f['windows']} windows")
+                 f"{f['groups']} groups, {f['windows']} windows, cached (CPU time p99 "
+                 f"{f.get('cpu_p99_ms', 0):.1f} ms); on their first use "
+                 f"p99 {f.get('first_pass_p99_ms', 0):.0f} ms, the very first query "
+                 f"{f.get('first_query_ms', 0):.0f} ms")
             )  # fmt: skip
     else:
         missing("query", ["view catch-up", "rolling-1d query"])

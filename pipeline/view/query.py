@@ -1,12 +1,12 @@
 """Answering a checked query from a :class:`~pipeline.view.store.ViewStore`.
 
 A range is covered by the largest windows that fit inside it and smaller ones
-at its edges (``ranges.cover``); the entries of those windows are merged per
-group (``merge.merge_entries``). Every answer says which windows it used,
-whether any of them is not final yet, how many late actions fell in them (the
-``<rollup>:late`` records of the same windows: actions that arrived after the
-window was final, counted there and not in the window), and what it
-approximated.
+at its edges (``ranges.cover``); the records of those windows, held as columns
+between queries (``columns``), are merged per group (``fastmerge``). Every
+answer says which windows it used, whether any of them is not final yet, how
+many late actions fell in them (the ``<rollup>:late`` records of the same
+windows: actions that arrived after the window was final, counted there and
+not in the window), and what it approximated.
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from pipeline.rollups.compiled import DEFAULT_FACET_INTERVALS, LATE_SUFFIX
 from pipeline.rollups.windows import SECOND_MS
-from pipeline.view.merge import merge_entries
+from pipeline.view.fastmerge import Columns, merge_columns
 from pipeline.view.ranges import Cover, buckets, cover, iso
 from pipeline.view.request import FacetQuery, Limits, Query, QueryError
-from pipeline.view.store import Entry, GroupKey, ViewStore
+from pipeline.view.store import GroupKey, ViewStore
 
 
 class _Usage:
@@ -59,10 +61,12 @@ def _widened(used: Cover) -> str | None:
 
 def _collect(
     store: ViewStore, query: Query, used: Cover, matches: Callable[[GroupKey], bool]
-) -> tuple[dict[GroupKey, list[Entry]], list[bool], int]:
-    """Entries per matching group over the windows of ``used``; each window's finality; late count."""
+) -> tuple[Columns, list[GroupKey], list[bool], int]:
+    """The columns of the windows of ``used`` that hold records, the matching groups in them,
+    each window's finality, and the late count."""
     name = query.rollup.name
-    per_group: dict[GroupKey, list[Entry]] = defaultdict(list)
+    cache = store.window_cache
+    columns: Columns = []
     finals: list[bool] = []
     late = 0
     # A window without any record is final unless it may still get some: it has not
@@ -70,15 +74,23 @@ def _collect(
     pending_after = None if query.now_ms is None else query.now_ms - query.rollup.grace_ms
     for window in used.windows:
         groups = store.rollup_window(name, window.interval_s, window.start)
-        final = bool(groups) or pending_after is None or window.end <= pending_after
-        for group, entry in groups.items():
-            final = final and entry.final
-            if matches(group):
-                per_group[group].append(entry)
-        finals.append(final)
+        if groups:
+            key = (name, window.interval_s, window.start)
+            found = cache.window(key, groups)
+            columns.append((key, found))
+            finals.append(found.final)
+        else:
+            finals.append(pending_after is None or window.end <= pending_after)
         for entry in store.rollup_window(name + LATE_SUFFIX, window.interval_s, window.start).values():
             late += entry.actions
-    return per_group, finals, late
+    chosen: list[GroupKey] = []
+    if columns:
+        present = np.zeros(len(cache.gids(name)), bool)
+        for _, found in columns:
+            present[found.gids] = True
+        by_id = cache.groups(name)
+        chosen = [by_id[i] for i in np.flatnonzero(present).tolist() if matches(by_id[i])]
+    return columns, chosen, finals, late
 
 
 def _matcher(store: ViewStore, query: Query) -> Callable[[GroupKey], bool]:
@@ -122,14 +134,12 @@ def run_query(store: ViewStore, query: Query, limits: Limits) -> dict[str, Any]:
     usage = _Usage()
     usage.approximations.extend(query.notes)
     whole = cover(query.start, query.end, info.intervals_s)
-    per_group, finals, late = _collect(store, query, whole, matches)
+    columns, groups, finals, late = _collect(store, query, whole, matches)
     usage.add(whole, finals, late)
     note = _widened(whole)
     if note:
         usage.approximations.append(note)
-    totals = {
-        g: merge_entries(entries, query.aggregations, store.sketch_data) for g, entries in per_group.items()
-    }
+    totals = merge_columns(store, columns, groups, query.aggregations)
     if query.top is not None and query.by is not None:
         chosen = _rank(totals, query.by)[: query.top]
     else:
@@ -178,19 +188,15 @@ def _series(
         merged += len(used.windows)
         if merged > limits.max_windows:
             raise QueryError("every", f"the series would merge more than {limits.max_windows} windows")
-        per_group, _, _ = _collect(store, query, used, lambda g: g in wanted)
+        columns, groups, _, _ = _collect(store, query, used, lambda g: g in wanted)
+        values = merge_columns(store, columns, groups, query.aggregations)
         points.append(
             {
                 "from": iso(start),
                 "from_ms": start,
                 "to_ms": end,
                 "groups": [
-                    {
-                        "group": _group_dict(names, g),
-                        "values": merge_entries(per_group[g], query.aggregations, store.sketch_data),
-                    }
-                    for g in chosen
-                    if g in per_group
+                    {"group": _group_dict(names, g), "values": values[g]} for g in chosen if g in values
                 ],
             }
         )
@@ -203,7 +209,7 @@ def _series_usage(store: ViewStore, query: Query, whole: Cover, overall: _Usage)
     assert query.every_ms is not None
     for start, end in buckets(whole.start, whole.end, query.every_ms):
         used = cover(start, end, query.rollup.intervals_s)
-        _, finals, late = _collect(store, query, used, lambda g: False)
+        _, _, finals, late = _collect(store, query, used, lambda g: False)
         usage.add(used, finals, late)
     return usage
 
