@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -37,12 +36,10 @@ from pipeline.settings import Settings
 from pipeline.topics import BAD, ENRICHED, RAW
 from tests.chaos_helpers import delete_topics
 from tests.kafka_helpers import CLI, isolated_env, run_worker, settings_from
+from tests.serve.browser import BROWSER_DIR, CHROMIUM, ROOT, require_browser
 
 pytestmark = pytest.mark.kafka
 
-ROOT = Path(__file__).resolve().parents[2]
-BROWSER_DIR = ROOT / "tests" / "browser"
-CHROMIUM = Path(os.environ.get("RUM_CHROMIUM", "/usr/bin/chromium"))
 CLIENT_TOKEN = "pub-shop-test"
 #: A desktop Chrome user agent for the page that runs as an ordinary visitor's browser.
 DESKTOP_CHROME = (
@@ -52,27 +49,9 @@ DESKTOP_CHROME = (
 ACTIONS = {"checkout", "continue-shopping"}
 
 
-def _missing() -> list[str]:
-    missing = []
-    if shutil.which("node") is None:
-        missing.append("node (Node.js 18+)")
-    if not CHROMIUM.exists():
-        missing.append(f"{CHROMIUM} (Debian's chromium package)")
-    modules = BROWSER_DIR / "node_modules"
-    if not (modules / "playwright-core").is_dir() or not (modules / "@datadog" / "browser-rum").is_dir():
-        missing.append("tests/browser/node_modules (npm ci in tests/browser)")
-    return missing
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _browser_installed() -> None:
-    missing = _missing()
-    if not missing:
-        return
-    message = f"real-browser tests need {', '.join(missing)}: run `make browser` (scripts/install-browser.sh)"
-    if os.environ.get("RUM_REQUIRE_BROWSER"):
-        pytest.fail(f"{message}; RUM_REQUIRE_BROWSER is set, so this is a failure")
-    pytest.skip(message)
+    require_browser(("playwright-core", "@datadog/browser-rum"))
 
 
 def _wait_for_line(log: Path, pattern: str, process: subprocess.Popen[bytes], timeout: float) -> str:

@@ -27,21 +27,21 @@ BROWSER_DIR = ROOT / "tests" / "browser"
 CHROMIUM = Path(os.environ.get("RUM_CHROMIUM", "/usr/bin/chromium"))
 
 
-def missing_browser() -> list[str]:
-    """What the real-browser tests need and this machine lacks."""
+def missing_browser(modules: tuple[str, ...] = ("playwright-core",)) -> list[str]:
+    """What the real-browser tests need and this machine lacks; ``modules``: the node packages they use."""
     missing = []
     if shutil.which("node") is None:
         missing.append("node (Node.js 18+)")
     if not CHROMIUM.exists():
         missing.append(f"{CHROMIUM} (Debian's chromium package)")
-    if not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir():
+    if not all((BROWSER_DIR / "node_modules" / module).is_dir() for module in modules):
         missing.append("tests/browser/node_modules (npm ci in tests/browser)")
     return missing
 
 
-def require_browser() -> None:
+def require_browser(modules: tuple[str, ...] = ("playwright-core",)) -> None:
     """Skip the calling test when the browser is missing, or fail with RUM_REQUIRE_BROWSER set."""
-    missing = missing_browser()
+    missing = missing_browser(modules)
     if not missing:
         return
     message = f"real-browser tests need {', '.join(missing)}: run `make browser` (scripts/install-browser.sh)"
