@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import orjson
 import pytest
 
+from pipeline.generate import TrafficGenerator
+from pipeline.produce import Message
 from pipeline.topics import ROLLUPS
-from tests.chaos_helpers import check_rollups, produce, truth_of
+from tests.chaos_helpers import check_rollups, produce_messages, truth_of
 from tests.kafka_helpers import CLI, isolated_env, run_worker, settings_from
 from tests.rollup_truth import latest_records
 from tests.rollups.test_portable import QS, project_merge, run_recipe
@@ -21,7 +24,13 @@ def test_published_sketches_merge_with_the_plain_packages(tmp_path: Path, test_m
     env = isolated_env(tmp_path, RUM_GEOIP_DATABASE=str(test_mmdb))
     settings = settings_from(env)
     subprocess.run([CLI, "topics", "create"], env=env, check=True, capture_output=True)
-    payloads = produce(env, 4000, seed=12)
+    # Over two whole past hours, so that the hour windows hold the same actions whatever the clock says.
+    hour = 3_600_000
+    now = int(time.time() * 1000)
+    gen = TrafficGenerator(
+        seed=12, start_ms=now - now % hour - 3 * hour, span_ms=2 * hour - 60_000, malformed_share=0.005
+    )
+    payloads = produce_messages(env, [Message(m.key, m.value, m.malformed) for m in gen.messages(4000)])
     with run_worker(env, tmp_path / "worker.log") as worker:
         check_rollups(env, payloads, timeout=120)  # every record is there, and exact
         assert worker.process.poll() is None, worker.tail()
