@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 from pipeline.admin import create_topics  # noqa: E402
 from pipeline.clock import now_ms  # noqa: E402
 from pipeline.kafka_auth import client_kwargs  # noqa: E402
-from pipeline.rollups.aggregations import AggregationSet  # noqa: E402
+from pipeline.rollups.aggregation_set import AggregationSet  # noqa: E402
 from pipeline.rollups.config import default_config_path, load_rollup_config  # noqa: E402
 from pipeline.rollups.windows import format_interval  # noqa: E402
 from pipeline.settings import Settings, load_settings  # noqa: E402

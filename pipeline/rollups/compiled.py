@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.query.paths import compile_many, compile_path, compile_values
-from pipeline.rollups.aggregations import AggregationSet
+from pipeline.rollups.aggregation_set import AggregationSet
 from pipeline.rollups.config import RollupConfig
 from pipeline.rollups.values import scalar
 

@@ -31,7 +31,7 @@ a restore marks them dirty, so that they are sent again.
 
 Facets are internal rollups: ``facet:<path>`` has one partial per window (per
 hour and per day) that counts each value (list attributes count each
-element; see ``aggregations.ValueCounts``). The merge stage turns the merged
+element; see ``attribute_aggregations.ValueCounts``). The merge stage turns the merged
 counts into one facet-index record per value, and counts the distinct values.
 """
 
@@ -45,7 +45,7 @@ from typing import Any
 import orjson
 
 from pipeline.query.paths import compile_projection
-from pipeline.rollups.aggregations import AggregationSet
+from pipeline.rollups.aggregation_set import AggregationSet
 from pipeline.rollups.batch import merged_indexes, rollup_slots, window_unit
 from pipeline.rollups.compiled import (
     DUPLICATES,

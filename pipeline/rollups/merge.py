@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.rollups.aggregations import AggregationSet
+from pipeline.rollups.aggregation_set import AggregationSet
 from pipeline.rollups.compiled import FACET_PREFIX, is_facet
 from pipeline.rollups.partials import MergedRollup, RollupKey
 from pipeline.rollups.spill import Spill

@@ -32,7 +32,8 @@ from typing import Any
 
 import orjson
 
-from pipeline.rollups.aggregations import AggregationSet, State
+from pipeline.rollups.aggregation_set import AggregationSet
+from pipeline.rollups.aggregations import State
 from pipeline.rollups.windows import SECOND_MS, parse_interval
 
 #: A group-by value: a JSON scalar (None when the event lacks the attribute).

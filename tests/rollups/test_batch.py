@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.rollups.aggregations import AggregationSet
+from pipeline.rollups.aggregation_set import AggregationSet
 from pipeline.rollups.batch import window_unit
 from pipeline.rollups.config import parse_rollup_config
 from pipeline.rollups.engine import RollupEngine

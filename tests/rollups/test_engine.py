@@ -377,7 +377,7 @@ def test_partials_of_a_flush_cut_short_are_sent_again_after_a_restore() -> None:
 
 def test_facet_partials_of_the_per_value_format_are_left_out() -> None:
     """Partials from before one-per-window facets (one per value) neither load nor merge."""
-    from pipeline.rollups.aggregations import AggregationSet
+    from pipeline.rollups.aggregation_set import AggregationSet
     from pipeline.rollups.partials import Partial, RollupKey
 
     old_key = RollupKey("facet:geo.country", "1h", T0, (("geo.country", "Japan"),))

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.rollups.aggregations import AggregationSet
+from pipeline.rollups.aggregation_set import AggregationSet
 from pipeline.rollups.partials import MergedRollup, Partial, RollupKey
 
 CHECKOUT = ("count", "sum", "avg", "min", "max", "p50", "p75", "p90", "p95", "p99", "cardinality(usr.id)")

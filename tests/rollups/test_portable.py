@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.rollups.aggregations import AggregationSet
+from pipeline.rollups.aggregation_set import AggregationSet
 from pipeline.rollups.partials import MergedRollup, Partial, RollupKey
 from pipeline.rollups.portable import merged_quantiles, merged_unique_count, to_ddsketch, to_hll
 from pipeline.rollups.sketches import CardinalitySketch, QuantileSketch

@@ -381,7 +381,7 @@ def test_add_many_rejects_what_add_rejects_and_changes_nothing(bad: float) -> No
 _WORKER_EXIT = """
 import gc, sys, threading
 from pipeline.cli import tune_garbage_collector
-from pipeline.rollups.aggregations import AggregationSet
+from pipeline.rollups.aggregation_set import AggregationSet
 
 class App:
     def __init__(self):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.rollups.aggregations import AggregationSet
+from pipeline.rollups.aggregation_set import AggregationSet
 from pipeline.rollups.windows import SECOND_MS, format_interval
 
 CART = ("count", "sum", "avg", "min", "max", "p50", "p95", "p99", "cardinality(usr.id)")
