@@ -120,3 +120,23 @@ def kcat_lines(topic: str, fmt: str = "%s\n") -> list[bytes]:
         check=False,
     ).stdout
     return [line for line in out.split(b"\n") if line]
+
+
+async def new_topic(settings: Settings, name: str, partitions: int = 1) -> str:
+    """Create the prefixed topic ``name`` with ``partitions`` partitions; return its full name.
+
+    For tests of one Kafka-facing module that need a single topic, not the pipeline's whole set.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from pipeline.admin import wait_for_leaders
+
+    topic = settings.topic(name)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        await admin.close()
+    await wait_for_leaders(settings, [topic])
+    return topic
