@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import orjson
@@ -11,42 +10,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.validate import Failure, RawValidator
+from tests.factory import minimal_action, raw_action
 
 VALIDATOR = RawValidator()
 
-TYPICAL: dict[str, Any] = {
-    "type": "action",
-    "date": 1764340000000,
-    "application": {"id": "shop"},
-    "service": "shop-web",
-    "env": "prod",
-    "version": "1.4.2",
-    "session": {"id": "s-1"},
-    "usr": {"id": "u-7"},
-    "view": {
-        "id": "v-1",
-        "url": "https://shop.example/cart?utm_source=news",
-        "referrer": "https://www.google.com/",
-        "name": "/cart",
-    },
-    "action": {"id": "6f0c", "type": "custom", "target": {"name": "checkout"}},
-    "context": {"value": 42.12, "items": ["tomato", "strawberries"]},
-    "network": {"client": {"ip": "81.2.69.142"}},
-    "http": {"useragent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"},
-}
-
-MINIMAL: dict[str, Any] = {"type": "action", "date": 0, "action": {"target": {"name": "checkout"}}}
-
-
-def action(**changes: Any) -> dict[str, Any]:
-    """The typical action with top-level fields replaced; a value of None removes the field."""
-    event = copy.deepcopy(TYPICAL)
-    for key, value in changes.items():
-        if value is None:
-            event.pop(key, None)
-        else:
-            event[key] = value
-    return event
+TYPICAL = raw_action()
+MINIMAL = minimal_action(date=0)
 
 
 def nested(levels: int) -> dict[str, Any]:
@@ -76,11 +45,13 @@ ATTRIBUTES_OUTSIDE_CONTEXT = 6
 VALID = {
     "typical": orjson.dumps(TYPICAL),
     "minimal": orjson.dumps(MINIMAL),
-    "no application": orjson.dumps(action(application=None)),
-    "unknown SDK fields pass": orjson.dumps(action(_dd={"format_version": 2}, connectivity={"status": "ok"})),
-    "extra user attributes": orjson.dumps(action(usr={"id": "u", "plan": "gold", "age": 3})),
-    "unicode name": orjson.dumps(action(action={"target": {"name": "paiement réussi ✓"}})),
-    "name of 1000 characters": orjson.dumps(action(action={"target": {"name": "é" * 1000}})),
+    "no application": orjson.dumps(raw_action(application=None)),
+    "unknown SDK fields pass": orjson.dumps(
+        raw_action(_dd={"format_version": 2}, connectivity={"status": "ok"})
+    ),
+    "extra user attributes": orjson.dumps(raw_action(usr={"id": "u", "plan": "gold", "age": 3})),
+    "unicode name": orjson.dumps(raw_action(action={"target": {"name": "paiement réussi ✓"}})),
+    "name of 1000 characters": orjson.dumps(raw_action(action={"target": {"name": "é" * 1000}})),
     "context of any content": with_context({"a": [1, None, True, {"b": [[]]}], "c": -1.5e300}),
     "exactly 20 deep (objects)": with_context(nested(19)),
     "exactly 20 deep (arrays count too)": with_context({"l": [[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]}),
@@ -100,47 +71,47 @@ def test_valid_actions_are_returned_parsed(payload: bytes) -> None:
 # (payload, kind, expected (path, message fragment) pairs, in any order)
 INVALID: dict[str, tuple[bytes, str, set[tuple[str, str]]]] = {
     "missing action.target.name": (
-        orjson.dumps(action(action={"target": {}})),
+        orjson.dumps(raw_action(action={"target": {}})),
         "schema",
         {("$.action.target", '"name" is a required property')},
     ),
-    "missing date": (orjson.dumps(action(date=None)), "schema", {("$", '"date" is a required property')}),
-    "missing action": (orjson.dumps(action(action=None)), "schema", {("$", '"action"')}),
-    "date as string": (orjson.dumps(action(date="2025-11-28")), "schema", {("$.date", "integer")}),
-    "date with a fraction": (orjson.dumps(action(date=1.5)), "schema", {("$.date", "integer")}),
-    "date as boolean": (orjson.dumps(action(date=True)), "schema", {("$.date", "got boolean")}),
-    "negative date": (orjson.dumps(action(date=-1)), "schema", {("$.date", "minimum")}),
-    "date after year 9999": (orjson.dumps(action(date=10**15)), "schema", {("$.date", "maximum")}),
-    "type view": (orjson.dumps(action(type="view")), "schema", {("$.type", '"action" was expected')}),
+    "missing date": (orjson.dumps(raw_action(date=None)), "schema", {("$", '"date" is a required property')}),
+    "missing action": (orjson.dumps(raw_action(action=None)), "schema", {("$", '"action"')}),
+    "date as string": (orjson.dumps(raw_action(date="2025-11-28")), "schema", {("$.date", "integer")}),
+    "date with a fraction": (orjson.dumps(raw_action(date=1.5)), "schema", {("$.date", "integer")}),
+    "date as boolean": (orjson.dumps(raw_action(date=True)), "schema", {("$.date", "got boolean")}),
+    "negative date": (orjson.dumps(raw_action(date=-1)), "schema", {("$.date", "minimum")}),
+    "date after year 9999": (orjson.dumps(raw_action(date=10**15)), "schema", {("$.date", "maximum")}),
+    "type view": (orjson.dumps(raw_action(type="view")), "schema", {("$.type", '"action" was expected')}),
     "action type click": (
-        orjson.dumps(action(action={"type": "click", "target": {"name": "x"}})),
+        orjson.dumps(raw_action(action={"type": "click", "target": {"name": "x"}})),
         "schema",
         {("$.action.type", '"custom" was expected')},
     ),
     "empty name": (
-        orjson.dumps(action(action={"target": {"name": ""}})),
+        orjson.dumps(raw_action(action={"target": {"name": ""}})),
         "schema",
         {("$.action.target.name", "shorter")},
     ),
     "name of 1001 characters": (
-        orjson.dumps(action(action={"target": {"name": "n" * 1001}})),
+        orjson.dumps(raw_action(action={"target": {"name": "n" * 1001}})),
         "schema",
         {("$.action.target.name", "longer than 1000")},
     ),
-    "context as array": (orjson.dumps(action(context=["a"])), "schema", {("$.context", "got array")}),
+    "context as array": (orjson.dumps(raw_action(context=["a"])), "schema", {("$.context", "got array")}),
     "application without id": (
-        orjson.dumps(action(application={"name": "shop"})),
+        orjson.dumps(raw_action(application={"name": "shop"})),
         "schema",
         {("$.application", '"id" is a required property')},
     ),
-    "usr.id as number": (orjson.dumps(action(usr={"id": 7})), "schema", {("$.usr.id", "string")}),
+    "usr.id as number": (orjson.dumps(raw_action(usr={"id": 7})), "schema", {("$.usr.id", "string")}),
     "ip as number": (
-        orjson.dumps(action(network={"client": {"ip": 1}})),
+        orjson.dumps(raw_action(network={"client": {"ip": 1}})),
         "schema",
         {("$.network.client.ip", "string")},
     ),
     "user agent as null": (
-        orjson.dumps(action(http={"useragent": None})),
+        orjson.dumps(raw_action(http={"useragent": None})),
         "schema",
         {("$.http.useragent", "got null")},
     ),
@@ -195,7 +166,7 @@ def test_invalid_actions_fail_with_kind_and_paths(
 
 
 def test_every_schema_error_is_reported() -> None:
-    event = action(date="yesterday", type="view", context=[1], usr={"id": 7})
+    event = raw_action(date="yesterday", type="view", context=[1], usr={"id": 7})
     event["action"] = {"type": "tap", "target": {}}
     result = VALIDATOR.check(orjson.dumps(event))
     assert isinstance(result, Failure)
@@ -211,7 +182,7 @@ def test_every_schema_error_is_reported() -> None:
 
 
 def test_messages_do_not_echo_large_values() -> None:
-    result = VALIDATOR.check(orjson.dumps(action(context=["x" * 100_000])))
+    result = VALIDATOR.check(orjson.dumps(raw_action(context=["x" * 100_000])))
     assert isinstance(result, Failure)
     assert all(len(message) < 200 for _, message in result.errors)
 
