@@ -26,6 +26,7 @@ from pipeline.intake.child import running_intake
 from pipeline.schemas import BAD_ROW, ENRICHED_ACTION, RAW_ACTION, SCHEMAS_DIR, validate_record
 from pipeline.settings import Settings
 from pipeline.topics import BAD, ENRICHED, OTHER, RAW, topic_specs
+from tests.factory import DATE, encoded, minimal_action
 from tests.intake.conftest import FIXTURES, sdk_deflate
 from tests.kafka_helpers import consume, isolated_env, run_worker, settings_from
 
@@ -39,15 +40,15 @@ MakeEnv = Callable[..., dict[str, str]]
 
 
 def action(n: int, session: str = "s-1") -> bytes:
-    return orjson.dumps(
-        {
-            "type": "action",
-            "date": 1764340000000 + n,
-            "application": {"id": APPLICATION},
-            "session": {"id": session},
-            "action": {"type": "custom", "target": {"name": "checkout"}},
-            "context": {"n": n},
-        }
+    """The ``n``-th action of a session, as an SDK of application APPLICATION sends it."""
+    return encoded(
+        minimal_action(
+            date=DATE + n,
+            application={"id": APPLICATION},
+            session={"id": session},
+            action={"type": "custom", "target": {"name": "checkout"}},
+            context={"n": n},
+        )
     )
 
 
