@@ -8,7 +8,9 @@ raw-action contract (``schemas/raw-action.v1.json``) is made in one place.
   builds it (application, session, user, view, action id, context), plus the
   client IP and user agent that the intake stamps (or a producer writing
   straight to Kafka supplies). Keyword arguments replace top-level fields;
-  ``None`` removes one.
+  ``None`` removes one. Its ``action.id`` is fixed, so the worker takes two
+  of them in one session for copies of one action: actions meant to be
+  distinct get their own ``action`` (with another id, or none).
 - :func:`minimal_action` has only what the schema requires (type, date,
   ``action.target.name``), for tests where every other field would be noise.
 - :func:`sdk_action` is what the browser posts, before the intake stamps it.

@@ -21,6 +21,7 @@ from pipeline.errors import ConfigError
 from pipeline.logs import JsonFormatter, TextFormatter, configure_logging
 from pipeline.process import Processor
 from pipeline.settings import load_settings
+from tests.factory import raw_action
 from tests.mmdb_fixture import build_test_mmdb
 
 
@@ -141,19 +142,14 @@ class _Exploding:
 
 
 def _action(**overrides: Any) -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "type": "action",
-        "date": 1764340000000,
-        "application": {"id": "shop"},
-        "session": {"id": "s-1"},
+    """The typical action carrying the secrets that must never reach a log."""
+    secrets: dict[str, Any] = {
         "view": {"id": "v-1", "url": f"https://shop.example/cart?t={URL_TOKEN}"},
-        "action": {"id": "a-1", "type": "custom", "target": {"name": "checkout"}},
         "context": {"secret": CONTEXT, "value": 42.12},
         "network": {"client": {"ip": IP}},
         "http": {"useragent": UA},
     }
-    event.update(overrides)
-    return event
+    return raw_action(**{**secrets, **overrides})
 
 
 @pytest.mark.usefixtures("root_logging")

@@ -34,22 +34,15 @@ from pipeline.recover import (
 )
 from pipeline.schemas import BAD_ROW, validate_record
 from pipeline.settings import Settings, load_settings
+from tests.factory import raw_action
 
 FIXTURES = Path(__file__).parent / "fixtures" / "recover"
 NOW = 1_764_340_000_000
 
 
 def _action(**changes: Any) -> dict[str, Any]:
-    action: dict[str, Any] = {
-        "type": "action",
-        "date": int(time.time() * 1000) - 60_000,
-        "session": {"id": "s-1"},
-        "action": {"id": "a-1", "type": "custom", "target": {"name": "checkout"}},
-        "context": {"value": 42.12, "items": ["tomato"]},
-        "http": {"useragent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0.0.0 Safari/537.36"},
-    }
-    action.update(changes)
-    return action
+    """The typical action, a minute old (recovery re-checks dates against the clock)."""
+    return raw_action(**{"date": int(time.time() * 1000) - 60_000, **changes})
 
 
 @pytest.fixture

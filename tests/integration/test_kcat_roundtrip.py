@@ -11,6 +11,7 @@ import pytest
 
 from pipeline.schemas import validate_record
 from pipeline.topics import ENRICHED, RAW
+from tests.factory import DATE, encoded, raw_action
 from tests.kafka_helpers import (
     BOOTSTRAP,
     CLI,
@@ -25,22 +26,22 @@ from tests.kafka_helpers import (
 pytestmark = pytest.mark.kafka
 
 
+CHROME = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+)
+
+
 def _action(i: int) -> bytes:
-    return orjson.dumps(
-        {
-            "type": "action",
-            "date": 1764340000000 + i,
-            "application": {"id": "shop"},
-            "session": {"id": f"s-{i % 37}"},
-            "view": {"url": f"https://shop.example/product/{i}?utm_source=news"},
-            "action": {"type": "custom", "target": {"name": "checkout" if i % 2 else "add_to_cart"}},
-            "context": {"value": i / 100, "items": ["tomato", "strawberries"]},
-            "network": {"client": {"ip": "81.2.69.142"}},
-            "http": {
-                "useragent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 "
-                "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
-            },
-        }
+    """Action ``i`` of 37 sessions, each distinct (no action id: none is taken for a copy)."""
+    return encoded(
+        raw_action(
+            date=DATE + i,
+            session={"id": f"s-{i % 37}"},
+            view={"url": f"https://shop.example/product/{i}?utm_source=news"},
+            action={"type": "custom", "target": {"name": "checkout" if i % 2 else "add_to_cart"}},
+            context={"value": i / 100, "items": ["tomato", "strawberries"]},
+            http={"useragent": CHROME},
+        )
     )
 
 

@@ -13,6 +13,7 @@ from pipeline.rollups.engine import META_KEY, RollupEngine
 from pipeline.rollups.merge import Merger, partial_record, watermark_record
 from pipeline.rollups.stage import RollupStage
 from pipeline.settings import load_settings
+from tests.factory import minimal_action
 from tests.rollups.fakes import FakeProducer, PlainWriters, restore
 
 HOUR = 3_600_000
@@ -28,7 +29,7 @@ idle: 2m
 
 
 def _action(date: int) -> dict[str, Any]:
-    return {"date": date, "action": {"target": {"name": "checkout"}}}
+    return minimal_action(date=date)
 
 
 def _merged(merger: Merger, values: list[bytes]) -> dict[int, dict[str, Any]]:
