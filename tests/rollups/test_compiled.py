@@ -14,6 +14,7 @@ from pipeline.rollups.compiled import (
     is_facet,
 )
 from pipeline.rollups.config import parse_rollup_config
+from tests.factory import raw_action
 
 CONFIG = parse_rollup_config(
     {
@@ -42,12 +43,10 @@ ROLLUPS = {rollup.name: rollup for rollup in compile_rollups(CONFIG)}
 
 
 def action(name: str = "checkout", **context: Any) -> dict[str, Any]:
-    return {
-        "action": {"target": {"name": name}},
-        "geo": {"country": "France"},
-        "usr": {"id": "u-1"},
-        "context": {"value": 42.12, **context},
-    }
+    """The typical action named ``name``, as enrichment leaves it (from France)."""
+    event = raw_action(context={"value": 42.12, **context}, usr={"id": "u-1"})
+    event["action"]["target"]["name"] = name
+    return event | {"geo": {"country": "France"}}
 
 
 def test_one_compiled_rollup_per_rollup_then_one_per_facet() -> None:

@@ -20,6 +20,7 @@ from pipeline.rollups.merge import Merger, partial_record, route
 from pipeline.rollups.spill import Spill
 from pipeline.rollups.stage import RollupStage
 from pipeline.settings import load_settings
+from tests.factory import minimal_action
 from tests.rollups.fakes import FakeProducer, PlainWriters, restore
 
 HOUR = 3_600_000
@@ -46,13 +47,11 @@ def make_events(n: int, seed: int) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     events = []
     for i in range(n):
-        event: dict[str, Any] = {
-            "type": "action",
-            "date": T0 + i * 500 + rng.randrange(0, 2000),
-            "action": {"target": {"name": rng.choice(["checkout", "checkout", "search"])}},
-            "context": {"value": round(rng.uniform(1, 300), 2), "items": rng.sample(["a", "b", "c", "d"], 2)},
-            "usr": {"id": f"u{rng.randrange(50)}"},
-        }
+        # Drawn in a fixed order, so that a seed always gives the same events.
+        date = T0 + i * 500 + rng.randrange(0, 2000)
+        name = rng.choice(["checkout", "checkout", "search"])
+        context = {"value": round(rng.uniform(1, 300), 2), "items": rng.sample(["a", "b", "c", "d"], 2)}
+        event = minimal_action(name, date, context=context, usr={"id": f"u{rng.randrange(50)}"})
         country = rng.choice(COUNTRIES)
         if country:
             event["geo"] = {"country": country}
