@@ -16,6 +16,7 @@ from pipeline.settings import Settings, load_settings
 from pipeline.topics import DEDUPE
 from pipeline.worker.dedupe import HOUR_MS
 from pipeline.worker.tasks import OFFSET_KEY, PartitionTask, PartitionTasks
+from tests.factory import raw_action
 from tests.kafka_helpers import isolated_env, new_topic, settings_from
 
 T0 = 1_764_340_000_000
@@ -23,7 +24,8 @@ DAY_MS = 24 * HOUR_MS
 
 
 def action(ident: str, date: int = T0) -> dict[str, Any]:
-    return {"date": date, "application": {"id": "shop"}, "session": {"id": "s-1"}, "action": {"id": ident}}
+    """The typical action with the id ``ident``."""
+    return raw_action(date=date, action={"id": ident, "type": "custom", "target": {"name": "checkout"}})
 
 
 def records(tasks: PartitionTasks, partition: int, next_offset: int) -> list[tuple[bytes, bytes | None]]:
