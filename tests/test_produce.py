@@ -101,7 +101,7 @@ def test_publish_sends_every_message_with_its_key_and_counts_the_malformed(tmp_p
         (m.key or b"", m.value) for m in messages
     )
     # A session's actions share a partition, so their order is kept.
-    partitions = {r.key: set() for r in records}
+    partitions: dict[bytes | None, set[int]] = {r.key: set() for r in records}
     for record in records:
         partitions[record.key].add(record.partition)
     assert all(len(found) == 1 for key, found in partitions.items() if key is not None)

@@ -42,7 +42,7 @@ def _service() -> ViewService:
     rollup = CONFIG.rollups[0]
     aggs = tuple(a.name for a in rollup.aggregations)
     group = {name: "France" for name in rollup.group_by}
-    rows = [(10.0, "u1"), (30.0, "u2")]
+    rows: list[tuple[Any, str | None]] = [(10.0, "u1"), (30.0, "u2")]
     store.apply_rollup_record(rollup_record(rollup.name, 3600, hour, group, rows, aggs))
     store.apply_facet(None, orjson.dumps(facet_record(CATALOG.facets[0], "x", 3600, hour, 2)))
     return ViewService(store, CATALOG, Limits(), reader=None)
@@ -50,7 +50,11 @@ def _service() -> ViewService:
 
 def _served_paths() -> set[str]:
     app = create_app(_service())
-    return {route.resource.canonical for route in app.router.routes() if route.method == "GET"}
+    return {
+        resource.canonical
+        for route in app.router.routes()
+        if route.method == "GET" and (resource := route.resource)
+    }
 
 
 def _operations() -> list[tuple[str, str, dict[str, Any]]]:

@@ -49,11 +49,9 @@ def series_answer() -> dict[str, Any]:
 
 
 def rendered(value: dict[str, Any], title: str = "title") -> str:
-    console = Console(file=io.StringIO(), width=200, color_system=None)
-    print_table(value, console, title)
-    output = console.file.getvalue()
-    assert isinstance(output, str)
-    return output
+    out = io.StringIO()
+    print_table(value, Console(file=out, width=200, color_system=None), title)
+    return out.getvalue()
 
 
 def test_json_is_the_answer_itself() -> None:
