@@ -83,12 +83,24 @@ class CoreSettings(BaseSettings):
         env_prefix="RUM_", env_nested_delimiter="__", frozen=True, extra="forbid"
     )
 
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings, description=KafkaSettings.__doc__)
-    worker: WorkerSettings = Field(default_factory=WorkerSettings, description=WorkerSettings.__doc__)
-    rollups: RollupsSettings = Field(default_factory=RollupsSettings, description=RollupsSettings.__doc__)
-    intake: IntakeSettings = Field(default_factory=IntakeSettings, description=IntakeSettings.__doc__)
-    monitors: MonitorsSettings = Field(default_factory=MonitorsSettings, description=MonitorsSettings.__doc__)
-    log: LogSettings = Field(default_factory=LogSettings, description=LogSettings.__doc__)
+    kafka: KafkaSettings = Field(
+        default_factory=lambda: KafkaSettings.model_validate({}), description=KafkaSettings.__doc__
+    )
+    worker: WorkerSettings = Field(
+        default_factory=lambda: WorkerSettings.model_validate({}), description=WorkerSettings.__doc__
+    )
+    rollups: RollupsSettings = Field(
+        default_factory=lambda: RollupsSettings.model_validate({}), description=RollupsSettings.__doc__
+    )
+    intake: IntakeSettings = Field(
+        default_factory=lambda: IntakeSettings.model_validate({}), description=IntakeSettings.__doc__
+    )
+    monitors: MonitorsSettings = Field(
+        default_factory=lambda: MonitorsSettings.model_validate({}), description=MonitorsSettings.__doc__
+    )
+    log: LogSettings = Field(
+        default_factory=lambda: LogSettings.model_validate({}), description=LogSettings.__doc__
+    )
     enrich: EnrichGroup = Field(default_factory=EnrichGroup, description=EnrichGroup.__doc__)
 
     @classmethod
@@ -148,6 +160,8 @@ def _compose(core: type[CoreSettings]) -> type[CoreSettings]:
         model = plugin.settings_model
         if not model.model_fields:
             continue  # nothing to configure: no empty group in the settings and their docs
+        if plugin.name in groups:
+            raise TypeError(f"two enrichments named {plugin.name!r} declare settings")
         doc = (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else None
         locked = _locked(model)
         groups[plugin.name] = (locked, Field(default_factory=locked, description=doc))

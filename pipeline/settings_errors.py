@@ -42,5 +42,5 @@ def describe_errors(exc: ValidationError, model: type[BaseModel]) -> str:
             continue
         secret = "SecretStr" in str(settings[path].annotation) or isinstance(err.get("input"), SecretStr)
         shown = "" if secret else f" (got {err.get('input')!r})"
-        lines.append(f"  {'.'.join(path)} ({_names(path, model)}): {with_names(message)}{shown}")
+        lines.append(f"  {'.'.join(path)} ({_names(path, model)}): {message}{shown}")
     return "\n".join(lines)

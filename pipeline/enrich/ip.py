@@ -79,7 +79,7 @@ def truncate_ip(ip: str) -> str | None:
 
 
 class IpPolicyEnrichment(Plugin):
-    """Applies ``settings.ip_policy`` to ``network.client.ip``; runs after geo."""
+    """Applies ``enrich.ip_policy.policy`` to ``network.client.ip``; runs after geo."""
 
     name: ClassVar[str] = "ip_policy"
     settings_model: ClassVar[type[BaseModel]] = IpPolicySettings
