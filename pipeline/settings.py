@@ -77,7 +77,11 @@ class EnrichGroup(BaseModel):
 
 
 class CoreSettings(BaseSettings):
-    """Every group of settings; ``enrich`` is given its enrichments' groups in :data:`Settings`."""
+    """Every group of settings; ``enrich`` is given its enrichments' groups in :data:`Settings`.
+
+    Built directly (``Settings(kafka={...})``) it reads no environment and no
+    file: :func:`load_settings` tells the sources which mapping and file to read.
+    """
 
     model_config = SettingsConfigDict(
         env_prefix="RUM_", env_nested_delimiter="__", frozen=True, extra="forbid"
