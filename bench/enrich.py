@@ -193,7 +193,7 @@ async def _create(settings: Settings, topic: str) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **client_kwargs(settings))
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(topic, settings.partitions, 1)])
+        await admin.create_topics([NewTopic(topic, settings.kafka.partitions, 1)])
     finally:
         await admin.close()
 
@@ -220,7 +220,7 @@ def main() -> int:
 
     if args.broker_events:
         env = {k: v for k, v in os.environ.items()}
-        batch = load_settings({k: v for k, v in env.items() if k.startswith("RUM_")}).batch_size
+        batch = load_settings({k: v for k, v in env.items() if k.startswith("RUM_")}).worker.batch_size
         workers, passes, ratios = [], [], []
         with tempfile.TemporaryDirectory() as tmp:
             for i in range(args.runs):

@@ -29,7 +29,7 @@ def main() -> int:
     args = parser.parse_args()
     settings = load_settings({k: v for k, v in os.environ.items() if k.startswith("RUM_")})
     source, target = settings.topic(RAW), settings.topic(ENRICHED)
-    asyncio.run(passthrough(settings, source, target, args.events, settings.batch_size))
+    asyncio.run(passthrough(settings, source, target, args.events, settings.worker.batch_size))
     return 0
 
 

@@ -110,8 +110,8 @@ async def create_job_topics(settings: Settings, everything: bool) -> None:
         new = [
             NewTopic(
                 settings.topic(name),
-                settings.partitions,
-                settings.replication_factor,
+                settings.kafka.partitions,
+                settings.kafka.replication_factor,
                 topic_configs={**specs[name].kafka_configs(), **(APPEND_TIME if name != RAW else {})},
             )
             for name in (RAW, ENRICHED, BAD)

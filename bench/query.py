@@ -137,7 +137,7 @@ async def drop_topics(settings: Settings) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **client_kwargs(settings))
     await admin.start()
     try:
-        mine = [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
+        mine = [t for t in await admin.list_topics() if t.startswith(settings.kafka.topic_prefix)]
         if mine:
             await admin.delete_topics(mine)
     finally:
@@ -234,8 +234,8 @@ def main() -> int:
     args = parser.parse_args()
     settings = load_settings(topic_prefix=f"bench-query-{uuid.uuid4().hex[:8]}.")
     # As `rum-pipeline serve` and `query` run: RUM_GC_THRESHOLDS, and the view frozen once caught up.
-    if settings.gc_thresholds is not None:
-        gc.set_threshold(*settings.gc_thresholds)
+    if settings.worker.gc_thresholds is not None:
+        gc.set_threshold(*settings.worker.gc_thresholds)
     end = now_ms()
     print(f"making {args.records:,} rollup records over {args.groups} groups ...", flush=True)
     items = records(args.records, args.groups, end)

@@ -86,7 +86,7 @@ def build(settings: Settings, guarantee: str, state_dir: str, dedupe: bool = Tru
     """The application over the topics of ``settings``, ready to run."""
     app = Application(
         broker_address=",".join(settings.bootstrap_servers),
-        consumer_group=f"{settings.app_id}-quix",
+        consumer_group=f"{settings.kafka.app_id}-quix",
         auto_offset_reset="earliest",
         processing_guarantee=guarantee,  # type: ignore[arg-type]
         state_dir=state_dir,
@@ -98,7 +98,7 @@ def build(settings: Settings, guarantee: str, state_dir: str, dedupe: bool = Tru
     bad = app.topic(settings.topic(BAD), key_serializer="bytes", value_serializer=OutputValue())
     sdf = app.dataframe(source)
     # The worker's window (rollups off: a day plus its default grace of 60 s).
-    window_ms = int((settings.dedupe_window or 86400 + 60) * 1000) if dedupe else None
+    window_ms = int((settings.worker.dedupe_window or 86400 + 60) * 1000) if dedupe else None
     sdf = sdf.apply(enricher(Processor(settings), window_ms), metadata=True)
     if dedupe:
         sdf = sdf.filter(new)

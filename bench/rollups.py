@@ -152,7 +152,7 @@ async def delete_topics(settings: Settings, *extra: str) -> None:
     try:
         existing = set(await admin.list_topics())
         wanted = {name for name, _spec in topic_specs(settings)} | set(extra)
-        faust_own = f"{settings.app_id}-"  # e.g. the assignor's leader topic
+        faust_own = f"{settings.kafka.app_id}-"  # e.g. the assignor's leader topic
         names = sorted(name for name in existing if name in wanted or name.startswith(faust_own))
         if names:
             await admin.delete_topics(names)
@@ -259,7 +259,7 @@ async def rollups_done(settings: Settings, timeout: float) -> int:
         deadline = time.monotonic() + timeout
         while True:
             # Committed first: ends read afterwards can only be later, never make it look done early.
-            committed = await group_offsets(settings, settings.app_id)
+            committed = await group_offsets(settings, settings.kafka.app_id)
             ends = await reader.end_offsets(list(reader.assignment()))
             behind = [tp for tp, end in ends.items() if end > committed.get(tp, 0)]
             if not behind:

@@ -34,10 +34,10 @@ async def check_reachable(settings: Settings, timeout: float = 15.0) -> None:
         reason = None if isinstance(exc, asyncio.TimeoutError) else await describe_failure(settings)
         if reason:
             raise KafkaUnavailableError(f"cannot connect to Kafka at {reason}") from None
-        protocol = settings.security_protocol
+        protocol = settings.kafka.security_protocol
         hint = f", security protocol {protocol}" if protocol != "PLAINTEXT" else ""
         raise KafkaUnavailableError(
-            f"cannot reach Kafka at {settings.kafka_bootstrap} within {timeout:.0f} s "
+            f"cannot reach Kafka at {settings.kafka.bootstrap} within {timeout:.0f} s "
             f"({type(exc).__name__}{hint}); start one with 'make broker' or set RUM_KAFKA_BOOTSTRAP"
         ) from None
     finally:
@@ -69,23 +69,26 @@ async def create_topics(settings: Settings) -> list[TopicResult]:
         for name, spec in topic_specs(settings):
             if name in partitions:
                 note = ""
-                if partitions[name] != settings.partitions:
-                    note = f"has {partitions[name]} partitions, settings say {settings.partitions}"
+                if partitions[name] != settings.kafka.partitions:
+                    note = f"has {partitions[name]} partitions, settings say {settings.kafka.partitions}"
                 results.append(TopicResult(name, partitions[name], False, note))
                 continue
             new = NewTopic(
-                name, settings.partitions, settings.replication_factor, topic_configs=spec.kafka_configs()
+                name,
+                settings.kafka.partitions,
+                settings.kafka.replication_factor,
+                topic_configs=spec.kafka_configs(),
             )
             response = await admin.create_topics([new])
             # aiokafka reports per-topic errors in the response instead of raising.
             for _topic, code, *rest in response.topic_errors:
                 if code == TopicAlreadyExistsError.errno:  # created concurrently by another worker
-                    results.append(TopicResult(name, settings.partitions, False))
+                    results.append(TopicResult(name, settings.kafka.partitions, False))
                 elif code:
                     message = rest[0] if rest else ""
                     raise PipelineError(f"cannot create topic {name}: error {code} {message}")
                 else:
-                    results.append(TopicResult(name, settings.partitions, True))
+                    results.append(TopicResult(name, settings.kafka.partitions, True))
         await wait_for_leaders(settings, [r.name for r in results])
         return results
     finally:

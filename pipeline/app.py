@@ -65,12 +65,12 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     server starts with the app unless the caller started it before.
     """
     app = WorkerApp(
-        settings.app_id,
+        settings.kafka.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
         broker_credentials=broker_credentials(settings),
-        datadir=str(settings.data_dir),
-        topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication_factor,
+        datadir=str(settings.worker.data_dir),
+        topic_partitions=settings.kafka.partitions,
+        topic_replication_factor=settings.kafka.replication_factor,
         # Raw actions up to the topic's 8 MiB limit must be readable and their
         # bad rows writable; the size limit itself is enforced by the validator.
         producer_max_request_size=16 * 1024 * 1024,
@@ -80,12 +80,12 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         producer_partitioner=KeyPartitioner(),
         # faust's own web server serves nothing the pipeline uses (metrics and health have
         # their own server): off unless RUM_WEB_PORT asks for it.
-        web_enabled=settings.web_port > 0,
-        web_port=settings.web_port or 6066,
+        web_enabled=settings.worker.web_port > 0,
+        web_port=settings.worker.web_port or 6066,
         web_host="127.0.0.1",
         consumer_auto_offset_reset="earliest",
-        broker_session_timeout=settings.session_timeout,
-        broker_heartbeat_interval=settings.session_timeout / 10,
+        broker_session_timeout=settings.kafka.session_timeout,
+        broker_heartbeat_interval=settings.kafka.session_timeout / 10,
         # faust's monitor without its per-event counting (only faust's web views read it).
         Monitor=QuietMonitor,
     )
@@ -115,17 +115,17 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         consumer = app.consumer
         return all(read_to_end(consumer, tp) for tp in consumer.assignment() if tp.topic == raw_name)
 
-    writers = PartitionWriters(settings, raw_name, settings.app_id)
+    writers = PartitionWriters(settings, raw_name, settings.kafka.app_id)
     grace = stage.engine.grace_ms // 1000 if stage is not None else 60
-    tasks = PartitionTasks(settings, int((settings.dedupe_window or 86400 + grace) * 1000))
+    tasks = PartitionTasks(settings, int((settings.worker.dedupe_window or 86400 + grace) * 1000))
     loop = BatchLoop(
         processor,
         stage,
         writers,
         tasks,
         {"enriched": settings.topic(ENRICHED), "bad": settings.topic(BAD), "late": settings.topic(LATE)},
-        settings.flush_interval,
-        settings.batch_size,
+        settings.rollups.flush_interval,
+        settings.worker.batch_size,
         commit_consumer=None if writers.exactly_once else (lambda: app.consumer.commit()),
         caught_up=raw_caught_up,
         observe=metrics.batch_seconds.observe,
@@ -140,10 +140,12 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     @app.agent(raw, name="enrich", supervisor_strategy=CrashingSupervisor)
     async def enrich(stream: Any) -> None:  # a faust.Stream; StreamT lacks noack_take
         """raw -> enriched | bad row (and rollup state), committed per partition, in batches."""
-        async for events in stream.noack_take(settings.batch_size, within=settings.batch_within):
+        async for events in stream.noack_take(
+            settings.worker.batch_size, within=settings.worker.batch_within
+        ):
             await loop.handle(events, stream)
 
-    @app.timer(interval=max(0.05, settings.flush_interval / 2))
+    @app.timer(interval=max(0.05, settings.rollups.flush_interval / 2))
     async def commit_held() -> None:
         """Commit held outputs (and acknowledge their events) when traffic pauses."""
         if loop.due():
@@ -167,7 +169,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         await tasks.close()
         await processor.stop()
 
-    @app.timer(interval=max(1.0, settings.flush_interval))
+    @app.timer(interval=max(1.0, settings.rollups.flush_interval))
     async def advance_quiet_partitions() -> None:
         """Release partitions gone elsewhere; let quiet ones stop holding windows open.
 
@@ -203,8 +205,8 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         @app.agent(partials, name="merge", supervisor_strategy=CrashingSupervisor)
         async def merge(stream: Any) -> None:
             """Partials -> facet-index and rollup upserts."""
-            batch = max(settings.batch_size, MERGE_BATCH)
-            async for events in stream.take_events(batch, within=settings.batch_within):
+            batch = max(settings.worker.batch_size, MERGE_BATCH)
+            async for events in stream.take_events(batch, within=settings.worker.batch_within):
                 await stage.merge(events)
 
     return app
@@ -212,9 +214,9 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
 
 def _rollup_stage(app: faust.App, settings: Settings) -> RollupStage | None:
     """The rollup stage when enabled, with its config validated now (start-up)."""
-    if not settings.rollups:
+    if not settings.rollups.enabled:
         return None
-    path = settings.rollups_config or default_config_path()
+    path = settings.rollups.config or default_config_path()
     partials = settings.topic(PARTIALS)
 
     def owned_partials() -> set[int]:

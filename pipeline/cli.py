@@ -15,17 +15,36 @@ from pipeline import __version__, query_cli
 from pipeline.errors import PipelineError
 from pipeline.logs import configure_logging
 from pipeline.settings import Settings, load_settings
+from pipeline.settings_sources import env_name, flat_names, leaves, old_env_name
 
 
 def _settings(**overrides: Any) -> Settings:
+    """The settings, with the root's ``--set`` values and then this command's options winning."""
+    context = click.get_current_context(silent=True)
+    given = dict(context.find_root().obj or {}) if context is not None else {}
+    table = flat_names(Settings)
+    for name, value in overrides.items():
+        if value is not None:  # an option given on the command line wins over a --set of the same setting
+            given[".".join(table[name]) if name in table else name] = value
     try:
-        settings = load_settings(**overrides)
+        settings = load_settings(**given)
     except PipelineError as exc:
         raise click.ClickException(str(exc)) from None
     # A command's output is for a person: its logs are warnings and errors (and
     # everything with RUM_LOG_LEVEL=debug). The worker logs at RUM_LOG_LEVEL.
-    configure_logging(settings, level=None if settings.log_level.lower() == "debug" else "warning")
+    configure_logging(settings, level=None if settings.log.level.lower() == "debug" else "warning")
     return settings
+
+
+def _assignments(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    """``--set group.field=value`` options as a mapping of setting to text."""
+    found: dict[str, str] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"expected SETTING=VALUE, e.g. kafka.partitions=6, got {item!r}")
+        found[name.strip()] = value
+    return found
 
 
 def _run(coro: Any) -> Any:
@@ -37,13 +56,25 @@ def _run(coro: Any) -> Any:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="rum-pipeline")
-def main() -> None:
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="SETTING=VALUE",
+    callback=_assignments,
+    help="Set one setting for this command, e.g. --set kafka.partitions=6 (repeatable); wins over the "
+    "environment and the config file. `rum-pipeline settings` lists them.",
+)
+@click.pass_context
+def main(ctx: click.Context, assignments: dict[str, str]) -> None:
     """rum-pipeline: validate, enrich and aggregate custom RUM actions on Kafka.
 
     Every command reads its settings from RUM_* environment variables and the
     optional config file named by RUM_CONFIG_FILE; `rum-pipeline settings`
-    lists them all. Start a local broker with `make broker`.
+    lists them all; `--set group.field=value` sets one for a command. Start a
+    local broker with `make broker`.
     """
+    ctx.obj = assignments
 
 
 @main.command()
@@ -93,17 +124,19 @@ def worker(
     except PipelineError as exc:
         raise click.ClickException(str(exc)) from None
     try:  # faust creates only the last folder of its data directory
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.worker.data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise click.ClickException(f"cannot create the data directory {settings.data_dir}: {exc}") from None
+        raise click.ClickException(
+            f"cannot create the data directory {settings.worker.data_dir}: {exc}"
+        ) from None
     _run(create_topics(settings))
     try:  # /healthz answers, and /ready says why not yet, while the worker joins its group
         metrics.serve()
     except PipelineError as exc:
         raise click.ClickException(str(exc)) from None
-    tune_garbage_collector(settings.gc_thresholds)
+    tune_garbage_collector(settings.worker.gc_thresholds)
     # Logging is already configured (RUM_LOG_FORMAT): the worker must not replace it.
-    worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True, override_logging=False)
+    worker = Worker(app, loglevel=settings.log.level.lower(), quiet=True, override_logging=False)
     worker.spinner = None  # faust drops its terminal spinner when it sets up logging; so do we
     worker.execute_from_commandline()
 
@@ -340,7 +373,7 @@ def demo(count: int, rate: float, seed: int | None, with_worker: bool) -> None:
     settings = _settings()
     console = Console()
     _run(create_topics(settings))
-    worker_log = settings.data_dir / "demo-worker.log"
+    worker_log = settings.worker.data_dir / "demo-worker.log"
     proc = start_worker(worker_log) if with_worker else None
     if proc:
         console.print(f"worker started (pid {proc.pid}), log: {worker_log}")
@@ -435,7 +468,7 @@ def recover(
     from pipeline.recover_run import render, run_recovery
 
     settings = _settings()
-    if settings.log_level.lower() != "debug":
+    if settings.log.level.lower() != "debug":
         # aiokafka notes every topic a reader asks about at INFO; they would drown the report.
         logging.getLogger("aiokafka").setLevel(logging.WARNING)
     try:
@@ -499,7 +532,7 @@ def config_check(file: Path | None, probe_webhooks: bool) -> None:
     from pipeline.monitors.config import load_monitors
     from pipeline.rollups.config import default_config_path, format_duration, load_rollup_config
 
-    path = file or _settings().rollups_config or default_config_path()
+    path = file or _settings().rollups.config or default_config_path()
     try:
         config = load_rollup_config(path)
         monitors = load_monitors(path, config)  # checked against the rollups, so only once they are valid
@@ -533,12 +566,16 @@ def config_check(file: Path | None, probe_webhooks: bool) -> None:
 
 @main.command("settings")
 def show_settings() -> None:
-    """Show every setting: its environment variable, current value and meaning."""
+    """Show every setting: its name, environment variables, current value and meaning."""
     settings = _settings()
-    for name, field in Settings.model_fields.items():
-        value = getattr(settings, name)
-        value = getattr(value, "value", value)
-        click.echo(f"RUM_{name.upper():24} {value!s:28} {field.description}")
+    for path, field in leaves(Settings):
+        value: Any = settings
+        for part in path:
+            value = getattr(value, part)
+        value = getattr(value, "value", value)  # an enum's text; a secret shows as stars
+        old = old_env_name(path, Settings)
+        names = env_name(path) + (f" ({old})" if old else "")
+        click.echo(f"{'.'.join(path):34} {value!s:24} {names}  {field.description}")
 
 
 # Downstream commands (query, facets, serve) live in their own module.

@@ -189,7 +189,7 @@ async def run_demo(settings: Settings, count: int, rate: float, seed: int, conso
                 done = tally.enriched + sum(tally.bad.values())
                 # Everything came out, the facet index counted every enriched action (it trails
                 # them by a flush or two), and the upserts have settled for a moment.
-                answered = tally.counted() - before >= tally.enriched or not settings.rollups
+                answered = tally.counted() - before >= tally.enriched or not settings.rollups.enabled
                 settled = time.monotonic() - last_change > SETTLE_S
                 if producing.done() and done >= count and answered and settled:
                     break

@@ -31,15 +31,15 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     Without ``ssl_cafile`` the system's CAs verify the brokers. A certificate
     or key that cannot be loaded is a ConfigError naming the settings.
     """
-    if settings.security_protocol not in TLS_PROTOCOLS:
+    if settings.kafka.security_protocol not in TLS_PROTOCOLS:
         return None
     from aiokafka.helpers import create_ssl_context
 
     try:
         context = create_ssl_context(
-            cafile=settings.ssl_cafile,
-            certfile=settings.ssl_certfile,
-            keyfile=settings.ssl_keyfile,
+            cafile=settings.kafka.ssl_cafile,
+            certfile=settings.kafka.ssl_certfile,
+            keyfile=settings.kafka.ssl_keyfile,
         )
     except (ssl.SSLError, OSError, ValueError) as exc:
         raise ConfigError(
@@ -47,7 +47,7 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
         ) from None
     # create_ssl_context always checks host names; some private clusters use
     # certificates without the brokers' names and turn it off on purpose.
-    context.check_hostname = settings.ssl_check_hostname
+    context.check_hostname = settings.kafka.ssl_check_hostname
     return context
 
 
@@ -56,16 +56,16 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
 
     PLAINTEXT gives ``{"security_protocol": "PLAINTEXT"}``, aiokafka's own default.
     """
-    kwargs: dict[str, Any] = {"security_protocol": settings.security_protocol}
+    kwargs: dict[str, Any] = {"security_protocol": settings.kafka.security_protocol}
     context = ssl_context(settings)
     if context is not None:
         kwargs["ssl_context"] = context
-    if settings.security_protocol in SASL_PROTOCOLS:
+    if settings.kafka.security_protocol in SASL_PROTOCOLS:
         # The settings validation guarantees all three are set for SASL_*.
-        assert settings.sasl_mechanism and settings.sasl_username and settings.sasl_password
-        kwargs["sasl_mechanism"] = settings.sasl_mechanism
-        kwargs["sasl_plain_username"] = settings.sasl_username
-        kwargs["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+        assert settings.kafka.sasl_mechanism and settings.kafka.sasl_username and settings.kafka.sasl_password
+        kwargs["sasl_mechanism"] = settings.kafka.sasl_mechanism
+        kwargs["sasl_plain_username"] = settings.kafka.sasl_username
+        kwargs["sasl_plain_password"] = settings.kafka.sasl_password.get_secret_value()
     return kwargs
 
 
@@ -78,18 +78,18 @@ def broker_credentials(settings: Settings) -> CredentialsT | None:
     """
     import faust
 
-    protocol = settings.security_protocol
+    protocol = settings.kafka.security_protocol
     if protocol == "PLAINTEXT":
         return None
     context = ssl_context(settings)
     if protocol == "SSL":
         return faust.SSLCredentials(context)
-    assert settings.sasl_mechanism and settings.sasl_username and settings.sasl_password
+    assert settings.kafka.sasl_mechanism and settings.kafka.sasl_username and settings.kafka.sasl_password
     return faust.SASLCredentials(
-        username=settings.sasl_username,
-        password=settings.sasl_password.get_secret_value(),
+        username=settings.kafka.sasl_username,
+        password=settings.kafka.sasl_password.get_secret_value(),
         ssl_context=context,
-        mechanism=settings.sasl_mechanism,
+        mechanism=settings.kafka.sasl_mechanism,
     )
 
 
@@ -98,19 +98,19 @@ def explain(settings: Settings, exc: BaseException) -> str | None:
     if isinstance(exc, SaslAuthenticationFailed):
         detail = str(exc).removeprefix("[Error 58] SaslAuthenticationFailed: ").strip() or "rejected"
         return (
-            f"SASL {settings.sasl_mechanism} authentication as {settings.sasl_username!r} failed "
+            f"SASL {settings.kafka.sasl_mechanism} authentication as {settings.kafka.sasl_username!r} failed "
             f"({detail}); check RUM_SASL_USERNAME, RUM_SASL_PASSWORD and RUM_SASL_MECHANISM"
         )
     if isinstance(exc, UnsupportedSaslMechanismError):
         return (
-            f"the broker does not enable SASL mechanism {settings.sasl_mechanism} ({exc}); "
+            f"the broker does not enable SASL mechanism {settings.kafka.sasl_mechanism} ({exc}); "
             "set RUM_SASL_MECHANISM to one it enables"
         )
-    if isinstance(exc, ConnectionResetError) and settings.security_protocol in TLS_PROTOCOLS:
+    if isinstance(exc, ConnectionResetError) and settings.kafka.security_protocol in TLS_PROTOCOLS:
         # What a plain-text listener does with a TLS ClientHello.
         return (
             f"the broker closed the connection during the TLS handshake; is this a "
-            f"{settings.security_protocol} listener? check RUM_SECURITY_PROTOCOL and the port"
+            f"{settings.kafka.security_protocol} listener? check RUM_SECURITY_PROTOCOL and the port"
         )
     if isinstance(exc, ssl.SSLError):
         reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or str(exc)

@@ -106,18 +106,18 @@ class _StderrHandler(logging.StreamHandler):
 
 
 def configure_logging(settings: Settings, *, level: str | None = None, stream: IO[str] | None = None) -> None:
-    """Send every log record to ``stream`` (default: stderr) in ``settings.log_format``.
+    """Send every log record to ``stream`` (default: stderr) in ``settings.log.format``.
 
-    The root level is ``level``, else ``settings.log_level``. Safe to call
+    The root level is ``level``, else ``settings.log.level``. Safe to call
     again: it replaces the handler it installed before and leaves other
     handlers alone.
     """
     handler: logging.Handler = _StderrHandler() if stream is None else logging.StreamHandler(stream)
-    handler.setFormatter(make_formatter(settings.log_format))
+    handler.setFormatter(make_formatter(settings.log.format))
     setattr(handler, _MARK, True)
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _MARK, False)]:
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel((level or settings.log_level).upper())
+    root.setLevel((level or settings.log.level).upper())
     logging.captureWarnings(True)

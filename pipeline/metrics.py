@@ -134,7 +134,7 @@ class WorkerMetrics:
             {
                 "version": __version__,
                 "processor": PROCESSOR_NAME,
-                "app_id": settings.app_id,
+                "app_id": settings.kafka.app_id,
                 "hostname": socket.gethostname(),
                 "pid": str(os.getpid()),
             }
@@ -192,11 +192,11 @@ class WorkerMetrics:
 
     def serve(self) -> int | None:
         """Start the HTTP server (once) unless ``metrics_port`` is 0; return the port it listens on."""
-        if self.settings.metrics_port == 0:
+        if self.settings.worker.metrics_port == 0:
             return None
         if self.server is None:
             server = MetricsServer(self.registry, self.readiness)
-            server.start(self.settings.metrics_host, self.settings.metrics_port)
+            server.start(self.settings.worker.metrics_host, self.settings.worker.metrics_port)
             self.server = server
         return self.server.port
 

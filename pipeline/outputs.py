@@ -60,7 +60,7 @@ class Fenced(Exception):
 
 def transactional_id(settings: Settings, raw_topic: str, partition: int) -> str:
     """The transactional id of a raw partition: the same for every worker of the group."""
-    return f"{settings.app_id}.{raw_topic}.{partition}"
+    return f"{settings.kafka.app_id}.{raw_topic}.{partition}"
 
 
 def make_producer(settings: Settings, txn_id: str | None = None) -> AIOKafkaProducer:
@@ -130,7 +130,7 @@ class PartitionWriters:
         self.settings = settings
         self.raw_topic = raw_topic
         self.group_id = group_id
-        self.exactly_once = settings.processing_guarantee == "exactly_once"
+        self.exactly_once = settings.worker.processing_guarantee == "exactly_once"
         self._producers: dict[int, AIOKafkaProducer] = {}
         self._shared: AIOKafkaProducer | None = None
         #: Acknowledgement futures of records sent since each partition's last commit.

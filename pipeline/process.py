@@ -59,9 +59,9 @@ class Processor:
 
     def __init__(self, settings: Settings, enrichments: Sequence[Enrichment] | None = None) -> None:
         self.validator = RawValidator(
-            max_bytes=settings.max_message_bytes,
-            max_depth=settings.max_depth,
-            max_attributes=settings.max_attributes,
+            max_bytes=settings.worker.max_message_bytes,
+            max_depth=settings.worker.max_depth,
+            max_attributes=settings.worker.max_attributes,
         )
         self.enrichments = list(build_enrichments(settings) if enrichments is None else enrichments)
         self.counts = {

@@ -95,7 +95,7 @@ def load(settings: Settings, timeout: float, limits: Limits, quiet: bool) -> tup
         raise click.ClickException(str(exc)) from None
     except Exception as exc:  # aiokafka's connection errors name no setting: say which one
         raise click.ClickException(
-            f"cannot read the rollup topics from {settings.kafka_bootstrap} (RUM_KAFKA_BOOTSTRAP): {exc}"
+            f"cannot read the rollup topics from {settings.kafka.bootstrap} (RUM_KAFKA_BOOTSTRAP): {exc}"
         ) from None
     finally:
         if status is not None:
@@ -202,7 +202,7 @@ def query(
     from pipeline.cli import _settings, tune_garbage_collector
 
     settings = _settings()
-    tune_garbage_collector(settings.gc_thresholds)  # the view holds a million objects or more
+    tune_garbage_collector(settings.worker.gc_thresholds)  # the view holds a million objects or more
     params = {
         "rollup": rollup, "last": last, "from": since, "to": until,
         "agg": agg, "every": every, "top": top, "by": by,
@@ -231,7 +231,7 @@ def facets(
     from pipeline.cli import _settings, tune_garbage_collector
 
     settings = _settings()
-    tune_garbage_collector(settings.gc_thresholds)
+    tune_garbage_collector(settings.worker.gc_thresholds)
     run_facets_query(
         settings, path, {"last": last, "from": since, "to": until, "top": top}, fmt or "table", timeout
     )
@@ -296,5 +296,5 @@ def serve(
     except RangeError as exc:
         raise click.BadParameter(exc.message, param_hint="--retention") from None
     _use_fast_event_loop_for_asyncio()
-    tune_garbage_collector(settings.gc_thresholds)  # and the view is frozen once caught up
+    tune_garbage_collector(settings.worker.gc_thresholds)  # and the view is frozen once caught up
     _run(run_serve(settings, host, port, Limits(retention_ms=kept, max_range_ms=kept), sketches_in_memory))

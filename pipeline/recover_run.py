@@ -60,7 +60,7 @@ _STALL = 60.0
 
 def transactional_id(settings: Settings) -> str:
     """The one transactional id of recovery runs: a new run fences any run still going."""
-    return f"{settings.topic_prefix}{settings.app_id}.recover"
+    return f"{settings.kafka.topic_prefix}{settings.kafka.app_id}.recover"
 
 
 async def _read(

@@ -1,50 +1,111 @@
-"""One validated settings model for every component.
+"""One validated settings model for every component, nested per component.
 
-Values come from ``RUM_*`` environment variables and, optionally, a YAML or
-JSON config file named by ``RUM_CONFIG_FILE`` (environment variables win).
+``settings.kafka.partitions``, ``settings.intake.port``,
+``settings.enrich.geo.database``… (groups in :mod:`pipeline.settings_groups`;
+each registered enrichment's settings model hangs under ``enrich.<its name>``).
+
+Values come from pydantic-settings' own sources, highest precedence first:
+
+1. explicit values (``load_settings(overrides)``, command-line options and
+   ``rum-pipeline --set group.field=value``);
+2. the environment: ``RUM_<GROUP>__<FIELD>`` (``RUM_KAFKA__PARTITIONS``,
+   ``RUM_ENRICH__GEO__DATABASE``), or a setting's old flat name
+   (``RUM_PARTITIONS``) — both at once is an error;
+3. a YAML (or JSON) file named by ``RUM_CONFIG_FILE``, nested keys
+   (``kafka: {partitions: 6}``) or the old flat ones (``partitions: 6``);
+4. the defaults.
+
 Nothing is read at import time: call :func:`load_settings` at start-up.
-
-:class:`Settings` is :class:`CoreSettings` plus the settings model of every
-registered enrichment (``pipeline.enrich.registry``), whose fields keep their
-``RUM_<FIELD>`` names; an enrichment reads its own part with
-:meth:`CoreSettings.section`.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from ipaddress import IPv4Network, IPv6Network
+from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import (
-    BaseModel,
-    Field,
-    SecretStr,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic_settings import (
+    BaseSettings,
+    JsonConfigSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
 )
-from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from pipeline.enrich.ip import IpPolicy
 from pipeline.errors import ConfigError
+from pipeline.settings_errors import describe_errors
+from pipeline.settings_groups import (
+    INTAKE_MAX_PAYLOAD_CEILING,
+    IntakeSettings,
+    KafkaSettings,
+    LogSettings,
+    MonitorsSettings,
+    RollupsSettings,
+    WorkerSettings,
+)
+from pipeline.settings_sources import (
+    FlatEnvSource,
+    FlatKeysFile,
+    MappingEnvSource,
+    env_name,
+    env_names,
+    flat_names,
+    place,
+)
 
-__all__ = ["CoreSettings", "IpPolicy", "Settings", "load_settings"]
+__all__ = ["INTAKE_MAX_PAYLOAD_CEILING", "CoreSettings", "IpPolicy", "Settings", "load_settings"]
 
 M = TypeVar("M", bound=BaseModel)
 
+#: What the sources of the settings being built read: the environment mapping and the config file.
+_INPUTS: ContextVar[tuple[Mapping[str, str], Path | None]] = ContextVar("settings_inputs", default=({}, None))
 
-#: Largest request body the intake may be set to take: its bad rows must fit the bad topic's 8 MiB.
-INTAKE_MAX_PAYLOAD_CEILING = 6_000_000
+
+class EnrichGroup(BaseModel):
+    """The settings of the registered enrichments, one group per enrichment (filled in by the registry)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    if TYPE_CHECKING:
+        # The groups are known once the registry is read: to a type checker, any name.
+        def __getattr__(self, name: str) -> Any: ...
 
 
 class CoreSettings(BaseSettings):
-    """The settings of rum-pipeline that belong to no enrichment; environment variable ``RUM_<NAME>``."""
+    """Every group of settings; ``enrich`` is given its enrichments' groups in :data:`Settings`.
 
-    model_config = SettingsConfigDict(env_prefix="RUM_", frozen=True, extra="forbid")
+    Built directly (``Settings(kafka={...})``) it reads no environment and no
+    file: :func:`load_settings` tells the sources which mapping and file to read.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="RUM_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+
+    kafka: KafkaSettings = Field(
+        default_factory=lambda: KafkaSettings.model_validate({}), description=KafkaSettings.__doc__
+    )
+    worker: WorkerSettings = Field(
+        default_factory=lambda: WorkerSettings.model_validate({}), description=WorkerSettings.__doc__
+    )
+    rollups: RollupsSettings = Field(
+        default_factory=lambda: RollupsSettings.model_validate({}), description=RollupsSettings.__doc__
+    )
+    intake: IntakeSettings = Field(
+        default_factory=lambda: IntakeSettings.model_validate({}), description=IntakeSettings.__doc__
+    )
+    monitors: MonitorsSettings = Field(
+        default_factory=lambda: MonitorsSettings.model_validate({}), description=MonitorsSettings.__doc__
+    )
+    log: LogSettings = Field(
+        default_factory=lambda: LogSettings.model_validate({}), description=LogSettings.__doc__
+    )
+    enrich: EnrichGroup = Field(default_factory=EnrichGroup, description=EnrichGroup.__doc__)
 
     @classmethod
     def settings_customise_sources(
@@ -55,340 +116,70 @@ class CoreSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # load_settings gathers RUM_* from the mapping it is given; the process environment is not read again.
-        return (init_settings,)
-
-    kafka_bootstrap: str = Field(
-        "",
-        description="Kafka bootstrap servers, comma-separated host:port. "
-        "Default: the local dev broker, 127.0.0.1:RUM_KAFKA_PORT.",
-    )
-    kafka_port: int = Field(9092, ge=1, le=65535, description="Port of the local dev broker (make broker).")
-    topic_prefix: str = Field("", description="Prefix put before every topic name, e.g. 'staging.'.")
-    partitions: int = Field(12, ge=1, le=10000, description="Partitions of the raw and enriched topics.")
-    replication_factor: int = Field(1, ge=1, le=10, description="Replication factor of created topics.")
-    app_id: str = Field("rum-pipeline", min_length=1, description="Consumer group / faust application id.")
-    data_dir: Path = Field(Path(".rum-data"), description="Folder for worker state (RocksDB tables).")
-    web_port: int = Field(
-        0,
-        ge=0,
-        le=65535,
-        description="Port of a worker's faust web server, which the pipeline does not use (0 = off). "
-        "Metrics and health checks have their own port, RUM_METRICS_PORT.",
-    )
-    batch_size: int = Field(500, ge=1, le=100000, description="Max raw actions processed per batch.")
-    batch_within: float = Field(0.1, gt=0, le=60, description="Max seconds to wait to fill a batch.")
-    max_message_bytes: int = Field(
-        1024 * 1024, ge=1, description="Raw messages larger than this are bad rows (kind size)."
-    )
-    max_depth: int = Field(
-        20, ge=1, description="Raw messages nested deeper than this are bad rows (kind size)."
-    )
-    max_attributes: int = Field(
-        1000, ge=1, description="Raw messages with more attributes are bad rows (kind size)."
-    )
-    processing_guarantee: Literal["exactly_once", "at_least_once"] = Field(
-        "exactly_once",
-        description="exactly_once: a worker writes each partition's outputs and its consumed offsets in "
-        "one Kafka transaction (readers must use isolation.level=read_committed); at_least_once: "
-        "plain writes, offsets committed after them (a crash may repeat outputs).",
-    )
-    dedupe_window: float = Field(
-        0,
-        ge=0,
-        le=30 * 86400,
-        description="Seconds of event time over which an action whose (application.id, session.id, "
-        "action.id) was already seen on its raw partition is dropped as a duplicate. 0: 24 h plus the "
-        "rollups' grace.",
-    )
-    rollups: bool = Field(True, description="Maintain the facet index and the measure rollups.")
-    flush_interval: float = Field(
-        1.0, ge=0.05, le=60, description="Seconds between rollup state flushes (and upsert updates)."
-    )
-    state_in_memory: int = Field(
-        1_000_000,
-        ge=0,
-        description=(
-            "Rollup state entries (partials and merged rollups) a worker keeps in memory; beyond that "
-            "the ones whose windows end first go to a RocksDB database in the data folder. 0: no limit."
-        ),
-    )
-    rollups_config: Path | None = Field(
-        None, description="YAML file declaring facets, measures and rollups. Default: config/rollups.yaml."
-    )
-    session_timeout: float = Field(
-        30.0, ge=6, le=300, description="Seconds before a silent worker's partitions move to the others."
-    )
-    monitor_interval: float = Field(
-        5.0,
-        ge=0.1,
-        le=3600,
-        description="Seconds between two evaluations of the monitors by `rum-pipeline serve`.",
-    )
-    monitor_group: str = Field(
-        "",
-        description="Consumer group in which `serve` instances share the monitors "
-        "(each monitor is evaluated by one of them). Default: RUM_APP_ID with '-monitors' appended.",
-    )
-    gc_thresholds: Annotated[tuple[int, int, int] | None, NoDecode] = Field(
-        (200_000, 10, 1000),
-        description="A worker's garbage collector thresholds, gen0,gen1,gen2 (see Python's "
-        "gc.set_threshold); 'python' keeps Python's own (700,10,10 in 3.11), which cost a rollup worker "
-        "about a third of its CPU time in full collections.",
-    )
-    log_level: str = Field(
-        "info", pattern="^(?i)(debug|info|warning|error|critical)$", description="Log level."
-    )
-
-    # kafka security
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        "PLAINTEXT", description="How clients talk to Kafka: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
-    )
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
-        None,
-        validate_default=True,
-        description="SASL mechanism (SASL_* protocols): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.",
-    )
-    sasl_username: str | None = Field(
-        None, min_length=1, validate_default=True, description="SASL user name (SASL_* protocols)."
-    )
-    sasl_password: SecretStr | None = Field(
-        None, validate_default=True, description="SASL password (SASL_* protocols); never shown."
-    )
-    ssl_cafile: Path | None = Field(
-        None,
-        description="PEM file of the CAs that sign the brokers' certificates (SSL, SASL_SSL). "
-        "Default: the system's CAs.",
-    )
-    ssl_certfile: Path | None = Field(
-        None, description="PEM client certificate, for TLS client authentication (SSL, SASL_SSL)."
-    )
-    ssl_keyfile: Path | None = Field(
-        None, description="PEM private key of RUM_SSL_CERTFILE, when that file does not hold it."
-    )
-    ssl_check_hostname: bool = Field(
-        True, description="Check that a broker's TLS certificate names the host connected to."
-    )
-
-    @field_validator("security_protocol", "sasl_mechanism", mode="before")
-    @classmethod
-    def _upper(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
-
-    @field_validator(
-        "sasl_mechanism", "sasl_username", "sasl_password", "ssl_cafile", "ssl_certfile", "ssl_keyfile"
-    )
-    @classmethod
-    def _check_security(cls, value: Any, info: ValidationInfo) -> Any:
-        # Fields validate in order: security_protocol (and ssl_certfile for the
-        # key) are in info.data unless they failed themselves.
-        protocol = info.data.get("security_protocol")
-        if protocol is None:
-            return value
-        name = info.field_name or ""
-        if name.startswith("sasl_"):
-            wanted, kinds = protocol.startswith("SASL_"), "SASL_PLAINTEXT or SASL_SSL"
-            missing = value is None or (isinstance(value, SecretStr) and not value.get_secret_value())
-            if wanted and missing:
-                raise ValueError(f"required with RUM_SECURITY_PROTOCOL={protocol}")
-        else:
-            wanted, kinds = protocol in ("SSL", "SASL_SSL"), "SSL or SASL_SSL"
-            missing = value is None
-        if missing:
-            return value
-        if not wanted:
-            raise ValueError(f"only used with RUM_SECURITY_PROTOCOL={kinds}, which is {protocol}")
-        if isinstance(value, Path):
-            if not value.is_file():
-                raise ValueError("no such file")
-            if not os.access(value, os.R_OK):
-                raise ValueError("file not readable")
-            if name == "ssl_keyfile" and info.data.get("ssl_certfile", value) is None:
-                raise ValueError("needs RUM_SSL_CERTFILE, the certificate this key belongs to")
-        return value
-
-    # intake
-    intake_host: str = Field(
-        "127.0.0.1",
-        min_length=1,
-        description="Address the HTTP intake listens on (0.0.0.0: every interface).",
-    )
-    intake_port: int = Field(8080, ge=0, le=65535, description="Port of the HTTP intake (0: any free port).")
-    # NoDecode: these arrive as plain text (pairs, CIDRs) that the validators
-    # below parse, not as the JSON pydantic-settings expects for containers.
-    intake_client_tokens: Annotated[dict[str, str], NoDecode] = Field(
-        default_factory=dict,
-        description="Client tokens the intake accepts: token=application_id[,...] or a JSON object; "
-        "application * = any. Empty: the intake is open to anyone.",
-    )
-    intake_trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = Field(
-        (),
-        description="CIDRs of reverse proxies whose X-Forwarded-For the intake believes, comma-separated.",
-    )
-    intake_cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
-        ("*",), description="Origins browsers may post from, comma-separated (* = any origin)."
-    )
-    intake_max_payload_bytes: int = Field(
-        5 * 1024 * 1024, ge=1024, description="Largest request body, compressed or not (larger: 413)."
-    )
-    intake_max_event_bytes: int = Field(
-        1024 * 1024, ge=64, description="Events of this many bytes or more are rejected by the intake."
-    )
-    intake_max_in_flight_bytes: int = Field(
-        64 * 1024 * 1024,
-        ge=1024,
-        description="Request bytes the intake holds at once; beyond it new requests get 429.",
-    )
-    intake_kafka_timeout: float = Field(
-        10.0, gt=0, le=300, description="Seconds the intake waits for Kafka's acknowledgement before 503."
-    )
-
-    @field_validator("gc_thresholds", mode="before")
-    @classmethod
-    def _parse_gc_thresholds(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        text = value.strip().lower()
-        if text in ("python", "default"):
-            return None
-        parts = [p.strip() for p in text.split(",")]
-        numbers = [int(p) for p in parts if p.isascii() and p.isdigit() and len(p) <= 9]
-        if len(numbers) != 3 or len(parts) != 3 or numbers[0] == 0:
-            raise ValueError(
-                "expected three whole numbers gen0,gen1,gen2, 0 < gen0 and each below 10**9 "
-                "(e.g. 200000,10,1000), or 'python'"
-            )
-        return tuple(numbers)
-
-    @field_validator("intake_client_tokens", mode="before")
-    @classmethod
-    def _parse_tokens(cls, value: Any) -> dict[str, str]:
-        from pipeline.intake.config import parse_client_tokens
-
-        return parse_client_tokens(value)
-
-    @field_validator("intake_trusted_proxies", mode="before")
-    @classmethod
-    def _parse_proxies(cls, value: Any) -> tuple[IPv4Network | IPv6Network, ...]:
-        from pipeline.intake.config import parse_networks
-
-        return parse_networks(value)
-
-    @field_validator("intake_cors_origins", mode="before")
-    @classmethod
-    def _parse_origins(cls, value: Any) -> tuple[str, ...]:
-        from pipeline.intake.config import parse_origins
-
-        return parse_origins(value)
-
-    @model_validator(mode="after")
-    def _check_intake_limits(self) -> CoreSettings:
-        errors = []
-        if self.intake_max_event_bytes > self.intake_max_payload_bytes:
-            errors.append("RUM_INTAKE_MAX_EVENT_BYTES must not exceed RUM_INTAKE_MAX_PAYLOAD_BYTES")
-        if self.intake_max_in_flight_bytes < self.intake_max_payload_bytes:
-            errors.append("RUM_INTAKE_MAX_IN_FLIGHT_BYTES must be at least RUM_INTAKE_MAX_PAYLOAD_BYTES")
-        if errors:
-            raise ValueError("; ".join(errors))
-        return self
-
-    # metrics and logs
-    metrics_port: int = Field(
-        9464,
-        ge=0,
-        le=65535,
-        description="Port of a worker's Prometheus /metrics, /healthz and /ready (0 = off). "
-        "When taken, the worker logs a warning and uses a free port.",
-    )
-    metrics_host: str = Field("0.0.0.0", min_length=1, description="Address the metrics server binds.")
-    log_format: Literal["text", "json"] = Field(
-        "text", description="text, or json: one JSON object per line (time, level, logger, message)."
-    )
-
-    @model_validator(mode="after")
-    def _default_bootstrap(self) -> CoreSettings:
-        # The local broker's port decides the default, so RUM_KAFKA_PORT alone
-        # moves both `make broker` and every client to another port.
-        if not self.kafka_bootstrap:
-            object.__setattr__(self, "kafka_bootstrap", f"127.0.0.1:{self.kafka_port}")
-        return self
-
-    @field_validator("kafka_bootstrap")
-    @classmethod
-    def _check_bootstrap(cls, value: str) -> str:
-        if not value:
-            return value
-        for server in value.split(","):
-            host, sep, port = server.strip().rpartition(":")
-            if not sep or not host or not port.isdigit():
-                raise ValueError(f"expected host:port[,host:port...], got {server.strip()!r}")
-        return value
+        environ, config_file = _INPUTS.get()
+        sources = [
+            init_settings,
+            MappingEnvSource(settings_cls, environ),
+            FlatEnvSource(settings_cls, environ),
+        ]
+        if config_file is not None:
+            inner: PydanticBaseSettingsSource
+            if config_file.suffix in (".yaml", ".yml"):
+                inner = YamlConfigSettingsSource(settings_cls, yaml_file=config_file)
+            else:
+                inner = JsonConfigSettingsSource(settings_cls, json_file=config_file)
+            sources.append(FlatKeysFile(settings_cls, inner, f"RUM_CONFIG_FILE {config_file}"))
+        return tuple(sources)
 
     def section(self, model: type[M]) -> M:
-        """The values of ``model``'s fields (an enrichment's settings), already validated here."""
-        return model.model_construct(**{name: getattr(self, name) for name in model.model_fields})
+        """The group of ``enrich`` that holds ``model`` (an enrichment's settings)."""
+        for name in type(self.enrich).model_fields:
+            value = getattr(self.enrich, name)
+            if isinstance(value, model):
+                return value
+        raise LookupError(f"no enrichment registers the settings model {model.__name__}")
 
     def topic(self, name: str) -> str:
         """Full name of a topic given its default name (adds the prefix)."""
-        return f"{self.topic_prefix}{name}"
+        return f"{self.kafka.topic_prefix}{name}"
 
     @property
     def bootstrap_servers(self) -> list[str]:
         """The bootstrap servers as a list."""
-        return [s.strip() for s in self.kafka_bootstrap.split(",")]
+        return [s.strip() for s in self.kafka.bootstrap.split(",")]
 
-    # intake: timeouts, per-client budget and Kafka health
-    intake_header_timeout: float = Field(
-        10.0,
-        gt=0,
-        le=3600,
-        description="Seconds a connection may take to send a request's headers (and stay idle between "
-        "requests); then it is closed. Keep it above a load balancer's idle timeout.",
-    )
-    intake_body_timeout: float = Field(
-        20.0, gt=0, le=3600, description="Seconds a request may take to send its whole body (longer: 408)."
-    )
-    intake_client_in_flight_share: float = Field(
-        0.25,
-        gt=0,
-        le=1,
-        description="Share of RUM_INTAKE_MAX_IN_FLIGHT_BYTES one client address (IPv6: its /64) may hold; "
-        "never less than one largest request.",
-    )
-    intake_kafka_check_interval: float = Field(
-        1.0,
-        gt=0,
-        le=60,
-        description="Seconds between the intake's checks that Kafka answers; /healthz follows them.",
-    )
 
-    @model_validator(mode="after")
-    def _check_intake_bad_row_room(self) -> CoreSettings:
-        # A rejected line becomes a bad row holding its bytes (base64 at worst,
-        # 4/3 larger); the bad topic takes 8 MiB per record.
-        if self.intake_max_payload_bytes > INTAKE_MAX_PAYLOAD_CEILING:
-            raise ValueError(
-                f"RUM_INTAKE_MAX_PAYLOAD_BYTES must be at most {INTAKE_MAX_PAYLOAD_CEILING} so that a "
-                "rejected event's bad row fits the bad topic"
-            )
-        return self
+def _locked(model: type[BaseModel]) -> type[BaseModel]:
+    """``model`` frozen and refusing unknown keys, whatever the enrichment declared."""
+    config = ConfigDict(frozen=True, extra="forbid")
+    return type(model.__name__, (model,), {"__module__": model.__module__, "model_config": config})
 
 
 def _compose(core: type[CoreSettings]) -> type[CoreSettings]:
-    """``core`` with the fields of every registered enrichment's settings model."""
-    from pipeline.enrich.registry import settings_models
+    """``core`` whose ``enrich`` group holds each registered enrichment's settings under its name."""
+    from pipeline.enrich.registry import ENRICHMENTS
 
-    models = settings_models()
-    seen: dict[str, str] = {name: core.__name__ for name in core.model_fields}
-    for model in models:
-        for name in model.model_fields:
-            if name in seen:
-                raise TypeError(f"setting {name!r} is declared by both {seen[name]} and {model.__name__}")
-            seen[name] = model.__name__
-    namespace = {"__module__": __name__, "__qualname__": "Settings", "__doc__": "Every rum-pipeline setting."}
-    # pydantic lists fields from the last base to the first: core last, so its
-    # settings head the documented table, then each enrichment's in run order.
-    return type("Settings", (*reversed(models), core), namespace)
+    groups: dict[str, Any] = {}
+    for plugin in ENRICHMENTS:
+        model = plugin.settings_model
+        if not model.model_fields:
+            continue  # nothing to configure: no empty group in the settings and their docs
+        if plugin.name in groups:
+            raise TypeError(f"two enrichments named {plugin.name!r} declare settings")
+        doc = (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else None
+        locked = _locked(model)
+        groups[plugin.name] = (locked, Field(default_factory=locked, description=doc))
+    enrich = create_model("EnrichSettings", __base__=EnrichGroup, __module__=__name__, **groups)
+    enrich.__doc__ = EnrichGroup.__doc__
+    settings = create_model(
+        "Settings",
+        __base__=core,
+        __module__=__name__,
+        enrich=(enrich, Field(default_factory=enrich, description=EnrichGroup.__doc__)),
+    )
+    settings.__doc__ = "Every rum-pipeline setting."
+    flat_names(settings)  # raises when two settings claim one flat name
+    return settings
 
 
 if TYPE_CHECKING:
@@ -397,8 +188,8 @@ else:
     Settings = _compose(CoreSettings)
 
 
-#: RUM_* variables that are not fields of Settings but are read elsewhere: the config file, and
-#: those of the broker script, the install scripts and the tests, which may be set around a command.
+#: RUM_* variables that are not settings but are read elsewhere: the config file, and those of
+#: the broker script, the install scripts and the tests, which may be set around a command.
 EXTRA_ENV = frozenset(
     {
         "RUM_CONFIG_FILE",
@@ -412,46 +203,56 @@ EXTRA_ENV = frozenset(
 )
 
 
-def _read_config_file(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"RUM_CONFIG_FILE: cannot read {path}: {exc.strerror}") from exc
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
+def _nested(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Explicit values as a nested dict: keys are dotted (``kafka.partitions``), groups or old flat names."""
+    table = flat_names(Settings)
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue  # an option not given on the command line
+        if isinstance(value, Mapping) and key in Settings.model_fields:
+            for inner, item in value.items():
+                place(out, (key, *inner.split(".")), item, "explicit values")
+        elif "." in key:
+            place(out, tuple(key.split(".")), value, "explicit values")
+        elif key in table:
+            place(out, table[key], value, "explicit values")
+        else:
+            place(out, (key,), value, "explicit values")  # refused by the model as an unknown setting
+    return out
 
-        data = yaml.safe_load(text) or {}
-    else:
-        data = json.loads(text)
-    if not isinstance(data, dict):
-        raise ConfigError(f"RUM_CONFIG_FILE: {path} must hold a mapping of settings")
-    return data
 
-
-def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> CoreSettings:
-    """Build and validate the settings once; raise ConfigError naming every bad key."""
-    env = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    config_file = env.get("RUM_CONFIG_FILE")
-    if config_file:
-        values.update(_read_config_file(Path(config_file)))
-    known = {f"RUM_{name.upper()}": name for name in Settings.model_fields}
+def _check_environment(env: Mapping[str, str]) -> None:
+    """Refuse unknown ``RUM_*`` names, and a setting given by both its nested and its flat name."""
+    known = env_names(Settings)
     unknown = sorted(k for k in env if k.startswith("RUM_") and k not in known and k not in EXTRA_ENV)
-    for key, value in env.items():
-        if key in known:
-            values[known[key]] = value
-    values.update({k: v for k, v in overrides.items() if v is not None})
     if unknown:
         raise ConfigError("unknown settings: " + ", ".join(unknown) + " (see `rum-pipeline settings`)")
+    for flat, path in flat_names(Settings).items():
+        old, new = f"RUM_{flat.upper()}", env_name(path)
+        if old in env and new in env:
+            raise ConfigError(f"{new} and {old} both set {'.'.join(path)}: keep one")
+
+
+def load_settings(environ: Mapping[str, str] | None = None, /, **overrides: Any) -> CoreSettings:
+    """Build and validate the settings once; raise ConfigError naming every bad setting.
+
+    ``environ`` (default: the process environment) is the only environment
+    read. ``overrides`` win over everything: ``kafka={"partitions": 3}``,
+    ``**{"kafka.partitions": 3}`` or an old flat name, ``partitions=3``.
+    """
+    env = os.environ if environ is None else environ
+    _check_environment(env)
+    config_file = env.get("RUM_CONFIG_FILE") or None
+    path = Path(config_file) if config_file else None
+    if path is not None and not path.is_file():
+        raise ConfigError(f"RUM_CONFIG_FILE: cannot read {path}: no such file")
+    token = _INPUTS.set((env, path))
     try:
-        # _env_prefix lookups are disabled: values were gathered above from the given mapping.
-        return Settings.model_validate(values)
+        return Settings(**_nested(overrides))
     except ValidationError as exc:
-        secret = {n for n, f in Settings.model_fields.items() if "SecretStr" in str(f.annotation)}
-        lines = []
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "settings"
-            # Never echo a secret, nor the whole input of a model-level check (it holds them all).
-            shown = "" if not err["loc"] or key in secret else f" (got {err.get('input')!r})"
-            lines.append(f"  RUM_{key.upper()}: {err['msg']}{shown}")
-        raise ConfigError("invalid settings:\n" + "\n".join(lines)) from None
+        raise ConfigError("invalid settings:\n" + describe_errors(exc, Settings)) from None
+    except (ValueError, OSError, yaml.YAMLError) as exc:  # a config file that is not YAML or JSON
+        raise ConfigError(f"RUM_CONFIG_FILE: cannot read {path}: {exc}") from None
+    finally:
+        _INPUTS.reset(token)

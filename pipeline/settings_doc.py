@@ -3,9 +3,10 @@
     python -m pipeline.settings_doc            # rewrite the table in docs/configuration.md
     python -m pipeline.settings_doc --check    # exit 1 when the page and the model disagree
 
-The table sits between ``<!-- settings:table -->`` markers; everything else on
-the page is prose. Nested models (a field whose type is a pydantic model) are
-listed field by field under a dotted name.
+The tables sit between ``<!-- settings:table -->`` markers; everything else on
+the page is prose. One table per group (``kafka``, ``enrich.geo``…), each
+setting under its dotted name with its ``RUM_<GROUP>__<FIELD>`` variable and
+the flat ``RUM_<NAME>`` it had before the nesting, when it had one.
 """
 
 from __future__ import annotations
@@ -13,50 +14,29 @@ from __future__ import annotations
 import argparse
 import enum
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, SecretStr
+from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from pipeline.docblocks import find_blocks, replace_block
 from pipeline.settings import Settings
+from pipeline.settings_sources import env_name, leaves, model_type, old_env_name
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 BLOCK = "table"
 
 
-def _model_type(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model a field holds, when it holds one (not a union with other things)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    return None
-
-
-def _fields(
-    model: type[BaseModel], path: tuple[str, ...] = ()
-) -> Iterator[tuple[tuple[str, ...], FieldInfo]]:
-    """Every leaf field of ``model`` with its path, nested models flattened in declaration order."""
-    for name, info in model.model_fields.items():
-        nested = _model_type(info.annotation)
-        if nested is not None:
-            yield from _fields(nested, (*path, name))
-        else:
-            yield (*path, name), info
-
-
-def _env_names(info: FieldInfo, path: tuple[str, ...], prefix: str, delimiter: str) -> list[str]:
-    """The environment variables that set a field.
-
-    pydantic-settings reads a field with a validation alias under that alias
-    (without the prefix) instead of its prefixed name, so the aliases are the names.
-    """
-    alias = info.validation_alias
-    choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
-    names = [c.upper() for c in choices if isinstance(c, str)]
-    return names or [(prefix + delimiter.join(path)).upper()]
+def _group_description(model: type[BaseModel], path: tuple[str, ...]) -> str:
+    """The description of the group at ``path`` (the field holding it)."""
+    description = ""
+    for name in path:
+        info = model.model_fields[name]
+        description = info.description or ""
+        model = model_type(info.annotation) or model
+    return description
 
 
 def _default(info: FieldInfo) -> str:
@@ -86,20 +66,28 @@ def _cell(text: str) -> str:
 
 
 def settings_table(model: type[BaseModel] | None = None) -> str:
-    """The Markdown table of every setting: environment variable, config file key, default, meaning."""
+    """Every setting, one table per group: nested name, environment variables, default, meaning."""
     model = model or Settings
-    config = model.model_config
-    prefix = str(config.get("env_prefix") or "")
-    delimiter = str(config.get("env_nested_delimiter") or "__")
-    lines = [
-        "| environment variable | config file key | default | meaning |",
-        "|---|---|---|---|",
-    ]
-    for path, info in _fields(model):
-        env = ", ".join(f"`{name}`" for name in _env_names(info, path, prefix, delimiter))
-        key = ".".join(path)
-        meaning = _cell(info.description or "")
-        lines.append(f"| {env} | `{key}` | {_default(info)} | {meaning} |")
+    header = ["| setting | environment variable | old name | default | meaning |", "|---|---|---|---|---|"]
+    lines: list[str] = []
+    group: tuple[str, ...] | None = None
+    for path, info in leaves(model):
+        if path[:-1] != group:
+            group = path[:-1]
+            title = ".".join(group) or "(top level)"
+            about = _cell(_group_description(model, group))
+            if lines:
+                lines.append("")
+            lines += [f"#### `{title}`", "", *([about, ""] if about else []), *header]
+        old = old_env_name(path, model)
+        cells = [
+            f"`{'.'.join(path)}`",
+            f"`{env_name(path)}`",
+            f"`{old}`" if old else "",
+            _default(info),
+            _cell(info.description or ""),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -114,7 +102,7 @@ def disagrees(page: str, model: type[BaseModel] | None = None) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write the settings table of docs/configuration.md.")
+    parser = argparse.ArgumentParser(description="Write the settings tables of docs/configuration.md.")
     parser.add_argument("page", nargs="?", type=Path, default=PAGE, help="the page holding the table")
     parser.add_argument("--check", action="store_true", help="only check; exit 1 when it disagrees")
     args = parser.parse_args(argv)

@@ -202,7 +202,7 @@ def delete_topics(settings: Settings) -> None:
     prefix = settings.topic("")
     if not prefix:  # without a prefix of its own, this would name every topic of the cluster
         raise ValueError("refusing to delete topics: no topic prefix is set")
-    asyncio.run(_delete_topics((prefix, f"{settings.app_id}-"), settings.bootstrap_servers))
+    asyncio.run(_delete_topics((prefix, f"{settings.kafka.app_id}-"), settings.bootstrap_servers))
 
 
 # -- checks ----------------------------------------------------------------------------------
@@ -253,7 +253,7 @@ def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
 def committed_offsets(settings: Settings, topic: str) -> dict[int, int]:
     """Partition -> offset the workers' consumer group has committed on ``topic`` (absent: none)."""
 
-    found = asyncio.run(group_offsets(settings, settings.app_id))
+    found = asyncio.run(group_offsets(settings, settings.kafka.app_id))
     return {tp.partition: offset for tp, offset in found.items() if tp.topic == topic}
 
 

@@ -134,3 +134,28 @@ def test_tune_garbage_collector_sets_thresholds_and_freezes_start_up_objects() -
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def _shown(output: str) -> dict[str, str]:
+    return {line.split()[0]: line.split()[1] for line in output.splitlines() if line.strip()}
+
+
+def test_set_wins_over_the_environment() -> None:
+    runner = CliRunner()
+    env = {"RUM_PARTITIONS": "3", "RUM_LOG__FORMAT": "json"}
+    result = runner.invoke(main, ["--set", "kafka.partitions=5", "--set", "app_id=cli", "settings"], env=env)
+    assert result.exit_code == 0, result.output
+    shown = _shown(result.output)
+    assert (shown["kafka.partitions"], shown["kafka.app_id"], shown["log.format"]) == ("5", "cli", "json")
+    assert shown["enrich.geo.cache_size"] == "50000"
+
+
+def test_a_bad_set_is_one_clear_error() -> None:
+    result = CliRunner().invoke(main, ["--set", "kafka.partitions", "settings"])
+    assert result.exit_code == 2 and "SETTING=VALUE" in result.output
+    result = CliRunner().invoke(main, ["--set", "kafka.partitons=3", "settings"])
+    assert result.exit_code == 1 and "kafka.partitons" in result.output
+    result = CliRunner().invoke(main, ["--set", "kafka.partitions=none", "settings"])
+    assert result.exit_code == 1
+    assert "kafka.partitions (RUM_KAFKA__PARTITIONS or RUM_PARTITIONS)" in result.output
+    assert "Traceback" not in result.output

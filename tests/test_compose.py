@@ -60,7 +60,7 @@ def test_project_services_run_real_commands_with_valid_settings(compose: dict, s
     spec = compose["services"][service]
     assert _resolves(spec["command"]), spec["command"]
     settings = load_settings(_environment(spec))  # raises on any unknown or invalid RUM_* key
-    host, _, port = settings.kafka_bootstrap.partition(":")
+    host, _, port = settings.kafka.bootstrap.partition(":")
     kafka_env = compose["services"]["kafka"]["environment"]
     assert f"//{host}:{port}" in kafka_env["KAFKA_ADVERTISED_LISTENERS"]
 
@@ -72,16 +72,16 @@ def test_worker_is_scalable(compose: dict) -> None:
     assert "ports" not in worker
     assert worker["depends_on"]["topics-init"]["condition"] == "service_completed_successfully"
     settings = load_settings(_environment(worker))
-    assert str(settings.metrics_port) in worker["expose"]
-    assert f"127.0.0.1:{settings.metrics_port}/healthz" in " ".join(worker["healthcheck"]["test"])
+    assert str(settings.worker.metrics_port) in worker["expose"]
+    assert f"127.0.0.1:{settings.worker.metrics_port}/healthz" in " ".join(worker["healthcheck"]["test"])
 
 
 def test_intake_listens_on_every_interface_at_its_published_port(compose: dict) -> None:
     intake = compose["services"]["intake"]
     settings = load_settings(_environment(intake))
-    assert settings.intake_host == "0.0.0.0"
-    assert f"{settings.intake_port}:{settings.intake_port}" in intake["ports"]
-    assert f"127.0.0.1:{settings.intake_port}/healthz" in " ".join(intake["healthcheck"]["test"])
+    assert settings.intake.host == "0.0.0.0"
+    assert f"{settings.intake.port}:{settings.intake.port}" in intake["ports"]
+    assert f"127.0.0.1:{settings.intake.port}/healthz" in " ".join(intake["healthcheck"]["test"])
     assert intake["depends_on"]["topics-init"]["condition"] == "service_completed_successfully"
 
 

@@ -53,7 +53,7 @@ def _ca_names(context: ssl.SSLContext) -> list[str]:
 
 def test_plaintext_is_aiokafkas_default_and_no_faust_credentials() -> None:
     settings = load_settings({})
-    assert settings.security_protocol == "PLAINTEXT"
+    assert settings.kafka.security_protocol == "PLAINTEXT"
     assert client_kwargs(settings) == {"security_protocol": "PLAINTEXT"}
     assert broker_credentials(settings) is None
     assert _faust_view(None) == client_kwargs(settings)
@@ -121,11 +121,11 @@ def test_sasl_protocols_need_mechanism_user_and_password() -> None:
         load_settings({"RUM_SECURITY_PROTOCOL": "SASL_SSL", "RUM_SASL_PASSWORD": ""})
     lines = str(err.value).splitlines()[1:]
     assert [line.split(":")[0].strip() for line in lines] == [
-        "RUM_SASL_MECHANISM",
-        "RUM_SASL_USERNAME",
-        "RUM_SASL_PASSWORD",
+        "kafka.sasl_mechanism (RUM_KAFKA__SASL_MECHANISM or RUM_SASL_MECHANISM)",
+        "kafka.sasl_username (RUM_KAFKA__SASL_USERNAME or RUM_SASL_USERNAME)",
+        "kafka.sasl_password (RUM_KAFKA__SASL_PASSWORD or RUM_SASL_PASSWORD)",
     ]
-    assert all("required with RUM_SECURITY_PROTOCOL=SASL_SSL" in line for line in lines)
+    assert all("required with kafka.security_protocol=SASL_SSL" in line for line in lines)
 
 
 def test_security_settings_that_the_protocol_does_not_use_are_refused(tmp_path: Path) -> None:
@@ -134,9 +134,9 @@ def test_security_settings_that_the_protocol_does_not_use_are_refused(tmp_path: 
     with pytest.raises(ConfigError) as err:
         load_settings({"RUM_SASL_USERNAME": "rum", "RUM_SSL_CAFILE": str(ca)})
     message = str(err.value)
-    assert "RUM_SASL_USERNAME: Value error, only used with RUM_SECURITY_PROTOCOL=SASL_PLAINTEXT" in message
-    assert "RUM_SSL_CAFILE: Value error, only used with RUM_SECURITY_PROTOCOL=SSL or SASL_SSL" in message
-    with pytest.raises(ConfigError, match="RUM_SSL_CAFILE: Value error, only used"):
+    assert "RUM_SASL_USERNAME): only used with kafka.security_protocol=SASL_PLAINTEXT" in message
+    assert "RUM_SSL_CAFILE): only used with kafka.security_protocol=SSL or SASL_SSL" in message
+    with pytest.raises(ConfigError, match=r"RUM_SSL_CAFILE\): only used"):
         load_settings({"RUM_SECURITY_PROTOCOL": "SASL_PLAINTEXT", **SASL, "RUM_SSL_CAFILE": str(ca)})
 
 
@@ -153,8 +153,8 @@ def test_files_must_exist_and_a_key_needs_its_certificate(tmp_path: Path) -> Non
             }
         )
     message = str(err.value)
-    assert "RUM_SSL_CAFILE: Value error, no such file" in message
-    assert "RUM_SSL_KEYFILE: Value error, needs RUM_SSL_CERTFILE" in message
+    assert "RUM_SSL_CAFILE): no such file" in message
+    assert "RUM_SSL_KEYFILE): needs kafka.ssl_certfile" in message
     assert "RUM_SSL_CHECK_HOSTNAME" in message
 
 
@@ -163,8 +163,8 @@ def test_unknown_protocol_and_mechanism_are_named() -> None:
         load_settings({"RUM_SECURITY_PROTOCOL": "TLS", "RUM_SASL_MECHANISM": "GSSAPI"})
     message = str(err.value)
     protocols = "'PLAINTEXT', 'SSL', 'SASL_PLAINTEXT' or 'SASL_SSL'"
-    assert f"RUM_SECURITY_PROTOCOL: Input should be {protocols} (got 'TLS')" in message
-    assert "RUM_SASL_MECHANISM: Input should be 'PLAIN', 'SCRAM-SHA-256' or 'SCRAM-SHA-512'" in message
+    assert f"RUM_SECURITY_PROTOCOL): Input should be {protocols} (got 'TLS')" in message
+    assert "RUM_SASL_MECHANISM): Input should be 'PLAIN', 'SCRAM-SHA-256' or 'SCRAM-SHA-512'" in message
 
 
 def test_the_password_is_never_shown() -> None:
@@ -175,10 +175,11 @@ def test_the_password_is_never_shown() -> None:
     result = CliRunner().invoke(main, ["settings"], env=env)
     assert result.exit_code == 0, result.output
     assert "s3cr3t-pw" not in result.output
-    lines = {line.split()[0]: line for line in result.output.splitlines() if line.startswith("RUM_")}
-    assert lines["RUM_SASL_PASSWORD"].split()[1] == "**********"
-    assert lines["RUM_SECURITY_PROTOCOL"].split()[1] == "SASL_PLAINTEXT"
-    assert lines["RUM_SASL_USERNAME"].split()[1] == "rum"
+    lines = {line.split()[0]: line for line in result.output.splitlines() if line.startswith("kafka.")}
+    assert lines["kafka.sasl_password"].split()[1] == "**********"
+    assert lines["kafka.security_protocol"].split()[1] == "SASL_PLAINTEXT"
+    assert lines["kafka.sasl_username"].split()[1] == "rum"
+    assert "RUM_KAFKA__SASL_USERNAME (RUM_SASL_USERNAME)" in lines["kafka.sasl_username"]
 
 
 def test_explain_names_the_settings_to_fix_without_the_password() -> None:

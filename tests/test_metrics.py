@@ -13,6 +13,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import maxminddb
 import pytest
@@ -173,14 +174,17 @@ def test_server_answers_metrics_health_and_readiness(server: tuple[MetricsServer
     assert http_get(f"{base}/nothing-here")[0] == 404
 
 
+def _with_worker(settings: Settings, **values: Any) -> Settings:
+    """``settings`` with some ``worker`` settings changed."""
+    return settings.model_copy(update={"worker": settings.worker.model_copy(update=values)})
+
+
 def test_taken_port_falls_back_to_a_free_one(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        metrics = WorkerMetrics(
-            settings.model_copy(update={"metrics_host": "127.0.0.1", "metrics_port": port})
-        )
+        metrics = WorkerMetrics(_with_worker(settings, metrics_host="127.0.0.1", metrics_port=port))
         with caplog.at_level(logging.INFO, logger="pipeline.metrics"):
             actual = metrics.serve()
         try:
@@ -194,7 +198,7 @@ def test_taken_port_falls_back_to_a_free_one(settings: Settings, caplog: pytest.
 
 
 def test_port_zero_turns_the_server_off(settings: Settings) -> None:
-    metrics = WorkerMetrics(settings.model_copy(update={"metrics_port": 0}))
+    metrics = WorkerMetrics(_with_worker(settings, metrics_port=0))
     assert metrics.serve() is None
     assert metrics.server is None
 
@@ -219,7 +223,7 @@ def test_readiness_and_lag_are_asked_on_the_loop() -> None:
 def test_a_worker_that_has_not_joined_its_group_is_not_ready(settings: Settings) -> None:
     metrics = WorkerMetrics(settings, process_metrics=False)
     assert metrics.readiness() == Readiness(False, "starting")  # no loop yet
-    app = create_app(settings.model_copy(update={"web_port": 0}), metrics)
+    app = create_app(_with_worker(settings, web_port=0), metrics)
     probe = FaustProbe(app, settings.topic("rum.actions.raw"))
     state = probe.readiness()
     assert not state.ready and "assign" in state.reason
@@ -228,7 +232,7 @@ def test_a_worker_that_has_not_joined_its_group_is_not_ready(settings: Settings)
 
 def test_a_stopped_worker_is_not_ready_and_still_scrapes(settings: Settings) -> None:
     metrics = WorkerMetrics(settings, process_metrics=False)
-    create_app(settings.model_copy(update={"web_port": 0}), metrics)  # binds its probe
+    create_app(_with_worker(settings, web_port=0), metrics)  # binds its probe
     loop = asyncio.new_event_loop()
     loop.close()
     metrics.attach_loop(loop)

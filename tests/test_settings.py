@@ -1,4 +1,4 @@
-"""Settings: validated once, every bad key named."""
+"""Settings: nested per component, validated once, every bad setting named."""
 
 from __future__ import annotations
 
@@ -12,99 +12,163 @@ from pipeline.settings import IpPolicy, load_settings
 
 def test_defaults() -> None:
     settings = load_settings({})
-    assert settings.kafka_bootstrap == "127.0.0.1:9092"
-    assert settings.partitions == 12
-    assert settings.ip_policy is IpPolicy.keep
+    assert settings.kafka.bootstrap == "127.0.0.1:9092"
+    assert settings.kafka.partitions == 12
+    assert settings.enrich.ip_policy.policy is IpPolicy.keep
     assert settings.topic("rum.actions.raw") == "rum.actions.raw"
 
 
-def test_environment_values_are_parsed() -> None:
+def test_nested_environment_values_are_parsed() -> None:
     settings = load_settings(
         {
-            "RUM_PARTITIONS": "3",
-            "RUM_IP_POLICY": "truncate",
-            "RUM_TOPIC_PREFIX": "stg.",
-            "RUM_KAFKA_BOOTSTRAP": "a:1, b:2",
+            "RUM_KAFKA__PARTITIONS": "3",
+            "RUM_ENRICH__IP_POLICY__POLICY": "truncate",
+            "RUM_KAFKA__TOPIC_PREFIX": "stg.",
+            "RUM_KAFKA__BOOTSTRAP": "a:1, b:2",
+            "RUM_WORKER__GC_THRESHOLDS": "5000,20,100",
+            "RUM_INTAKE__CLIENT_TOKENS": "tok=shop",
         }
     )
-    assert settings.partitions == 3
-    assert settings.ip_policy is IpPolicy.truncate
+    assert settings.kafka.partitions == 3
+    assert settings.enrich.ip_policy.policy is IpPolicy.truncate
     assert settings.topic("rum.actions.raw") == "stg.rum.actions.raw"
     assert settings.bootstrap_servers == ["a:1", "b:2"]
+    assert settings.worker.gc_thresholds == (5000, 20, 100)
+    assert settings.intake.client_tokens == {"tok": "shop"}
+
+
+def test_flat_environment_values_are_parsed() -> None:
+    settings = load_settings({"RUM_PARTITIONS": "3", "RUM_IP_POLICY": "truncate", "RUM_ROLLUPS": "false"})
+    assert settings.kafka.partitions == 3
+    assert settings.enrich.ip_policy.policy is IpPolicy.truncate
+    assert settings.rollups.enabled is False
 
 
 def test_every_bad_key_is_named_at_once() -> None:
     with pytest.raises(ConfigError) as err:
-        load_settings({"RUM_PARTITIONS": "zero", "RUM_IP_POLICY": "hide", "RUM_KAFKA_BOOTSTRAP": "nohost"})
+        load_settings(
+            {
+                "RUM_PARTITIONS": "zero",
+                "RUM_ENRICH__IP_POLICY__POLICY": "hide",
+                "RUM_KAFKA_BOOTSTRAP": "nohost",
+            }
+        )
     message = str(err.value)
-    for key in ("RUM_PARTITIONS", "RUM_IP_POLICY", "RUM_KAFKA_BOOTSTRAP"):
-        assert key in message
+    for name in ("kafka.partitions", "RUM_PARTITIONS", "RUM_KAFKA__PARTITIONS", "enrich.ip_policy.policy"):
+        assert name in message
+    assert "RUM_IP_POLICY" in message and "RUM_KAFKA_BOOTSTRAP" in message and "'nohost'" in message
 
 
-def test_unknown_key_is_an_error() -> None:
-    with pytest.raises(ConfigError, match="RUM_PARTITONS"):
-        load_settings({"RUM_PARTITONS": "3"})
+def test_unknown_names_are_refused_with_their_list() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings({"RUM_PARTITONS": "3", "RUM_KAFKA__PARTITONS": "3", "RUM_PARTITIONS": "3"})
+    assert "RUM_KAFKA__PARTITONS, RUM_PARTITONS" in str(err.value)
+    assert "RUM_PARTITIONS," not in str(err.value)
+
+
+def test_a_setting_given_by_both_its_names_is_refused() -> None:
+    with pytest.raises(ConfigError, match="RUM_KAFKA__PARTITIONS and RUM_PARTITIONS"):
+        load_settings({"RUM_PARTITIONS": "3", "RUM_KAFKA__PARTITIONS": "4"})
 
 
 def test_out_of_range_value() -> None:
     with pytest.raises(ConfigError, match="RUM_PARTITIONS"):
-        load_settings({"RUM_PARTITIONS": "0"})
+        load_settings({"RUM_KAFKA__PARTITIONS": "0"})
 
 
-def test_config_file_and_environment_precedence(tmp_path: Path) -> None:
+def test_precedence_explicit_then_environment_then_file_then_default(tmp_path: Path) -> None:
     config = tmp_path / "rum.yaml"
-    config.write_text("partitions: 6\ntopic_prefix: dev.\n")
-    settings = load_settings({"RUM_CONFIG_FILE": str(config), "RUM_PARTITIONS": "8"})
-    assert settings.partitions == 8  # the environment wins over the file
-    assert settings.topic_prefix == "dev."
+    config.write_text("kafka:\n  partitions: 6\n  topic_prefix: dev.\n  app_id: from-file\nbatch_size: 50\n")
+    env = {"RUM_CONFIG_FILE": str(config), "RUM_KAFKA__PARTITIONS": "8", "RUM_APP_ID": "from-env"}
+    settings = load_settings(env)
+    assert settings.kafka.partitions == 8  # the environment wins over the file
+    assert settings.kafka.app_id == "from-env"  # by its flat name too
+    assert settings.kafka.topic_prefix == "dev."  # the file wins over the default
+    assert settings.worker.batch_size == 50  # a flat key in the file
+    assert settings.kafka.replication_factor == 1  # the default
+    explicit = load_settings(env, **{"kafka.partitions": 9}, kafka={"topic_prefix": "cli."}, app_id="cli")
+    assert (explicit.kafka.partitions, explicit.kafka.topic_prefix, explicit.kafka.app_id) == (
+        9,
+        "cli.",
+        "cli",
+    )
+
+
+def test_json_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "rum.json"
+    config.write_text('{"enrich": {"geo": {"cache_size": 5}}, "ua_cache_size": 6}')
+    settings = load_settings({"RUM_CONFIG_FILE": str(config)})
+    assert settings.enrich.geo.cache_size == 5
+    assert settings.enrich.browser.cache_size == 6
 
 
 def test_config_file_errors_name_the_key(tmp_path: Path) -> None:
     config = tmp_path / "rum.yaml"
-    config.write_text("partitions: many\nunknown_thing: 1\n")
+    config.write_text("partitions: many\nunknown_thing: 1\nkafka:\n  prefix: x\n")
     with pytest.raises(ConfigError) as err:
         load_settings({"RUM_CONFIG_FILE": str(config)})
-    assert "RUM_PARTITIONS" in str(err.value)
-    assert "RUM_UNKNOWN_THING" in str(err.value)
+    message = str(err.value)
+    assert "kafka.partitions (RUM_KAFKA__PARTITIONS or RUM_PARTITIONS)" in message
+    assert "unknown_thing" in message and "kafka.prefix" in message
 
 
-def test_missing_config_file(tmp_path: Path) -> None:
+def test_a_config_key_given_flat_and_nested_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "rum.yaml"
+    config.write_text("partitions: 3\nkafka:\n  partitions: 4\n")
+    with pytest.raises(ConfigError, match=r"kafka\.partitions is given twice"):
+        load_settings({"RUM_CONFIG_FILE": str(config)})
+
+
+def test_missing_or_broken_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="RUM_CONFIG_FILE"):
         load_settings({"RUM_CONFIG_FILE": str(tmp_path / "absent.yaml")})
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("kafka: [\n")
+    with pytest.raises(ConfigError, match="RUM_CONFIG_FILE"):
+        load_settings({"RUM_CONFIG_FILE": str(broken)})
 
 
 def test_settings_are_frozen() -> None:
     settings = load_settings({})
     with pytest.raises(Exception):  # noqa: B017 - pydantic raises its own ValidationError
-        settings.partitions = 3  # type: ignore[misc]
+        settings.kafka.partitions = 3  # type: ignore[misc]
+    with pytest.raises(Exception):  # noqa: B017
+        settings.enrich.geo.cache_size = 3
 
 
 def test_local_broker_port_moves_the_default_bootstrap() -> None:
-    assert load_settings({"RUM_KAFKA_PORT": "9192"}).kafka_bootstrap == "127.0.0.1:9192"
-    explicit = load_settings({"RUM_KAFKA_PORT": "9192", "RUM_KAFKA_BOOTSTRAP": "kafka:29092"})
-    assert explicit.kafka_bootstrap == "kafka:29092"
+    assert load_settings({"RUM_KAFKA_PORT": "9192"}).kafka.bootstrap == "127.0.0.1:9192"
+    explicit = load_settings({"RUM_KAFKA__PORT": "9192", "RUM_KAFKA_BOOTSTRAP": "kafka:29092"})
+    assert explicit.kafka.bootstrap == "kafka:29092"
 
 
 def test_only_the_given_mapping_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUM_KAFKA_PORT", "19092")
-    monkeypatch.setenv("RUM_PARTITIONS", "3")
+    monkeypatch.setenv("RUM_KAFKA__PARTITIONS", "3")
     settings = load_settings({})
-    assert settings.kafka_bootstrap == "127.0.0.1:9092"
-    assert settings.partitions == 12
+    assert settings.kafka.bootstrap == "127.0.0.1:9092"
+    assert settings.kafka.partitions == 12
+
+
+def test_the_process_environment_is_read_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUM_KAFKA__PARTITIONS", "3")
+    monkeypatch.setenv("RUM_LOG_FORMAT", "json")
+    settings = load_settings()
+    assert (settings.kafka.partitions, settings.log.format) == (3, "json")
 
 
 def test_the_scripts_own_variables_are_not_unknown_settings() -> None:
     env = {"RUM_REQUIRE_BROWSER": "1", "RUM_BROKER_DIR": ".broker-chaos", "RUM_PARTITIONS": "3"}
     settings = load_settings(env)
-    assert settings.partitions == 3
+    assert settings.kafka.partitions == 3
     with pytest.raises(ConfigError, match="RUM_REQUIRE_BROWSERS"):
         load_settings({"RUM_REQUIRE_BROWSERS": "1"})
 
 
 def test_gc_thresholds_are_three_numbers_or_python() -> None:
-    assert load_settings({}).gc_thresholds == (200_000, 10, 1000)
-    assert load_settings({"RUM_GC_THRESHOLDS": "5000, 20, 100"}).gc_thresholds == (5000, 20, 100)
-    assert load_settings({"RUM_GC_THRESHOLDS": "python"}).gc_thresholds is None
+    assert load_settings({}).worker.gc_thresholds == (200_000, 10, 1000)
+    assert load_settings({"RUM_GC_THRESHOLDS": "5000, 20, 100"}).worker.gc_thresholds == (5000, 20, 100)
+    assert load_settings({"RUM_GC_THRESHOLDS": "python"}).worker.gc_thresholds is None
     for bad in ("5000,20", "0,10,10", "a,b,c", "-1,10,10", "99999999999999999999,1,1", "²,1,1"):
         with pytest.raises(ConfigError, match="RUM_GC_THRESHOLDS"):
-            load_settings({"RUM_GC_THRESHOLDS": bad})
+            load_settings({"RUM_WORKER__GC_THRESHOLDS": bad})

@@ -3,9 +3,10 @@
 An enrichment is one module holding one class. Besides ``enrich`` and
 ``stats`` the class declares, as class attributes:
 
-- ``settings_model``: a pydantic model of its settings (each field is read
-  from ``RUM_<FIELD NAME>``; the registry folds them into the one settings
-  model, so they are validated and documented with every other setting);
+- ``settings_model``: a pydantic model of its settings; it becomes the group
+  ``enrich.<name>`` of the one settings model (field ``bar`` of enrichment
+  ``foo`` is read from ``RUM_ENRICH__FOO__BAR``), so it is validated and
+  documented with every other setting;
 - ``schema``: its part of the enriched action's JSON Schema, as ``$defs``
   entries (``{"geo": {...}}``); entries several enrichments write (``view``)
   are merged property by property;

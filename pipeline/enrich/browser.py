@@ -26,7 +26,7 @@ reported as a warning.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, Field
 
@@ -42,6 +42,7 @@ from pipeline.enrich.useragent import (
     parse_user_agent,
     user_agent_fields,
 )
+from pipeline.settings_sources import Formerly
 
 if TYPE_CHECKING:
     from pipeline.settings import Settings
@@ -65,8 +66,10 @@ _FIELDS_OVERHEAD = 1200
 class BrowserSettings(BaseModel):
     """Settings of the browser enrichment."""
 
-    ua_cache_size: int = Field(10000, ge=0, description="User agents kept in the parse cache (LRU).")
-    ua_cache_bytes: int = Field(
+    cache_size: Annotated[int, Formerly("ua_cache_size")] = Field(
+        10000, ge=0, description="User agents kept in the parse cache (LRU)."
+    )
+    cache_bytes: Annotated[int, Formerly("ua_cache_bytes")] = Field(
         DEFAULT_CACHE_BYTES,
         ge=0,
         description="Bytes the user-agent parse cache may hold (LRU; 0 = no cache).",
@@ -134,9 +137,9 @@ class BrowserEnrichment(Plugin):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BrowserEnrichment:
-        """Build the enrichment with a cache of ``ua_cache_size`` entries and ``ua_cache_bytes`` bytes."""
+        """Build the enrichment with the cache sizes of ``enrich.browser``."""
         config = settings.section(BrowserSettings)
-        return cls(cache_size=config.ua_cache_size, cache_bytes=config.ua_cache_bytes)
+        return cls(cache_size=config.cache_size, cache_bytes=config.cache_bytes)
 
     def _lookup(self, ua: str) -> tuple[UserAgentFields, Notes]:
         found = self._cache.get(ua)

@@ -34,7 +34,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import maxminddb
 from pydantic import BaseModel, Field
@@ -55,6 +55,7 @@ from pipeline.enrich.geoip_db import (
 )
 from pipeline.enrich.ip import MAX_IP_CHARS
 from pipeline.errors import ConfigError
+from pipeline.settings_sources import Formerly
 
 if TYPE_CHECKING:
     from pipeline.settings import Settings
@@ -71,16 +72,18 @@ _GEO_COST = 900
 class GeoSettings(BaseModel):
     """Settings of the geo enrichment (the IP policy shares its cache size)."""
 
-    geoip_database: Path | None = Field(
+    database: Annotated[Path | None, Formerly("geoip_database")] = Field(
         None,
         description="GeoIP2/GeoLite2 City .mmdb file. Default: the GeoLite2 City file of the "
         "maxminddb-geolite2 package (2018 data).",
     )
-    geoip_check_interval: float = Field(
+    check_interval: Annotated[float, Formerly("geoip_check_interval")] = Field(
         5.0, ge=0, description="Seconds between checks whether the GeoIP file was replaced (0 = never)."
     )
-    ip_cache_size: int = Field(50000, ge=0, description="IP addresses kept in the geo cache (LRU).")
-    ip_cache_bytes: int = Field(
+    cache_size: Annotated[int, Formerly("ip_cache_size")] = Field(
+        50000, ge=0, description="IP addresses kept in the geo cache (LRU)."
+    )
+    cache_bytes: Annotated[int, Formerly("ip_cache_bytes")] = Field(
         32 * 1024 * 1024, ge=0, description="Bytes the geo cache may hold (LRU; 0 = no cache)."
     )
 
@@ -206,13 +209,13 @@ class GeoEnrichment(Plugin):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GeoEnrichment:
-        """Build from ``geoip_database``, ``ip_cache_*`` and ``geoip_check_interval``."""
+        """Build from ``enrich.geo``: ``database``, ``cache_size``, ``cache_bytes``, ``check_interval``."""
         config = settings.section(GeoSettings)
         return cls(
-            config.geoip_database,
-            cache_size=config.ip_cache_size,
-            cache_bytes=config.ip_cache_bytes,
-            check_interval=config.geoip_check_interval,
+            config.database,
+            cache_size=config.cache_size,
+            cache_bytes=config.cache_bytes,
+            check_interval=config.check_interval,
         )
 
     @property

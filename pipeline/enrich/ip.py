@@ -18,11 +18,12 @@ from __future__ import annotations
 import functools
 import ipaddress
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, Field
 
 from pipeline.enrich.base import Plugin, Warning
+from pipeline.settings_sources import Formerly
 
 if TYPE_CHECKING:
     from pipeline.settings import Settings
@@ -44,7 +45,7 @@ class IpPolicy(StrEnum):
 class IpPolicySettings(BaseModel):
     """Settings of the IP policy (the intake applies it to the bad rows it writes too)."""
 
-    ip_policy: IpPolicy = Field(
+    policy: Annotated[IpPolicy, Formerly("ip_policy")] = Field(
         IpPolicy.keep, description="keep, truncate (IPv4 /24, IPv6 /48) or drop the client IP."
     )
 
@@ -78,7 +79,7 @@ def truncate_ip(ip: str) -> str | None:
 
 
 class IpPolicyEnrichment(Plugin):
-    """Applies ``settings.ip_policy`` to ``network.client.ip``; runs after geo."""
+    """Applies ``enrich.ip_policy.policy`` to ``network.client.ip``; runs after geo."""
 
     name: ClassVar[str] = "ip_policy"
     settings_model: ClassVar[type[BaseModel]] = IpPolicySettings
@@ -93,12 +94,12 @@ class IpPolicyEnrichment(Plugin):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IpPolicyEnrichment:
-        """Build from ``ip_policy`` and ``ip_cache_size``."""
+        """Build from ``enrich.ip_policy.policy`` and ``enrich.geo.cache_size``."""
         # The addresses are those geo caches, so its cache size bounds this memo too.
         from pipeline.enrich.geo import GeoSettings
 
-        cache_size = settings.section(GeoSettings).ip_cache_size
-        return cls(settings.section(IpPolicySettings).ip_policy, cache_size=cache_size)
+        cache_size = settings.section(GeoSettings).cache_size
+        return cls(settings.section(IpPolicySettings).policy, cache_size=cache_size)
 
     def enrich(self, event: dict[str, Any], warnings: list[Warning]) -> None:
         """Keep, truncate or delete ``event["network"]["client"]["ip"]`` in place."""

@@ -258,7 +258,7 @@ class PageEnrichment(Plugin):
     @classmethod
     def from_settings(cls, settings: Settings) -> PageEnrichment:
         """Build the enrichment; ``max_attributes`` bounds ``url_query``."""
-        return cls(max_attributes=settings.max_attributes)
+        return cls(max_attributes=settings.worker.max_attributes)
 
     def enrich(self, event: dict[str, Any], warnings: list[Warning]) -> None:
         """Add the page fields to ``event["view"]``; append a warning for an unusable URL."""

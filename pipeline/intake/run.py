@@ -70,7 +70,7 @@ async def serve(settings: Settings) -> None:
     and then checked in the background: while it does not answer, requests get
     503 and /healthz says so.
     """
-    if not settings.intake_client_tokens:
+    if not settings.intake.client_tokens:
         log.warning(
             "intake: NO CLIENT TOKENS CONFIGURED - anyone who can reach this intake can write events; "
             "set RUM_INTAKE_CLIENT_TOKENS (token=application_id,...)"
@@ -90,21 +90,21 @@ async def _serve(settings: Settings) -> None:
     app = create_app(settings, sink, IntakeMetrics(process=True))
     runner = web.AppRunner(app, access_log=None, handle_signals=False, **runner_options(settings))
     await runner.setup()
-    site = web.TCPSite(runner, settings.intake_host, settings.intake_port, reuse_address=True)
+    site = web.TCPSite(runner, settings.intake.host, settings.intake.port, reuse_address=True)
     try:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
-        where = listening_url(settings.intake_host, settings.intake_port)
+        where = listening_url(settings.intake.host, settings.intake.port)
         raise PipelineError(
             f"cannot listen on {where}: {exc.strerror or exc} (RUM_INTAKE_HOST/PORT)"
         ) from None
-    port = settings.intake_port
+    port = settings.intake.port
     # The bound socket tells the real port when 0 was asked for.
     sockets = getattr(site._server, "sockets", None) or []
     if sockets:
         port = sockets[0].getsockname()[1]
-    print(f"intake: listening on {listening_url(settings.intake_host, port)}", flush=True)
+    print(f"intake: listening on {listening_url(settings.intake.host, port)}", flush=True)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -78,7 +78,7 @@ def runner_options(settings: Settings) -> dict[str, Any]:
     """
     return {
         **RUNNER_OPTIONS,
-        "keepalive_timeout": settings.intake_header_timeout,
+        "keepalive_timeout": settings.intake.header_timeout,
         "handler_cancellation": False,
     }
 
@@ -131,9 +131,9 @@ def create_app(settings: Settings, sink: EventSink, metrics: IntakeMetrics | Non
     app[_SINK] = sink
     app[_METRICS] = metrics
     app[_BUDGET] = ByteBudget.shared(
-        settings.intake_max_in_flight_bytes,
-        settings.intake_client_in_flight_share,
-        settings.intake_max_payload_bytes,
+        settings.intake.max_in_flight_bytes,
+        settings.intake.client_in_flight_share,
+        settings.intake.max_payload_bytes,
     )
     app.router.add_post(RUM_PATH, _rum, name="rum")
     app.router.add_post(ACTIONS_PATH, _actions, name="actions")
@@ -182,7 +182,7 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 def _origins(request: web.Request) -> tuple[str, ...]:
-    return request.app[_SETTINGS].intake_cors_origins
+    return request.app[_SETTINGS].intake.cors_origins
 
 
 async def _preflight(request: web.Request) -> web.Response:
@@ -228,7 +228,7 @@ async def _actions(request: web.Request) -> web.Response:
 
 def _application(request: web.Request, params: Mapping[str, str]) -> str | None:
     """The application of the request's client token; raises _Refused 403 without a valid one."""
-    tokens = request.app[_SETTINGS].intake_client_tokens
+    tokens = request.app[_SETTINGS].intake.client_tokens
     if not tokens:
         return None  # an open intake (warned about at start)
     token = params.get("dd-api-key") or request.headers.get("DD-API-KEY")
@@ -290,7 +290,7 @@ async def _ingest(request: web.Request, params: Mapping[str, str], *, ndjson: bo
     if origin_refused(_origins(request), request.headers):
         return _error(403, f"origin {request.headers['Origin']} may not send to this intake")
     application = _application(request, params)
-    limit = settings.intake_max_payload_bytes
+    limit = settings.intake.max_payload_bytes
     length = request.content_length
     if length is not None and length > limit:
         return _error(413, f"payload is {length} bytes, more than {limit}")
@@ -301,14 +301,14 @@ async def _ingest(request: web.Request, params: Mapping[str, str], *, ndjson: bo
     if not sink.ready:
         return _error(503, "Kafka is not available; send again later", RETRY_AFTER_UNAVAILABLE)
     address = client_ip(
-        request.remote, request.headers.getall("X-Forwarded-For", []), settings.intake_trusted_proxies
+        request.remote, request.headers.getall("X-Forwarded-For", []), settings.intake.trusted_proxies
     )
     client = client_key(address)
     if length is not None and not budget.fits(client, length):
         return _busy().response  # at once, before the client sends its body
     hold = _Hold(budget, client, metrics)
     try:
-        body = await _read_body(request, limit, hold, settings.intake_body_timeout)
+        body = await _read_body(request, limit, hold, settings.intake.body_timeout)
         if encoding is not None:
             try:
                 body = decompress(body, encoding, limit)
@@ -324,10 +324,10 @@ async def _ingest(request: web.Request, params: Mapping[str, str], *, ndjson: bo
             keep_event_ip=not ndjson,
         )
         if ndjson:
-            batch = parse_ndjson(body, stamps, settings.intake_max_event_bytes)
+            batch = parse_ndjson(body, stamps, settings.intake.max_event_bytes)
         else:
             try:
-                batch = parse_actions(body, stamps, settings.intake_max_event_bytes)
+                batch = parse_actions(body, stamps, settings.intake.max_event_bytes)
             except ValueError as exc:
                 return _error(400, str(exc))
         info = RequestInfo(
@@ -346,7 +346,7 @@ async def _ingest(request: web.Request, params: Mapping[str, str], *, ndjson: bo
 async def _produce(
     batch: Batch, info: RequestInfo, settings: Settings, sink: EventSink, metrics: IntakeMetrics
 ) -> web.Response:
-    bad_rows = bad_row_records(batch.rejections, info, settings.section(IpPolicySettings).ip_policy)
+    bad_rows = bad_row_records(batch.rejections, info, settings.section(IpPolicySettings).policy)
     if batch.records or bad_rows:
         started = time.perf_counter()
         try:

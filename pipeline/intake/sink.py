@@ -58,9 +58,9 @@ class KafkaSink:
             "other": settings.topic(OTHER),
             "bad": settings.topic(BAD),
         }
-        self.timeout = settings.intake_kafka_timeout
+        self.timeout = settings.intake.kafka_timeout
         self.retry_seconds = retry_seconds
-        self.check_interval = settings.intake_kafka_check_interval
+        self.check_interval = settings.intake.kafka_check_interval
         # A check that gets no answer in this time counts as a failure; a
         # loaded but healthy cluster answers metadata requests in milliseconds.
         self.check_timeout = max(2.0, 2 * self.check_interval)
@@ -96,7 +96,7 @@ class KafkaSink:
                 if not warned:
                     log.warning(
                         "intake: Kafka at %s is not available (%s); answering 503 until it is",
-                        self.settings.kafka_bootstrap,
+                        self.settings.kafka.bootstrap,
                         exc,
                     )
                     warned = True
@@ -109,7 +109,7 @@ class KafkaSink:
         for topic in self.topics.values():
             producer.client.add_topic(topic)
         self._connected.set()
-        log.info("intake: connected to Kafka at %s", self.settings.kafka_bootstrap)
+        log.info("intake: connected to Kafka at %s", self.settings.kafka.bootstrap)
 
     async def check(self) -> bool:
         """True when the cluster answers a metadata request within the check timeout."""
@@ -134,12 +134,12 @@ class KafkaSink:
         answered = await self.check()
         if answered and self._down.is_set():
             self._down.clear()
-            log.warning("intake: Kafka at %s answers again", self.settings.kafka_bootstrap)
+            log.warning("intake: Kafka at %s answers again", self.settings.kafka.bootstrap)
         elif not answered and not self._down.is_set():
             self._down.set()
             log.warning(
                 "intake: Kafka at %s does not answer; answering 503 until it does",
-                self.settings.kafka_bootstrap,
+                self.settings.kafka.bootstrap,
             )
         return answered
 
@@ -172,9 +172,9 @@ class KafkaSink:
         """Produce every record and wait for all acknowledgements, at most the configured timeout."""
         producer = self._producer
         if producer is None:
-            raise SinkUnavailable(f"not connected to Kafka at {self.settings.kafka_bootstrap}")
+            raise SinkUnavailable(f"not connected to Kafka at {self.settings.kafka.bootstrap}")
         if self._down.is_set():
-            raise SinkUnavailable(f"Kafka at {self.settings.kafka_bootstrap} does not answer")
+            raise SinkUnavailable(f"Kafka at {self.settings.kafka.bootstrap} does not answer")
         sending = asyncio.ensure_future(self._send_all(producer, records, timestamp_ms))
         went_down = asyncio.ensure_future(self._down.wait())
         try:
@@ -190,7 +190,7 @@ class KafkaSink:
                 sending.cancel()  # the producer still delivers what it queued; the client sends again
         if not finished:
             if self._down.is_set():
-                raise SinkUnavailable(f"Kafka at {self.settings.kafka_bootstrap} stopped answering")
+                raise SinkUnavailable(f"Kafka at {self.settings.kafka.bootstrap} stopped answering")
             raise SinkUnavailable(f"Kafka did not acknowledge within {self.timeout:g} s")
         error = sending.exception()
         if error is not None:

@@ -81,7 +81,7 @@ class RuntimeStats:
 
 def group_id(settings: Settings) -> str:
     """The consumer group sharing the monitors (RUM_MONITOR_GROUP, default ``<app id>-monitors``)."""
-    return settings.monitor_group or f"{settings.app_id}-monitors"
+    return settings.monitors.group or f"{settings.kafka.app_id}-monitors"
 
 
 async def read_states(
@@ -147,7 +147,7 @@ class MonitorRuntime:
         self.monitors = {m.name: m for m in monitors}
         self.source = source
         self.ready = ready
-        self.interval_s = settings.monitor_interval if interval_s is None else interval_s
+        self.interval_s = settings.monitors.interval if interval_s is None else interval_s
         self.notifier = notifier or WebhookNotifier()
         self.clock = clock
         self.stats = RuntimeStats()
@@ -193,8 +193,8 @@ class MonitorRuntime:
             enable_auto_commit=False,
             auto_offset_reset="latest",  # membership only: the records are read by the restore
             isolation_level="read_committed",
-            session_timeout_ms=int(self.settings.session_timeout * 1000),
-            heartbeat_interval_ms=min(3000, int(self.settings.session_timeout * 1000) // 3),
+            session_timeout_ms=int(self.settings.kafka.session_timeout * 1000),
+            heartbeat_interval_ms=min(3000, int(self.settings.kafka.session_timeout * 1000) // 3),
             **kwargs,
         )
         await self._consumer.start()

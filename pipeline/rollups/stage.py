@@ -137,7 +137,7 @@ class RollupStage:
         self.settings = settings
         self._producer = producer
         self._owned_partials = owned_partials
-        self.spill = Spill(spill_folder(settings.data_dir), settings.state_in_memory)
+        self.spill = Spill(spill_folder(settings.worker.data_dir), settings.rollups.state_in_memory)
         self.engine = RollupEngine(config, self.spill)
         self.merger = Merger(config.grace_seconds, config.retention_seconds, self.spill)
         # One reader per stage: the enrich and merge agents restore concurrently.
@@ -159,7 +159,7 @@ class RollupStage:
         #: Wall-clock ms of the last rebalance (0: none yet).
         self.rebalanced_at = 0
         self._merge_generation: dict[int, int] = {}
-        self.partials_partitions = settings.partitions
+        self.partials_partitions = settings.kafka.partitions
         #: Records read and written, for metrics (read by pipeline.metrics at scrape time).
         self.counts = {"partials_in": 0, "partials": 0, "late": 0, "facets": 0, "rollups": 0}
 

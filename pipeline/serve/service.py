@@ -56,10 +56,10 @@ class ViewService:
         """
         spill = None
         if sketches_in_memory is not None:
-            spill = SketchSpill(settings.data_dir / "view", sketches_in_memory)
+            spill = SketchSpill(settings.worker.data_dir / "view", sketches_in_memory)
         store = ViewStore(retention_ms=limits.retention_ms, spill=spill)
         service = cls(store, catalog, limits, ViewReader(settings, store))
-        path = settings.rollups_config or default_config_path()
+        path = settings.rollups.config or default_config_path()
         monitors = load_monitors(path, load_rollup_config(path))
         service.monitors = MonitorRuntime(
             settings, monitors, ViewSource(store, catalog), ready=lambda: service.ready

@@ -19,5 +19,5 @@ class Catalog:
 
 def load_catalog(settings: Settings) -> Catalog:
     """The catalog of RUM_ROLLUPS_CONFIG (default config/rollups.yaml); raises RollupConfigError."""
-    config = load_rollup_config(settings.rollups_config or default_config_path())
+    config = load_rollup_config(settings.rollups.config or default_config_path())
     return Catalog(catalog_of(config), tuple(f.path for f in config.facets))

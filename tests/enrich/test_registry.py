@@ -6,7 +6,7 @@ import asyncio
 import os
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import pytest
 from pydantic import BaseModel, Field
@@ -19,6 +19,7 @@ from pipeline.metrics import _enrichment_metrics
 from pipeline.process import Processor
 from pipeline.schemas import ENRICHED_ACTION, load_schema
 from pipeline.settings import CoreSettings, Settings, load_settings
+from pipeline.settings_sources import Formerly
 
 
 class _ViewA(Plugin):
@@ -34,7 +35,7 @@ class _ViewB(Plugin):
 
 
 class _Clash(BaseModel):
-    batch_size: int = Field(1, description="Already a core setting.")
+    size: Annotated[int, Formerly("batch_size")] = Field(1, description="Claims a core setting's flat name.")
 
 
 class _ClashingPlugin(Plugin):
@@ -42,22 +43,32 @@ class _ClashingPlugin(Plugin):
     settings_model: ClassVar[type[BaseModel]] = _Clash
 
 
-def test_every_enrichment_setting_is_read_from_its_rum_variable() -> None:
-    models = registry.settings_models()
-    assert models, "the registered enrichments declare settings"
-    for model in models:
-        for name, info in model.model_fields.items():
-            assert name in Settings.model_fields
-            assert name not in CoreSettings.model_fields  # declared once, by its enrichment
+def test_every_enrichment_setting_hangs_under_enrich_by_its_name() -> None:
+    enrich = Settings.model_fields["enrich"].annotation
+    assert isinstance(enrich, type) and issubclass(enrich, BaseModel)
+    with_settings = [cls for cls in registry.ENRICHMENTS if cls.settings_model.model_fields]
+    assert with_settings, "the registered enrichments declare settings"
+    assert list(enrich.model_fields) == [cls.name for cls in with_settings]
+    env = {}
+    for cls in with_settings:
+        assert issubclass(enrich.model_fields[cls.name].annotation, cls.settings_model)  # type: ignore[arg-type]
+        for name, info in cls.settings_model.model_fields.items():
             assert info.description
+            assert name not in CoreSettings.model_fields
+            if info.annotation is int:
+                env[f"RUM_ENRICH__{cls.name.upper()}__{name.upper()}"] = "7"
+    settings = load_settings(env)
+    for key in env:
+        _, plugin, field = key.lower().split("__")
+        assert getattr(settings.section(registry.REGISTRY[plugin].settings_model), field) == 7, key
+    # and by the names the settings had before they were nested
     settings = load_settings({"RUM_UA_CACHE_SIZE": "7", "RUM_IP_POLICY": "drop", "RUM_IP_CACHE_BYTES": "9"})
-    sections = {type(s).__name__: s for s in (settings.section(m) for m in models)}
-    assert sections["BrowserSettings"].ua_cache_size == 7  # type: ignore[attr-defined]
-    assert sections["IpPolicySettings"].ip_policy == "drop"  # type: ignore[attr-defined]
-    assert sections["GeoSettings"].ip_cache_bytes == 9  # type: ignore[attr-defined]
+    assert settings.enrich.browser.cache_size == 7
+    assert settings.enrich.ip_policy.policy == "drop"
+    assert settings.enrich.geo.cache_bytes == 9
 
 
-def test_a_setting_two_models_declare_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_flat_name_two_settings_claim_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(registry, "ENRICHMENTS", (*registry.ENRICHMENTS, _ClashingPlugin))
     with pytest.raises(TypeError, match="batch_size"):
         settings_module._compose(CoreSettings)

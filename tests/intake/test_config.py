@@ -12,27 +12,27 @@ from pipeline.settings import load_settings
 
 def test_defaults() -> None:
     settings = load_settings({})
-    assert (settings.intake_host, settings.intake_port) == ("127.0.0.1", 8080)
-    assert settings.intake_client_tokens == {}
-    assert settings.intake_max_payload_bytes == 5 * 1024 * 1024
-    assert settings.intake_max_event_bytes == 1024 * 1024
+    assert (settings.intake.host, settings.intake.port) == ("127.0.0.1", 8080)
+    assert settings.intake.client_tokens == {}
+    assert settings.intake.max_payload_bytes == 5 * 1024 * 1024
+    assert settings.intake.max_event_bytes == 1024 * 1024
 
 
 @pytest.mark.parametrize("value", ["pub1=shop, pub2=*", '{"pub1": "shop", "pub2": "*"}'])
 def test_tokens_as_pairs_or_json(value: str) -> None:
     settings = load_settings({"RUM_INTAKE_CLIENT_TOKENS": value})
-    assert settings.intake_client_tokens == {"pub1": "shop", "pub2": "*"}
+    assert settings.intake.client_tokens == {"pub1": "shop", "pub2": "*"}
 
 
 def test_trusted_proxies_and_origins() -> None:
     settings = load_settings(
         {"RUM_INTAKE_TRUSTED_PROXIES": "10.0.0.0/8, ::1", "RUM_INTAKE_CORS_ORIGINS": "https://shop.example/"}
     )
-    assert settings.intake_trusted_proxies == (
+    assert settings.intake.trusted_proxies == (
         ipaddress.ip_network("10.0.0.0/8"),
         ipaddress.ip_network("::1"),
     )
-    assert settings.intake_cors_origins == ("https://shop.example",)
+    assert settings.intake.cors_origins == ("https://shop.example",)
 
 
 def test_every_bad_intake_key_is_named() -> None:
@@ -70,15 +70,15 @@ def test_values_from_the_process_environment(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("RUM_INTAKE_TRUSTED_PROXIES", "10.0.0.0/8")
     monkeypatch.setenv("RUM_INTAKE_CORS_ORIGINS", "https://shop.example")
     settings = load_settings()
-    assert settings.intake_client_tokens == {"pub1": "shop", "pub2": "*"}
-    assert settings.intake_trusted_proxies == (ipaddress.ip_network("10.0.0.0/8"),)
-    assert settings.intake_cors_origins == ("https://shop.example",)
+    assert settings.intake.client_tokens == {"pub1": "shop", "pub2": "*"}
+    assert settings.intake.trusted_proxies == (ipaddress.ip_network("10.0.0.0/8"),)
+    assert settings.intake.cors_origins == ("https://shop.example",)
 
 
 def test_timeouts_share_and_check_interval() -> None:
     settings = load_settings({})
-    assert (settings.intake_header_timeout, settings.intake_body_timeout) == (10.0, 20.0)
-    assert (settings.intake_client_in_flight_share, settings.intake_kafka_check_interval) == (0.25, 1.0)
+    assert (settings.intake.header_timeout, settings.intake.body_timeout) == (10.0, 20.0)
+    assert (settings.intake.client_in_flight_share, settings.intake.kafka_check_interval) == (0.25, 1.0)
     with pytest.raises(ConfigError, match="RUM_INTAKE_CLIENT_IN_FLIGHT_SHARE"):
         load_settings({"RUM_INTAKE_CLIENT_IN_FLIGHT_SHARE": "0"})
     with pytest.raises(ConfigError, match="RUM_INTAKE_BODY_TIMEOUT"):
@@ -86,7 +86,7 @@ def test_timeouts_share_and_check_interval() -> None:
 
 
 def test_a_payload_limit_whose_bad_rows_would_not_fit_the_bad_topic_is_refused() -> None:
-    assert load_settings({"RUM_INTAKE_MAX_PAYLOAD_BYTES": "6000000"}).intake_max_payload_bytes == 6_000_000
+    assert load_settings({"RUM_INTAKE_MAX_PAYLOAD_BYTES": "6000000"}).intake.max_payload_bytes == 6_000_000
     with pytest.raises(ConfigError, match="at most 6000000"):
         load_settings(
             {"RUM_INTAKE_MAX_PAYLOAD_BYTES": "6000001", "RUM_INTAKE_MAX_IN_FLIGHT_BYTES": "99999999"}

@@ -169,7 +169,7 @@ def test_worker_metrics_equal_what_was_produced(env: dict[str, str], tmp_path: P
             previous = _events(samples)
             time.sleep(2)
             samples = _scrape(port)
-        assert len([topic for topic, _ in lag if topic == raw]) == settings.partitions
+        assert len([topic for topic, _ in lag if topic == raw]) == settings.kafka.partitions
         written = {
             name: _records_written(settings, settings.topic(name))
             for name in (FACETS, ROLLUPS, PARTIALS, LATE)
