@@ -80,7 +80,7 @@ def test_a_live_service_spills_sketches_under_the_data_dir_when_bounded(tmp_path
     spill = bounded.store.spill
     assert spill is not None
     try:
-        assert spill.capacity == 10 and spill.folder.parent == settings.data_dir / "view"
+        assert spill.capacity == 10 and spill.folder.parent == settings.worker.data_dir / "view"
         assert bounded.monitors is not None and bounded.reader is not None
         assert bounded.store.retention_ms == Limits().retention_ms
     finally:
