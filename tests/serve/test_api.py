@@ -37,8 +37,12 @@ def filled_store() -> tuple[ViewStore, int]:
                 )
             )
     store.apply_rollup_record(late_record("cart_value_by_country", 3600, hour, 1))
-    store.apply_facet(None, orjson.dumps(facet_record("geo.country", "France", 3600, hour, 7)))
-    store.apply_facet(None, orjson.dumps(facet_record("geo.country", "Spain", 3600, hour, 3)))
+    # The pipeline counts a facet value in its hour and in its day: a range widened to whole hours
+    # may take the day's window (from 23:00 UTC on, the last day widens to the whole current day).
+    day = hour - hour % (24 * H)
+    for interval, start in ((3600, hour), (86400, day)):
+        store.apply_facet(None, orjson.dumps(facet_record("geo.country", "France", interval, start, 7)))
+        store.apply_facet(None, orjson.dumps(facet_record("geo.country", "Spain", interval, start, 3)))
     return store, hour
 
 
