@@ -45,6 +45,7 @@ from pipeline.process import Processor
 from pipeline.produce import Message, publish
 from pipeline.schemas import schema_errors
 from pipeline.settings import Settings, load_settings
+from pipeline.settings_env import child_env, settings_environ
 from pipeline.topics import ENRICHED, RAW
 
 CLI = str(Path(sys.executable).with_name("rum-pipeline"))
@@ -155,15 +156,15 @@ async def passthrough(settings: Settings, source: str, target: str, expected: in
 def broker_run(base_env: dict[str, str], events: int, batch: int, tmp: Path) -> tuple[float, float]:
     """One worker run and one pass-through run over the same generated messages: (worker/s, pass/s)."""
     tag = uuid.uuid4().hex[:8]
-    env = {
-        **base_env,
-        "RUM_TOPIC_PREFIX": f"bench{tag}.",
-        "RUM_APP_ID": f"bench-{tag}",
-        "RUM_DATA_DIR": str(tmp / tag),
-        "RUM_WEB_PORT": "0",
-        "RUM_ROLLUPS": "false",  # enrichment alone: bench/rollups.py measures the rollups
+    own = {
+        "kafka.topic_prefix": f"bench{tag}.",
+        "kafka.app_id": f"bench-{tag}",
+        "worker.data_dir": str(tmp / tag),
+        "worker.web_port": "0",
+        "rollups.enabled": "false",  # enrichment alone: bench/rollups.py measures the rollups
     }
-    settings = load_settings({k: v for k, v in env.items() if k.startswith("RUM_")})
+    env = child_env(base_env, own)
+    settings = load_settings(settings_environ(env))
     pass_topic = settings.topic("bench.passthrough")
     try:
         asyncio.run(create_topics(settings))
@@ -220,7 +221,7 @@ def main() -> int:
 
     if args.broker_events:
         env = {k: v for k, v in os.environ.items()}
-        batch = load_settings({k: v for k, v in env.items() if k.startswith("RUM_")}).worker.batch_size
+        batch = load_settings(settings_environ(env)).worker.batch_size
         workers, passes, ratios = [], [], []
         with tempfile.TemporaryDirectory() as tmp:
             for i in range(args.runs):

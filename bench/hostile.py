@@ -49,6 +49,7 @@ from pipeline.generate import TrafficGenerator  # noqa: E402
 from pipeline.process import Processor  # noqa: E402
 from pipeline.produce import Message, publish  # noqa: E402
 from pipeline.settings import load_settings  # noqa: E402
+from pipeline.settings_env import child_env, settings_environ  # noqa: E402
 from pipeline.topics import BAD, ENRICHED, RAW  # noqa: E402
 from tests.fuzz import hostile  # noqa: E402
 
@@ -99,15 +100,15 @@ def worker_run(name: str, args: argparse.Namespace, tmp: Path) -> dict[str, floa
     messages = stream(name, args.events, args.every, args.size)
     enriched, bad = expected_outputs(messages)
     tag = uuid.uuid4().hex[:8]
-    env = {
-        **os.environ,
-        "RUM_TOPIC_PREFIX": f"hostile{tag}.",
-        "RUM_APP_ID": f"hostile-{tag}",
-        "RUM_DATA_DIR": str(tmp / tag),
-        "RUM_WEB_PORT": "0",
-        "RUM_ROLLUPS": "false",  # enrichment alone
+    own = {
+        "kafka.topic_prefix": f"hostile{tag}.",
+        "kafka.app_id": f"hostile-{tag}",
+        "worker.data_dir": str(tmp / tag),
+        "worker.web_port": "0",
+        "rollups.enabled": "false",  # enrichment alone
     }
-    settings = load_settings({k: v for k, v in env.items() if k.startswith("RUM_")})
+    env = child_env(os.environ, own)
+    settings = load_settings(settings_environ(env))
     try:
         asyncio.run(create_topics(settings))
         asyncio.run(publish(settings, settings.topic(RAW), (Message(k, v) for k, v in messages)))

@@ -42,6 +42,7 @@ from pipeline.generate import TrafficGenerator
 from pipeline.intake.child import running_intake
 from pipeline.produce import make_producer
 from pipeline.settings import Settings
+from pipeline.settings_env import child_env
 from pipeline.topics import OTHER, RAW
 
 TOKEN = "bench-token"
@@ -175,9 +176,9 @@ def main() -> int:
     args = parser.parse_args()
 
     tag = uuid.uuid4().hex[:8]
-    env = dict(os.environ)
-    env.update(
-        RUM_TOPIC_PREFIX=f"bench{tag}.", RUM_INTAKE_CLIENT_TOKENS=f"{TOKEN}=*", RUM_LOG_LEVEL="warning"
+    env = child_env(
+        os.environ,
+        {"kafka.topic_prefix": f"bench{tag}.", "intake.client_tokens": f"{TOKEN}=*", "log.level": "warning"},
     )
     settings = settings_of(env)
     # The baseline writes to the other-events topic, which the intake run leaves empty.

@@ -181,7 +181,7 @@ def run_job(job: str, messages: list[Message], tmp: Path, profile: Path | None =
         argv = [pyspy, "record", "-r", "200", "-f", "raw", "-o", str(profile), "--", *argv]
     env = bench_env(tmp, RUM_ROLLUPS="false", **extra)
     settings = settings_of(env)
-    log = tmp / f"{job}-{env['RUM_APP_ID']}.log"
+    log = tmp / f"{job}-{settings.kafka.app_id}.log"
     try:
         asyncio.run(create_job_topics(settings, everything=job.startswith("worker")))
         summary = asyncio.run(publish(settings, settings.topic(RAW), messages))

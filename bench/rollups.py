@@ -68,6 +68,7 @@ from pipeline.kafka_auth import client_kwargs
 from pipeline.produce import Message, make_producer, publish
 from pipeline.rollups.config import default_config_path, parse_duration
 from pipeline.settings import Settings, load_settings
+from pipeline.settings_env import child_env, settings_environ
 from pipeline.topics import ENRICHED, FACETS, PARTIALS, RAW, ROLLUPS, topic_specs
 
 CLI = str(Path(sys.executable).with_name("rum-pipeline"))
@@ -83,20 +84,20 @@ KINDS = ("whole", "steady", "cpu_us")
 def bench_env(tmp: Path, **extra: str) -> dict[str, str]:
     """The environment of one worker: its own topic prefix, consumer group and state folder."""
     tag = uuid.uuid4().hex[:8]
-    env = dict(os.environ)
-    env.update(
-        RUM_TOPIC_PREFIX=f"bench{tag}.",
-        RUM_APP_ID=f"bench-{tag}",
-        RUM_DATA_DIR=str(tmp / tag),
-        RUM_WEB_PORT="0",
-    )
-    env.update(extra)
-    return env
+    # child_env replaces both names of each setting: a user's RUM_KAFKA__TOPIC_PREFIX neither clashes
+    # with nor overrides the prefix set here.
+    own = {
+        "kafka.topic_prefix": f"bench{tag}.",
+        "kafka.app_id": f"bench-{tag}",
+        "worker.data_dir": str(tmp / tag),
+        "worker.web_port": "0",
+    }
+    return child_env(os.environ, {**own, **extra})
 
 
 def settings_of(env: dict[str, str]) -> Settings:
     """The settings a worker started with ``env`` sees."""
-    return load_settings({k: v for k, v in env.items() if k.startswith("RUM_")})
+    return load_settings(settings_environ(env))
 
 
 @contextlib.contextmanager
@@ -301,7 +302,7 @@ def throughput_run(
     settings = settings_of(env)
     asyncio.run(create_topics(settings))
     label = "on" if rollups else "off"
-    log = tmp / f"worker-{label}-{env['RUM_APP_ID']}.log"
+    log = tmp / f"worker-{label}-{settings.kafka.app_id}.log"
     summary = asyncio.run(publish(settings, settings.topic("rum.actions.raw"), messages))
     if summary.failed:
         if not keep:
@@ -443,7 +444,7 @@ def latency_run(tmp: Path, rate: float, seconds: float, keep: bool) -> dict[str,
     settings = settings_of(env)
     asyncio.run(create_topics(settings))
     bases = [Message(m.key, m.value) for m in TrafficGenerator(seed=11).messages(2000)]
-    log = tmp / f"worker-latency-{env['RUM_APP_ID']}.log"
+    log = tmp / f"worker-latency-{settings.kafka.app_id}.log"
     with watched_worker(env, log, "latency", settings, keep):
         return asyncio.run(measure_latency(settings, bases, rate, seconds, 60))
 

@@ -41,6 +41,7 @@ from pipeline.consume import record_timestamps
 from pipeline.generate import TrafficGenerator
 from pipeline.produce import Message, make_producer, publish
 from pipeline.settings import Settings
+from pipeline.settings_env import child_env
 from pipeline.topics import ENRICHED, RAW
 
 #: Log line of a faust worker given partitions; the group has settled once none comes for a while.
@@ -94,11 +95,12 @@ def scale_run(messages: list[Message], workers: int, rollups: bool, tmp: Path) -
     env = bench_env(tmp, RUM_ROLLUPS="true" if rollups else "false")
     settings = settings_of(env)
     asyncio.run(create_topics(settings))
-    logs = [tmp / f"worker-{env['RUM_APP_ID']}-{i}.log" for i in range(workers)]
+    logs = [tmp / f"worker-{settings.kafka.app_id}-{i}.log" for i in range(workers)]
     try:
         with contextlib.ExitStack() as stack:
             for i, log in enumerate(logs):
-                stack.enter_context(worker({**env, "RUM_DATA_DIR": f"{env['RUM_DATA_DIR']}-{i}"}, log))
+                own = child_env(env, {"worker.data_dir": f"{settings.worker.data_dir}-{i}"})
+                stack.enter_context(worker(own, log))
             settle(logs)
             partitions = asyncio.run(warm_up(settings, messages[0]))
             asyncio.run(record_timestamps(settings, settings.topic(ENRICHED), partitions, 120))

@@ -374,7 +374,8 @@ def demo(count: int, rate: float, seed: int | None, with_worker: bool) -> None:
     console = Console()
     _run(create_topics(settings))
     worker_log = settings.worker.data_dir / "demo-worker.log"
-    proc = start_worker(worker_log) if with_worker else None
+    given = click.get_current_context().find_root().obj or {}
+    proc = start_worker(worker_log, given) if with_worker else None
     if proc:
         console.print(f"worker started (pid {proc.pid}), log: {worker_log}")
     try:

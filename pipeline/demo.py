@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from pipeline.consume import assign_topics, make_reader
 from pipeline.generate import TrafficGenerator
 from pipeline.produce import Message, publish
 from pipeline.settings import Settings
+from pipeline.settings_env import child_env
 from pipeline.topics import BAD, ENRICHED, FACETS, RAW, ROLLUPS
 
 #: The rollup the demo table shows (config/rollups.yaml).
@@ -202,11 +204,15 @@ async def run_demo(settings: Settings, count: int, rate: float, seed: int, conso
     return tally
 
 
-def start_worker(log: Path) -> subprocess.Popen[bytes]:
-    """A `rum-pipeline worker` child process logging to ``log``."""
+def start_worker(log: Path, values: Mapping[str, Any] | None = None) -> subprocess.Popen[bytes]:
+    """A `rum-pipeline worker` child process logging to ``log``.
+
+    ``values`` are the settings given to this process explicitly (``--set``):
+    the worker gets them too, so it reads the same topics. Faust's web server
+    stays off unless a port is set.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env.setdefault("RUM_WEB_PORT", "0")
+    env = child_env(os.environ, values, defaults={"worker.web_port": 0})
     cli = str(Path(sys.executable).with_name("rum-pipeline"))
     with open(log, "wb") as out:
         return subprocess.Popen(

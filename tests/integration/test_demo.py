@@ -18,8 +18,13 @@ pytestmark = pytest.mark.kafka
 
 def test_demo_shows_what_flowed(tmp_path: Path, test_mmdb: Path) -> None:
     env = isolated_env(tmp_path, RUM_GEOIP_DATABASE=str(test_mmdb), COLUMNS="120")
+    # The worker the demo starts sees the settings the demo was given, whichever their names:
+    # a nested web port (the demo must not add the flat one), a --set topic prefix.
+    env["RUM_WORKER__WEB_PORT"] = env.pop("RUM_WEB_PORT")
+    prefix = "d" + env["RUM_TOPIC_PREFIX"]
+    demo = ["demo", "--count", "400", "--rate", "0", "--seed", "3"]
     done = subprocess.run(
-        [CLI, "demo", "--count", "400", "--rate", "0", "--seed", "3"],
+        [CLI, "--set", f"kafka.topic_prefix={prefix}", *demo],
         env=env,
         capture_output=True,
         text=True,
