@@ -15,7 +15,7 @@ from pipeline import __version__, query_cli
 from pipeline.errors import PipelineError
 from pipeline.logs import configure_logging
 from pipeline.settings import Settings, load_settings
-from pipeline.settings_sources import env_name, flat_names, leaves, old_env_name
+from pipeline.settings_sources import env_name, flat_names, leaves, masked, old_env_name
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -573,7 +573,7 @@ def show_settings() -> None:
         value: Any = settings
         for part in path:
             value = getattr(value, part)
-        value = getattr(value, "value", value)  # an enum's text; a secret shows as stars
+        value = masked(field, getattr(value, "value", value))  # an enum's text; a secret as stars
         old = old_env_name(path, Settings)
         names = env_name(path) + (f" ({old})" if old else "")
         click.echo(f"{'.'.join(path):34} {value!s:24} {names}  {field.description}")

@@ -11,7 +11,7 @@ import re
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from pipeline.settings_sources import env_name, leaves, old_env_name
+from pipeline.settings_sources import env_name, is_secret, leaves, old_env_name
 
 
 def _names(path: tuple[str, ...], model: type[BaseModel]) -> str:
@@ -40,7 +40,7 @@ def describe_errors(exc: ValidationError, model: type[BaseModel]) -> str:
             where = ".".join(loc) or "settings"
             lines.append(f"  {where}: {with_names(message)}")
             continue
-        secret = "SecretStr" in str(settings[path].annotation) or isinstance(err.get("input"), SecretStr)
+        secret = is_secret(settings[path]) or isinstance(err.get("input"), SecretStr)
         shown = "" if secret else f" (got {err.get('input')!r})"
         lines.append(f"  {'.'.join(path)} ({_names(path, model)}): {message}{shown}")
     return "\n".join(lines)

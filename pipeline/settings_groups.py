@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, fi
 from pydantic_settings import NoDecode
 
 from pipeline.settings_sources import Formerly as F
+from pipeline.settings_sources import Secret
 
 #: Largest request body the intake may be set to take: its bad rows must fit the bad topic's 8 MiB.
 INTAKE_MAX_PAYLOAD_CEILING = 6_000_000
@@ -286,10 +287,10 @@ class IntakeSettings(Group):
     )
     # NoDecode: these arrive as plain text (pairs, CIDRs) that the validators
     # below parse, not as the JSON pydantic-settings expects for containers.
-    client_tokens: Annotated[dict[str, str], NoDecode, F("intake_client_tokens")] = Field(
+    client_tokens: Annotated[dict[str, str], NoDecode, F("intake_client_tokens"), Secret()] = Field(
         default_factory=dict,
         description="Client tokens the intake accepts: token=application_id[,...] or a JSON object; "
-        "application * = any. Empty: the intake is open to anyone.",
+        "application * = any. Empty: the intake is open to anyone. Shown with each token as ****.",
     )
     trusted_proxies: Annotated[
         tuple[IPv4Network | IPv6Network, ...], NoDecode, F("intake_trusted_proxies")

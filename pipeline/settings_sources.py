@@ -35,6 +35,25 @@ class Formerly:
     name: str
 
 
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """``Annotated`` metadata: the setting holds credentials (shown masked, never in an error)."""
+
+
+def is_secret(info: FieldInfo) -> bool:
+    """Whether a setting holds credentials: a ``SecretStr``, or marked with :class:`Secret`."""
+    return "SecretStr" in str(info.annotation) or any(isinstance(m, Secret) for m in info.metadata)
+
+
+def masked(info: FieldInfo, value: Any) -> Any:
+    """``value`` as it may be shown: a secret's characters as stars, a token table's keys as ``****``."""
+    if not is_secret(info) or value is None:
+        return value
+    if isinstance(value, dict):
+        return ",".join(f"****={application}" for application in value.values())
+    return "**********"
+
+
 def model_type(annotation: Any) -> type[BaseModel] | None:
     """The pydantic model a field holds, when it holds one (not a union with other things)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):

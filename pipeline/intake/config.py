@@ -21,7 +21,8 @@ def parse_client_tokens(value: Any) -> dict[str, str]:
 
     Accepts a mapping, a JSON object, or ``token=application_id`` pairs
     separated by commas (``pub123=shop,pub456=*``). ``*`` lets a token send
-    events of any application. Raises ValueError naming the bad entry.
+    events of any application. Raises ValueError naming the bad entry by its
+    number: tokens are credentials, never echoed.
     """
     if value is None or value == "":
         return {}
@@ -34,20 +35,20 @@ def parse_client_tokens(value: Any) -> dict[str, str]:
                 raise ValueError(f"not a valid JSON object: {exc.msg}") from None
         else:
             pairs: dict[str, str] = {}
-            for item in text.split(","):
+            for number, item in enumerate(text.split(","), 1):
                 token, sep, application = (part.strip() for part in item.partition("="))
                 if not sep:
-                    raise ValueError(f"expected token=application_id, got {item.strip()!r}")
+                    raise ValueError(f"entry {number}: expected token=application_id")
                 pairs[token] = application
             value = pairs
     if not isinstance(value, dict):
         raise ValueError("expected token=application_id[,...] or a JSON object")
     tokens: dict[str, str] = {}
-    for token, application in value.items():
+    for number, (token, application) in enumerate(value.items(), 1):
         if not isinstance(token, str) or not token or any(c.isspace() for c in token):
-            raise ValueError(f"a client token must be a non-empty string without spaces, got {token!r}")
+            raise ValueError(f"entry {number}: a client token must be a non-empty string without spaces")
         if not isinstance(application, str) or not application:
-            raise ValueError(f"token {token!r}: the application id must be a non-empty string")
+            raise ValueError(f"entry {number}: the application id must be a non-empty string")
         tokens[token] = application
     return tokens
 
