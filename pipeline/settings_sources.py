@@ -152,8 +152,12 @@ class MappingEnvSource(EnvSettingsSource):
     def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
         super().__init__(settings_cls, env_prefix=PREFIX, env_nested_delimiter=DELIMITER)
         flat = {(PREFIX + name).lower() for name in flat_names(settings_cls)}
-        # env_vars is what the source looks names up in (lower case: names are not case-sensitive).
-        self.env_vars = {k.lower(): v for k, v in environ.items() if k.lower() not in flat}
+        # env_vars is what the source looks names up in, lower-cased. Only upper-case RUM_ names are
+        # settings (the names the checks of unknown and doubly given names look at): rum_kafka__port
+        # is ignored, as every name not starting with RUM_ always was.
+        self.env_vars = {
+            k.lower(): v for k, v in environ.items() if k.startswith(PREFIX) and k.lower() not in flat
+        }
 
 
 class FlatEnvSource(PydanticBaseSettingsSource):

@@ -172,3 +172,23 @@ def test_gc_thresholds_are_three_numbers_or_python() -> None:
     for bad in ("5000,20", "0,10,10", "a,b,c", "-1,10,10", "99999999999999999999,1,1", "²,1,1"):
         with pytest.raises(ConfigError, match="RUM_GC_THRESHOLDS"):
             load_settings({"RUM_WORKER__GC_THRESHOLDS": bad})
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"rum_kafka__partitions": "3"},
+        {"Rum_Kafka__Partitions": "3"},
+        {"rum_partitions": "3"},
+        {"rum_kafka__nope": "3"},
+        {"RUM_PARTITIONS": "12", "rum_kafka__partitions": "3"},
+    ],
+)
+def test_names_not_in_upper_case_are_ignored(env: dict[str, str]) -> None:
+    # Neither read nor checked: only upper-case RUM_ names are settings.
+    assert load_settings(env).kafka.partitions == 12
+
+
+def test_a_name_with_the_prefix_in_upper_case_must_be_spelt_in_upper_case() -> None:
+    with pytest.raises(ConfigError, match="unknown settings: RUM_kafka__partitions"):
+        load_settings({"RUM_kafka__partitions": "3"})
