@@ -52,6 +52,7 @@ from pipeline.settings_sources import (
     FlatEnvSource,
     FlatKeysFile,
     MappingEnvSource,
+    check_config_file,
     env_name,
     env_names,
     flat_names,
@@ -247,6 +248,8 @@ def load_settings(environ: Mapping[str, str] | None = None, /, **overrides: Any)
     path = Path(config_file) if config_file else None
     if path is not None and not path.is_file():
         raise ConfigError(f"RUM_CONFIG_FILE: cannot read {path}: no such file")
+    if path is not None:
+        check_config_file(path)
     token = _INPUTS.set((env, path))
     try:
         return Settings(**_nested(overrides))

@@ -14,10 +14,13 @@ module adds one source, :class:`FlatEnvSource`, for the flat names.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource
@@ -125,6 +128,41 @@ def place(tree: dict[str, Any], path: tuple[str, ...], value: Any, origin: str) 
     node[path[-1]] = value
 
 
+#: How a file's top level that is not a mapping is named in the error.
+_KINDS = {int: "a number", float: "a number", bool: "a boolean", str: "text", list: "a list"}
+
+
+def check_config_file(path: Path) -> None:
+    """Refuse a config file that cannot be parsed or whose top level is not a mapping of settings.
+
+    It is parsed as pydantic-settings' file sources parse it (YAML or JSON by
+    its suffix), so that their errors, which would not name the file, are
+    caught here first. An empty file is no settings.
+    """
+    try:
+        with open(path, encoding="utf-8") as file:
+            data = yaml.safe_load(file) if path.suffix in (".yaml", ".yml") else json.load(file)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(f"RUM_CONFIG_FILE: cannot read {path}: {exc}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(
+            f"RUM_CONFIG_FILE: {path} must hold a mapping of settings (e.g. `kafka: {{partitions: 6}}`), "
+            f"not {_KINDS.get(type(data), 'a ' + type(data).__name__)}"
+        )
+
+
+def _empty_groups(data: dict[str, Any], model: type[BaseModel]) -> None:
+    """Groups given with no value (a YAML key whose children are all commented out) become empty."""
+    for name, info in model.model_fields.items():
+        group = model_type(info.annotation)
+        if group is None or name not in data:
+            continue
+        if data[name] is None:
+            data[name] = {}
+        elif isinstance(data[name], dict):
+            _empty_groups(data[name], group)
+
+
 def nest_flat_keys(data: Mapping[str, Any], model: type[BaseModel], origin: str) -> dict[str, Any]:
     """A config mapping with its old flat top-level keys moved to their nested place."""
     table = flat_names(model)
@@ -136,6 +174,7 @@ def nest_flat_keys(data: Mapping[str, Any], model: type[BaseModel], origin: str)
         is_group = key in groups and (isinstance(value, Mapping) or value is None)
         (flat if key in table and not is_group else nested)[key] = value
     out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in nested.items()}
+    _empty_groups(out, model)
     for key, value in flat.items():
         place(out, table[key], value, origin)
     return out

@@ -192,3 +192,38 @@ def test_names_not_in_upper_case_are_ignored(env: dict[str, str]) -> None:
 def test_a_name_with_the_prefix_in_upper_case_must_be_spelt_in_upper_case() -> None:
     with pytest.raises(ConfigError, match="unknown settings: RUM_kafka__partitions"):
         load_settings({"RUM_kafka__partitions": "3"})
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "kind"),
+    [
+        ("a.yaml", "5\n", "a number"),
+        ("a.json", "[1]", "a list"),
+        ("a.yml", "- a\n- b\n", "a list"),
+        ("a.yaml", "hello\n", "text"),
+    ],
+)
+def test_a_config_file_must_hold_a_mapping(tmp_path: Path, name: str, text: str, kind: str) -> None:
+    config = tmp_path / name
+    config.write_text(text)
+    with pytest.raises(ConfigError, match=f"must hold a mapping of settings .*not {kind}$") as err:
+        load_settings({"RUM_CONFIG_FILE": str(config)})
+    assert str(config) in str(err.value)
+
+
+def test_groups_without_values_in_a_config_file_are_empty(tmp_path: Path) -> None:
+    config = tmp_path / "rum.yaml"
+    config.write_text("kafka:\n  # partitions: 3\nrollups:\nenrich:\n  geo:\nworker:\n  batch_size: 7\n")
+    settings = load_settings({"RUM_CONFIG_FILE": str(config)})
+    assert (settings.kafka.partitions, settings.rollups.enabled, settings.worker.batch_size) == (12, True, 7)
+    assert settings.enrich.geo.cache_size == load_settings({}).enrich.geo.cache_size
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n")
+    assert load_settings({"RUM_CONFIG_FILE": str(tmp_path / "empty.yaml")}) == load_settings({})
+
+
+@pytest.mark.parametrize("value", ["5", "{a: 1}", "true"])
+def test_cors_origins_of_the_wrong_kind_are_a_validation_error(tmp_path: Path, value: str) -> None:
+    config = tmp_path / "rum.yaml"
+    config.write_text(f"intake:\n  cors_origins: {value}\n")
+    with pytest.raises(ConfigError, match=r"intake\.cors_origins \(RUM_INTAKE__CORS_ORIGINS"):
+        load_settings({"RUM_CONFIG_FILE": str(config)})

@@ -78,6 +78,8 @@ def parse_origins(value: Any) -> tuple[str, ...]:
     if value is None or value == "":
         return ()
     items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ValueError("expected origins separated by commas (or a list), e.g. https://shop.example")
     origins = []
     for item in items:
         origin = str(item).strip().rstrip("/")
