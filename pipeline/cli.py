@@ -37,13 +37,19 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _assignments(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
-    """``--set group.field=value`` options as a mapping of setting to text."""
+    """``--set group.field=value`` options as a mapping of dotted setting name to text.
+
+    An old flat name (``web_port``) is turned into its dotted one, the name
+    a command's own option is given under, so that the option wins.
+    """
+    table = flat_names(Settings)
     found: dict[str, str] = {}
     for item in values:
         name, sep, value = item.partition("=")
-        if not sep or not name.strip():
+        name = name.strip()
+        if not sep or not name:
             raise click.BadParameter(f"expected SETTING=VALUE, e.g. kafka.partitions=6, got {item!r}")
-        found[name.strip()] = value
+        found[".".join(table[name]) if name in table else name] = value
     return found
 
 

@@ -159,3 +159,15 @@ def test_a_bad_set_is_one_clear_error() -> None:
     assert result.exit_code == 1
     assert "kafka.partitions (RUM_KAFKA__PARTITIONS or RUM_PARTITIONS)" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("name", ["web_port", "worker.web_port"])
+def test_a_command_option_wins_over_a_set_of_either_name(name: str) -> None:
+    # What `rum-pipeline --set web_port=1 worker --web-port 2` merges, short of starting the worker.
+    from pipeline.cli import _assignments, _settings
+
+    given = click.Context(main).invoke(_assignments, ctx=None, param=None, values=(f"{name}=1",))
+    assert given == {"worker.web_port": "1"}
+    with click.Context(main, obj=given):
+        assert _settings(web_port=2).worker.web_port == 2
+        assert _settings(web_port=None).worker.web_port == 1
