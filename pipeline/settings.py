@@ -26,13 +26,13 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic_settings import (
     BaseSettings,
     JsonConfigSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     YamlConfigSettingsSource,
 )
 
@@ -57,6 +57,7 @@ from pipeline.settings_sources import (
     env_names,
     flat_names,
     place,
+    source_names,
 )
 
 __all__ = ["INTAKE_MAX_PAYLOAD_CEILING", "CoreSettings", "IpPolicy", "Settings", "load_settings"]
@@ -124,12 +125,15 @@ class CoreSettings(BaseSettings):
             FlatEnvSource(settings_cls, environ),
         ]
         if config_file is not None:
-            inner: PydanticBaseSettingsSource
-            if config_file.suffix in (".yaml", ".yml"):
-                inner = YamlConfigSettingsSource(settings_cls, yaml_file=config_file)
-            else:
-                inner = JsonConfigSettingsSource(settings_cls, json_file=config_file)
-            sources.append(FlatKeysFile(settings_cls, inner, f"RUM_CONFIG_FILE {config_file}"))
+            path = config_file
+
+            def read() -> PydanticBaseSettingsSource:
+                # Built by FlatKeysFile, which blames the file for what goes wrong reading it.
+                if path.suffix in (".yaml", ".yml"):
+                    return YamlConfigSettingsSource(settings_cls, yaml_file=path)
+                return JsonConfigSettingsSource(settings_cls, json_file=path)
+
+            sources.append(FlatKeysFile(settings_cls, read, f"RUM_CONFIG_FILE {config_file}"))
         return tuple(sources)
 
     def section(self, model: type[M]) -> M:
@@ -255,7 +259,7 @@ def load_settings(environ: Mapping[str, str] | None = None, /, **overrides: Any)
         return Settings(**_nested(overrides))
     except ValidationError as exc:
         raise ConfigError("invalid settings:\n" + describe_errors(exc, Settings)) from None
-    except (ValueError, OSError, yaml.YAMLError) as exc:  # a config file that is not YAML or JSON
-        raise ConfigError(f"RUM_CONFIG_FILE: cannot read {path}: {exc}") from None
+    except SettingsError as exc:  # a source could not decode a value: its message names the source
+        raise ConfigError(f"invalid settings: {source_names(str(exc), path)}") from None
     finally:
         _INPUTS.reset(token)

@@ -15,7 +15,7 @@ module adds one source, :class:`FlatEnvSource`, for the flat names.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -219,13 +219,21 @@ class FlatEnvSource(PydanticBaseSettingsSource):
 
 
 class FlatKeysFile(PydanticBaseSettingsSource):
-    """A config file source whose old flat top-level keys are moved to their nested place."""
+    """A config file source whose old flat top-level keys are moved to their nested place.
+
+    ``read`` builds pydantic-settings' file source (which reads the file as it
+    is built): a file that cannot be read is reported as this file's error,
+    and no other source's error is mistaken for one.
+    """
 
     def __init__(
-        self, settings_cls: type[BaseSettings], inner: PydanticBaseSettingsSource, origin: str
+        self,
+        settings_cls: type[BaseSettings],
+        read: Callable[[], PydanticBaseSettingsSource],
+        origin: str,
     ) -> None:
         super().__init__(settings_cls)
-        self.inner = inner
+        self.read = read
         self.origin = origin
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
@@ -233,4 +241,23 @@ class FlatKeysFile(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return nest_flat_keys(self.inner(), self.settings_cls, self.origin)
+        try:
+            data = self.read()()
+        except (OSError, ValueError, yaml.YAMLError) as exc:  # changed since check_config_file read it
+            raise ConfigError(f"{self.origin}: cannot read it: {exc}") from None
+        return nest_flat_keys(data, self.settings_cls, self.origin)
+
+
+#: pydantic-settings' names of the sources, as a user knows them.
+_SOURCES = {
+    "MappingEnvSource": "the environment",
+    "FlatEnvSource": "the environment",
+    "InitSettingsSource": "the explicit values",
+}
+
+
+def source_names(message: str, config_file: Path | None) -> str:
+    """A pydantic-settings error message with its source's class name replaced by what the user set."""
+    for name, known in {**_SOURCES, "FlatKeysFile": f"RUM_CONFIG_FILE {config_file}"}.items():
+        message = message.replace(f'source "{name}"', known)
+    return message

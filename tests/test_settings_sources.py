@@ -118,3 +118,29 @@ def test_a_plugin_settings_model_appears_under_enrich(monkeypatch: pytest.Monkey
         load_settings({"RUM_ENRICH__DEMO__LEVL": "7"})
     with pytest.raises(ConfigError, match=r"enrich.demo.level \(RUM_ENRICH__DEMO__LEVEL\)"):
         load_settings({"RUM_ENRICH__DEMO__LEVEL": "-1"})
+
+
+class _TagsSettings(BaseModel):
+    """A plugin setting pydantic-settings decodes as JSON from the environment."""
+
+    tags: list[str] = Field(default_factory=list, description="Tags.")
+
+
+class _Tags(Plugin):
+    name: ClassVar[str] = "tags"
+    settings_model: ClassVar[type[BaseModel]] = _TagsSettings
+
+
+def test_a_value_the_environment_cannot_decode_blames_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(registry, "ENRICHMENTS", (*registry.ENRICHMENTS, _Tags))
+    monkeypatch.setattr("pipeline.settings.Settings", _compose(CoreSettings))
+    assert load_settings({"RUM_ENRICH__TAGS__TAGS": '["a"]'}).enrich.tags.tags == ["a"]
+    config = tmp_path / "rum.yaml"
+    config.write_text("kafka:\n  partitions: 3\n")
+    for env in ({}, {"RUM_CONFIG_FILE": str(config)}):
+        with pytest.raises(ConfigError) as err:
+            load_settings({**env, "RUM_ENRICH__TAGS__TAGS": "[bad"})
+        assert 'field "enrich" from the environment' in str(err.value)
+        assert "RUM_CONFIG_FILE" not in str(err.value)
