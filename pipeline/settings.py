@@ -239,7 +239,7 @@ def _check_environment(env: Mapping[str, str]) -> None:
             raise ConfigError(f"{new} and {old} both set {'.'.join(path)}: keep one")
 
 
-def load_settings(environ: Mapping[str, str] | None = None, /, **overrides: Any) -> CoreSettings:
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> CoreSettings:
     """Build and validate the settings once; raise ConfigError naming every bad setting.
 
     ``environ`` (default: the process environment) is the only environment

@@ -227,3 +227,8 @@ def test_cors_origins_of_the_wrong_kind_are_a_validation_error(tmp_path: Path, v
     config.write_text(f"intake:\n  cors_origins: {value}\n")
     with pytest.raises(ConfigError, match=r"intake\.cors_origins \(RUM_INTAKE__CORS_ORIGINS"):
         load_settings({"RUM_CONFIG_FILE": str(config)})
+
+
+def test_the_environment_may_be_given_by_keyword() -> None:
+    settings = load_settings(environ={"RUM_KAFKA__PARTITIONS": "3"}, app_id="kw")
+    assert (settings.kafka.partitions, settings.kafka.app_id) == (3, "kw")
