@@ -27,7 +27,7 @@ install: $(STAMP)  ## create .venv and install the project with its test and dev
 kcat:  ## install kcat (a real, independent Kafka client used by the tests) when missing
 	@command -v kcat >/dev/null || scripts/install-kcat.sh
 
-broker: $(STAMP)  ## start the local Kafka broker (or reuse it; nothing when RUM_KAFKA_BOOTSTRAP is set)
+broker: $(STAMP)  ## start the local Kafka broker (or reuse it; nothing when RUM_KAFKA__BOOTSTRAP is set)
 	@scripts/broker.sh start
 
 broker-stop:  ## stop the local Kafka broker started by 'make broker'
@@ -86,4 +86,4 @@ bench: $(BENCH_STAMP)  ## the enrichment, rollup, latency, scaling, intake, side
 
 CHAOS_PORT ?= 19092
 chaos: $(STAMP)  ## failure scenarios against ground truth, on a broker of their own (CHAOS_PORT, .broker-chaos)
-	@RUM_KAFKA_PORT=$(CHAOS_PORT) RUM_BROKER_DIR=.broker-chaos scripts/broker.sh with $(PY) bench/chaos.py $(CHAOS_ARGS)
+	@env -u RUM_KAFKA_PORT RUM_KAFKA__PORT=$(CHAOS_PORT) RUM_BROKER_DIR=.broker-chaos scripts/broker.sh with $(PY) bench/chaos.py $(CHAOS_ARGS)

@@ -14,7 +14,7 @@ from the raw topic, every record validates against its schema, and every raw
 offset appears as pipeline.source of an enriched action or source of a bad row.
 
 The broker scenario stops and restarts the broker, so it only runs against a
-broker scripts/broker.sh started on RUM_KAFKA_PORT with its state in
+broker scripts/broker.sh started on kafka.port (RUM_KAFKA__PORT) with its state in
 RUM_BROKER_DIR: `make chaos` starts its own (port 19092, .broker-chaos), never
 the one on 9092 others use.
 
@@ -43,6 +43,7 @@ from rich.table import Table  # noqa: E402
 from tests import chaos_scenarios as scenarios  # noqa: E402
 from tests.chaos_geoip import geoip_swap  # noqa: E402
 from tests.chaos_helpers import LocalBroker  # noqa: E402
+from tests.kafka_helpers import EXTERNAL_BOOTSTRAP, PORT  # noqa: E402
 
 NAMES = ("kill", "broker", "rebalance", "geoip")
 
@@ -74,9 +75,8 @@ def main() -> int:
     console = Console(width=None if sys.stdout.isatty() else 120)
     # The producer's client reports every failed attempt while the broker is down: expected here.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    port = int(os.environ.get("RUM_KAFKA_PORT", "9092"))
-    broker = LocalBroker(port, ROOT / os.environ.get("RUM_BROKER_DIR", ".broker"))
-    bootstrap = os.environ.get("RUM_KAFKA_BOOTSTRAP") or broker.bootstrap
+    broker = LocalBroker(PORT, ROOT / os.environ.get("RUM_BROKER_DIR", ".broker"))
+    bootstrap = EXTERNAL_BOOTSTRAP or broker.bootstrap
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
     console.print(f"chaos suite on {bootstrap}, seed {seed}: {', '.join(chosen)}")
     outcomes: list[scenarios.Outcome] = []

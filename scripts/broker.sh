@@ -8,9 +8,11 @@
 #   scripts/broker.sh with CMD [ARGS...]
 #                             run CMD with a broker: start one unless one runs, and stop
 #                             it afterwards (pass, fail or Ctrl-C) only if it was started here
+#   scripts/broker.sh settings  print the port, bootstrap and state folder it would use
 #
-# Settings: RUM_KAFKA_PORT (default 9092; the controller uses the next port),
-# RUM_KAFKA_BOOTSTRAP (when set, nothing is started: that cluster is used),
+# Settings: RUM_KAFKA__PORT or RUM_KAFKA_PORT (the pipeline's kafka.port, nested name first;
+# default 9092; the controller uses the next port), RUM_KAFKA__BOOTSTRAP or RUM_KAFKA_BOOTSTRAP
+# (kafka.bootstrap: when set, nothing is started: that cluster is used),
 # RUM_BROKER_HEAP (default 1g), RUM_CACHE_DIR (default ~/.cache/rum-pipeline),
 # RUM_BROKER_DIR (state: data, logs, pid; default .broker, relative to the repository).
 # Besides PLAINTEXT on the port, the broker listens with SASL_PLAINTEXT (mechanism PLAIN,
@@ -23,7 +25,9 @@ CACHE=${RUM_CACHE_DIR:-$HOME/.cache/rum-pipeline}
 LIBS="$CACHE/kafka-$KAFKA_VERSION/libs"
 STATE=${RUM_BROKER_DIR:-.broker}
 [[ "$STATE" = /* ]] || STATE="$ROOT/$STATE"
-PORT=${RUM_KAFKA_PORT:-9092}
+# Either name of a setting, as the pipeline reads them (it refuses both at once).
+PORT=${RUM_KAFKA__PORT:-${RUM_KAFKA_PORT:-9092}}
+BOOTSTRAP=${RUM_KAFKA__BOOTSTRAP:-${RUM_KAFKA_BOOTSTRAP:-}}
 CONTROLLER_PORT=$((PORT + 1))
 # A SASL_PLAINTEXT listener (mechanism PLAIN, one user) to test the security settings against.
 SASL_PORT=$((PORT + 2))
@@ -47,7 +51,7 @@ broker: cannot start a local Kafka broker: ${missing[*]} not found.
   The local broker runs Apache Kafka $KAFKA_VERSION from Maven Central jars, which needs
   Java 17 or newer and Maven (Debian/Ubuntu: apt-get install openjdk-17-jre-headless maven).
   Alternatively run 'docker compose up' (see docker-compose.yml), or point the pipeline at
-  an existing cluster with RUM_KAFKA_BOOTSTRAP=host:port.
+  an existing cluster with RUM_KAFKA__BOOTSTRAP=host:port.
 MSG
     exit 1
   fi
@@ -127,8 +131,8 @@ JAVA=(java "-Xms${RUM_BROKER_HEAP:-1g}" "-Xmx${RUM_BROKER_HEAP:-1g}" -XX:+UseG1G
   -cp "$LIBS/*")
 
 start() {
-  if [ -n "${RUM_KAFKA_BOOTSTRAP:-}" ]; then
-    say "RUM_KAFKA_BOOTSTRAP=$RUM_KAFKA_BOOTSTRAP is set: using that cluster, starting nothing"
+  if [ -n "$BOOTSTRAP" ]; then
+    say "kafka.bootstrap=$BOOTSTRAP is set: using that cluster, starting nothing"
     return 0
   fi
   if pid=$(our_pid); then
@@ -195,7 +199,7 @@ status() {
 
 STARTED_HERE=0
 with_broker() {
-  if [ -z "${RUM_KAFKA_BOOTSTRAP:-}" ] && ! status 2>/dev/null; then
+  if [ -z "$BOOTSTRAP" ] && ! status 2>/dev/null; then
     start
     STARTED_HERE=1
   fi
@@ -215,5 +219,6 @@ case "${1:-}" in
   with) shift; with_broker "$@" ;;
   stop) stop ;;
   status) status ;;
-  *) echo "usage: $0 start|stop|status|with CMD..." >&2; exit 2 ;;
+  settings) echo "port=$PORT bootstrap=$BOOTSTRAP state=$STATE" ;;
+  *) echo "usage: $0 start|stop|status|settings|with CMD..." >&2; exit 2 ;;
 esac

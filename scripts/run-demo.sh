@@ -2,7 +2,7 @@
 # `make run`: `rum-pipeline serve` (the explorer and the monitors) in the background, the demo,
 # the answer to the guide's question - average cart value by country over the last day - from
 # `rum-pipeline query`, then the monitors the demo traffic tripped. The local broker is started
-# for it unless one runs (or RUM_KAFKA_BOOTSTRAP is set); on exit or Ctrl-C whatever was started
+# for it unless one runs (or kafka.bootstrap is set); on exit or Ctrl-C whatever was started
 # here is stopped. In a terminal, serve stays up after the demo until Ctrl-C.
 # SERVE_PORT: the explorer's port (default 8081; another free one when it is taken).
 set -uo pipefail
@@ -37,7 +37,7 @@ stop_serve() {
 if [ "${1:-}" = "--with-broker" ]; then
   shift
   "$CLI" topics create >/dev/null || exit $?
-  DATA=${RUM_DATA_DIR:-.rum-data}
+  DATA=${RUM_WORKER__DATA_DIR:-${RUM_DATA_DIR:-.rum-data}}  # worker.data_dir, nested name first
   mkdir -p "$DATA"
   SERVE_LOG="$DATA/demo-serve.log"
   trap stop_serve EXIT

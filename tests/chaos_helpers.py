@@ -13,7 +13,6 @@ restarting a local broker, and the two checks every failure scenario ends with:
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import threading
 import time
@@ -32,7 +31,7 @@ from pipeline.rollups.config import RollupConfig, default_config_path, load_roll
 from pipeline.schemas import BAD_ROW, ENRICHED_ACTION, FACET_INDEX, MEASURE_ROLLUP, validate_record
 from pipeline.settings import Settings
 from pipeline.topics import BAD, ENRICHED, FACETS, LATE, RAW, ROLLUPS
-from tests.kafka_helpers import CLI, settings_from
+from tests.kafka_helpers import CLI, broker_script_env, settings_from
 from tests.rollup_truth import (
     Truth,
     facet_mismatches,
@@ -157,8 +156,7 @@ class LocalBroker:
         return f"127.0.0.1:{self.port}"
 
     def _script(self, command: str) -> None:
-        env = {k: v for k, v in os.environ.items() if k not in ("RUM_KAFKA_BOOTSTRAP",)}
-        env.update(RUM_KAFKA_PORT=str(self.port), RUM_BROKER_DIR=str(self.state_dir))
+        env = broker_script_env(self.port, self.state_dir)
         done = subprocess.run(
             [str(ROOT / "scripts" / "broker.sh"), command], env=env, capture_output=True, text=True
         )

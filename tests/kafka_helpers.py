@@ -17,8 +17,18 @@ from pathlib import Path
 
 from pipeline.consume import assign_topics, make_reader
 from pipeline.settings import Settings, load_settings
+from pipeline.settings_env import child_env, names_of, setting_path
 
-BOOTSTRAP = os.environ.get("RUM_KAFKA_BOOTSTRAP") or f"127.0.0.1:{os.environ.get('RUM_KAFKA_PORT', '9092')}"
+
+def _setting(dotted: str) -> str | None:
+    """A setting from the environment under either of its names, the nested one first."""
+    return next((os.environ[n] for n in names_of(setting_path(dotted)) if os.environ.get(n)), None)
+
+
+#: The cluster an outside user named (kafka.bootstrap), if any; else the local broker's port.
+EXTERNAL_BOOTSTRAP = _setting("kafka.bootstrap")
+PORT = int(_setting("kafka.port") or "9092")
+BOOTSTRAP = EXTERNAL_BOOTSTRAP or f"127.0.0.1:{PORT}"
 CLI = str(Path(sys.executable).with_name("rum-pipeline"))
 
 
@@ -35,6 +45,17 @@ def isolated_env(tmp: Path, **extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+def broker_script_env(port: int, state_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment for scripts/broker.sh to run a broker of its own on ``port`` in ``state_dir``.
+
+    Both names of kafka.port are replaced and both of kafka.bootstrap removed,
+    so a user's nested or flat one cannot send the script to another broker.
+    """
+    bootstrap = names_of(setting_path("kafka.bootstrap"))
+    env = {k: v for k, v in os.environ.items() if k not in bootstrap}
+    return {**child_env(env, {"kafka.port": port}), "RUM_BROKER_DIR": str(state_dir), **extra}
 
 
 def settings_from(env: dict[str, str]) -> Settings:

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.kafka_helpers import CLI, consume, isolated_env, settings_from
+from tests.kafka_helpers import CLI, EXTERNAL_BOOTSTRAP, consume, isolated_env, settings_from
 
 pytestmark = pytest.mark.kafka
 ROOT = Path(__file__).resolve().parents[2]
 PIDFILE = ROOT / ".broker" / "broker.pid"
 
 
-@pytest.mark.skipif(bool(os.environ.get("RUM_KAFKA_BOOTSTRAP")), reason="an external cluster is in use")
+@pytest.mark.skipif(bool(EXTERNAL_BOOTSTRAP), reason="an external cluster is in use")
 def test_broker_survives_kill_9(tmp_path: Path) -> None:
     if not PIDFILE.exists():
         pytest.skip("the broker in use was not started by scripts/broker.sh")

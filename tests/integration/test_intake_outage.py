@@ -29,7 +29,7 @@ from pipeline.intake.events import Record
 from pipeline.intake.sink import KafkaSink, SinkUnavailable
 from pipeline.topics import RAW
 from tests.integration.test_intake import TOKEN, action, post, sdk_url
-from tests.kafka_helpers import consume, isolated_env, settings_from
+from tests.kafka_helpers import broker_script_env, consume, isolated_env, settings_from
 
 pytestmark = pytest.mark.kafka
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,8 +86,7 @@ def _zombie(pid: int) -> bool | None:
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[Broker]:
     port = _free_ports(3)
-    env = {k: v for k, v in os.environ.items() if k != "RUM_KAFKA_BOOTSTRAP"}
-    env.update(RUM_KAFKA_PORT=str(port), RUM_BROKER_DIR=str(tmp_path / "broker"), RUM_BROKER_HEAP="512m")
+    env = broker_script_env(port, tmp_path / "broker", RUM_BROKER_HEAP="512m")
     broker = Broker(port, env)
     broker.start()
     try:

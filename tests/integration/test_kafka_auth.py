@@ -8,7 +8,6 @@ consumer and producer, the rollup stage's readers, and downstream readers.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import time
@@ -20,12 +19,19 @@ import pytest
 from pipeline.generate import TrafficGenerator
 from pipeline.schemas import validate_record
 from pipeline.topics import BAD, ENRICHED, ROLLUPS
-from tests.kafka_helpers import CLI, consume, isolated_env, run_worker, settings_from
+from tests.kafka_helpers import (
+    CLI,
+    EXTERNAL_BOOTSTRAP,
+    PORT,
+    consume,
+    isolated_env,
+    run_worker,
+    settings_from,
+)
 from tests.rollup_truth import latest_records
 
 pytestmark = pytest.mark.kafka
 
-PORT = int(os.environ.get("RUM_KAFKA_PORT", "9092"))
 SASL_BOOTSTRAP = f"127.0.0.1:{PORT + 2}"
 USER, PASSWORD = "rum", "rum-secret"  # as in scripts/broker.sh
 TOTAL = 300
@@ -34,10 +40,10 @@ TOTAL = 300
 @pytest.fixture(scope="module", autouse=True)
 def sasl_listener() -> None:
     """Skip on an external cluster; fail clearly when the local broker has no SASL listener."""
-    external = os.environ.get("RUM_KAFKA_BOOTSTRAP")
+    external = EXTERNAL_BOOTSTRAP
     if external and external != f"127.0.0.1:{PORT}":
         pytest.skip(
-            f"RUM_KAFKA_BOOTSTRAP={external} names an external cluster: the SASL_PLAINTEXT test "
+            f"kafka.bootstrap={external} names an external cluster: the SASL_PLAINTEXT test "
             "listener exists only on the local broker of scripts/broker.sh"
         )
     try:
