@@ -227,16 +227,18 @@ def _nested(overrides: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _check_environment(env: Mapping[str, str]) -> None:
-    """Refuse unknown ``RUM_*`` names, and a setting given by both its nested and its flat name."""
+def _check_environment(env: Mapping[str, str]) -> list[str]:
+    """What is wrong with the ``RUM_*`` names: unknown ones, and every setting given by both its names."""
     known = env_names(Settings)
     unknown = sorted(k for k in env if k.startswith("RUM_") and k not in known and k not in EXTRA_ENV)
+    problems = []
     if unknown:
-        raise ConfigError("unknown settings: " + ", ".join(unknown) + " (see `rum-pipeline settings`)")
+        problems.append("unknown settings: " + ", ".join(unknown) + " (see `rum-pipeline settings`)")
     for flat, path in flat_names(Settings).items():
         old, new = f"RUM_{flat.upper()}", env_name(path)
         if old in env and new in env:
-            raise ConfigError(f"{new} and {old} both set {'.'.join(path)}: keep one")
+            problems.append(f"{new} and {old} both set {'.'.join(path)}: keep one")
+    return problems
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> CoreSettings:
@@ -247,7 +249,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     ``**{"kafka.partitions": 3}`` or an old flat name, ``partitions=3``.
     """
     env = os.environ if environ is None else environ
-    _check_environment(env)
+    # Reported together with the validation's errors: every mistake in one message.
+    problems = _check_environment(env)
     config_file = env.get("RUM_CONFIG_FILE") or None
     path = Path(config_file) if config_file else None
     if path is not None and not path.is_file():
@@ -256,10 +259,13 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         check_config_file(path)
     token = _INPUTS.set((env, path))
     try:
-        return Settings(**_nested(overrides))
+        settings = Settings(**_nested(overrides))
     except ValidationError as exc:
-        raise ConfigError("invalid settings:\n" + describe_errors(exc, Settings)) from None
+        problems.append("invalid settings:\n" + describe_errors(exc, Settings))
     except SettingsError as exc:  # a source could not decode a value: its message names the source
-        raise ConfigError(f"invalid settings: {source_names(str(exc), path)}") from None
+        problems.append(f"invalid settings: {source_names(str(exc), path)}")
     finally:
         _INPUTS.reset(token)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return settings

@@ -232,3 +232,21 @@ def test_cors_origins_of_the_wrong_kind_are_a_validation_error(tmp_path: Path, v
 def test_the_environment_may_be_given_by_keyword() -> None:
     settings = load_settings(environ={"RUM_KAFKA__PARTITIONS": "3"}, app_id="kw")
     assert (settings.kafka.partitions, settings.kafka.app_id) == (3, "kw")
+
+
+def test_every_mistake_of_the_environment_is_reported_at_once() -> None:
+    env = {
+        "RUM_PARTITIONS": "3",
+        "RUM_KAFKA__PARTITIONS": "4",
+        "RUM_APP_ID": "a",
+        "RUM_KAFKA__APP_ID": "b",
+        "RUM_BATCH_SIZE": "0",
+        "RUM_NOPE": "1",
+    }
+    with pytest.raises(ConfigError) as err:
+        load_settings(env)
+    message = str(err.value)
+    assert "unknown settings: RUM_NOPE" in message
+    assert "RUM_KAFKA__PARTITIONS and RUM_PARTITIONS both set kafka.partitions" in message
+    assert "RUM_KAFKA__APP_ID and RUM_APP_ID both set kafka.app_id" in message
+    assert "worker.batch_size (RUM_WORKER__BATCH_SIZE or RUM_BATCH_SIZE)" in message
