@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline.errors import ConfigError
-from pipeline.monitors.model import Monitor, Webhook
+from pipeline.monitors.model import Monitor, Webhook, redact_url
 from pipeline.query.filter import parse_filter
 from pipeline.rollups.config import (
     MONITORS_KEY,
@@ -68,17 +68,17 @@ def _url(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"a URL must be a string, got {type(value).__name__}")
     if value != value.strip() or any(c.isspace() for c in value):
-        raise ValueError(f"bad URL {value!r}: contains spaces")
+        raise ValueError(f"bad URL {redact_url(value)!r}: contains spaces")
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https"):
         scheme = parts.scheme or "none"
-        raise ValueError(f"bad URL {value!r}: the scheme must be http or https, not {scheme!r}")
+        raise ValueError(f"bad URL {redact_url(value)!r}: the scheme must be http or https, not {scheme!r}")
     try:
         parts.port  # noqa: B018 - reading it validates it
     except ValueError:
-        raise ValueError(f"bad URL {value!r}: the port is not a number from 0 to 65535") from None
+        raise ValueError(f"bad URL {redact_url(value)!r}: the port is not a number from 0 to 65535") from None
     if not parts.hostname:
-        raise ValueError(f"bad URL {value!r}: no host")
+        raise ValueError(f"bad URL {redact_url(value)!r}: no host")
     return value
 
 

@@ -53,6 +53,34 @@ class Webhook:
     timeout_s: float = 10.0
     retries: int = 3
 
+    @property
+    def shown_url(self) -> str:
+        """The URL as logs and messages show it: see :func:`redact_url`."""
+        return redact_url(self.url)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its credentials: a ``user:password@`` password and query values become ``****``.
+
+    A webhook URL may carry a password or a token in its query; they must not
+    reach a log or an error message. (A token in the path cannot be told from
+    a path and is kept.)
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, tail = rest.partition("/")
+    if "@" in authority:
+        userinfo, _, host = authority.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        authority = f"{user}:****@{host}" if ":" in userinfo else f"****@{host}"
+    path, qmark, query = tail.partition("?")
+    if qmark:
+        query, hash_, fragment = query.partition("#")
+        pairs = (p.split("=", 1)[0] + ("=****" if "=" in p else "") for p in query.split("&"))
+        path = f"{path}?{'&'.join(pairs)}{hash_}{fragment}"
+    return f"{scheme}://{authority}{slash}{path}"
+
 
 @dataclass(frozen=True, slots=True)
 class Monitor:

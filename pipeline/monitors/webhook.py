@@ -79,13 +79,15 @@ class WebhookNotifier:
         queue = self._queues.get(webhook.url)
         if queue is None:
             queue = self._queues[webhook.url] = asyncio.Queue(self.queue_size)
-            self._tasks[webhook.url] = asyncio.create_task(self._work(queue), name=f"webhook {webhook.url}")
+            name = f"webhook {webhook.shown_url}"
+            self._tasks[webhook.url] = asyncio.create_task(self._work(queue), name=name)
         try:
             queue.put_nowait((webhook, event))
         except asyncio.QueueFull:
             self.stats.dropped += 1
             self.stats.failed_by_monitor[event.get("monitor", "")] += 1
-            log.warning("webhook %s: queue full, event of %s dropped", webhook.url, event.get("monitor"))
+            monitor = event.get("monitor")
+            log.warning("webhook %s: queue full, event of %s dropped", webhook.shown_url, monitor)
             return False
         return True
 
@@ -121,7 +123,7 @@ class WebhookNotifier:
             try:
                 await self._deliver(webhook, event)
             except Exception:  # a bug here must not end the worker: the next events still go
-                log.exception("webhook %s: unexpected error", webhook.url)
+                log.exception("webhook %s: unexpected error", webhook.shown_url)
             finally:
                 queue.task_done()
 
@@ -143,7 +145,7 @@ class WebhookNotifier:
                 break
         self.stats.failed += 1
         self.stats.failed_by_monitor[monitor] += 1
-        log.warning("webhook %s: event of %s failed after %d attempt(s): %s", webhook.url, monitor,
+        log.warning("webhook %s: event of %s failed after %d attempt(s): %s", webhook.shown_url, monitor,
                     attempt + 1, reason)  # fmt: skip
 
     async def _attempt(self, webhook: Webhook, body: bytes, headers: dict[str, str]) -> tuple[bool, str]:
@@ -185,7 +187,7 @@ async def probe_webhooks(monitors: Iterable[Monitor], timeout_s: float = 3.0) ->
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
             return None
-        url = monitor.webhook.url
+        url = monitor.webhook.shown_url
         return f"monitor {monitor.name}: webhook.url {url!r}: cannot connect to {host}:{port} ({reason})"
 
     hooked = [m for m in monitors if m.webhook is not None]
