@@ -30,8 +30,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from datasketches import hll_sketch
 
+from pipeline.view.entry import (
+    FINAL,
+    HEAD,
+    MAX_INT,
+    MAX_NONE,
+    MIN_INT,
+    MIN_NONE,
+    SUM_INT,
+    SUM_NONE,
+    WIDE,
+    Entry,
+)
+
 if TYPE_CHECKING:  # the store imports this module
-    from pipeline.view.store import Entry, GroupKey
+    from pipeline.view.store import GroupKey
 
 #: Default bound of a store's window cache, in bytes (estimated: arrays, images, a cost per row).
 DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
@@ -43,6 +56,38 @@ _HLL_BYTES = 300
 
 #: (rollup, interval seconds, window start ms)
 CacheKey = tuple[str, int, int]
+
+
+#: The packed heads of entries (see :mod:`pipeline.view.entry`); an int sum, min or max is int64.
+_HEAD = np.dtype(
+    [("flags", "u1"), ("kind", "u1"), ("actions", "<i8"), ("values", "<i8"),
+     ("sum", "<f8"), ("min", "<f8"), ("max", "<f8")]
+)  # fmt: skip
+_HEAD_INTS = np.dtype(
+    [("flags", "u1"), ("kind", "u1"), ("actions", "<i8"), ("values", "<i8"),
+     ("sum", "<i8"), ("min", "<i8"), ("max", "<i8")]
+)  # fmt: skip
+
+
+def _heads(entries: list[Entry]) -> np.ndarray | None:
+    """The heads of ``entries`` as one structured array; None when one has the wide layout."""
+    data = b"".join([e[:HEAD] for e in entries])
+    heads = np.frombuffer(data, _HEAD)
+    if (heads["flags"] & WIDE).any():
+        return None
+    return heads
+
+
+def _floats(
+    heads: np.ndarray, name: str, flags: np.ndarray, none: int, is_int: int, empty: float
+) -> np.ndarray:
+    """Field ``name`` as float64: ``empty`` where None, ints converted."""
+    out = heads[name].copy()
+    ints = (flags & is_int) != 0
+    if ints.any():
+        out[ints] = heads.view(_HEAD_INTS)[name][ints].astype(np.float64)
+    out[(flags & none) != 0] = empty
+    return out
 
 
 class WindowSketches:
@@ -93,17 +138,30 @@ class WindowColumns:
         self.gids = gids
         entries = self.entries
         n = len(entries)
-        #: Whether every entry of the window is final.
-        self.final = all(e.final for e in entries)
-        self.actions = np.fromiter((e.actions for e in entries), np.int64, n)
-        self.values = np.fromiter((e.values for e in entries), np.int64, n)
-        # None (no sum kept) adds nothing, as 0.0 does: math.fsum of the merge skips both.
-        self.sums = np.fromiter((e.sum or 0.0 for e in entries), np.float64, n)
-        # min / max: +inf / -inf for None; the int flags give back ints where the record had them.
-        self.low = np.fromiter((np.inf if e.min is None else e.min for e in entries), np.float64, n)
-        self.high = np.fromiter((-np.inf if e.max is None else e.max for e in entries), np.float64, n)
-        self.low_int = np.fromiter((e.min.__class__ is int for e in entries), bool, n)
-        self.high_int = np.fromiter((e.max.__class__ is int for e in entries), bool, n)
+        heads = _heads(entries)
+        if heads is not None:
+            flags = heads["flags"]
+            #: Whether every entry of the window is final.
+            self.final = bool((flags & FINAL).all())
+            self.actions = heads["actions"].copy()
+            self.values = heads["values"].copy()
+            # None (no sum kept) adds nothing, as 0.0 does: math.fsum of the merge skips both.
+            # + 0.0: a sum of -0.0 adds nothing either (the merge filters it out as falsy).
+            self.sums = _floats(heads, "sum", flags, SUM_NONE, SUM_INT, 0.0) + 0.0
+            # min / max: +inf / -inf for None; the int flags give back ints where the record had them.
+            self.low = _floats(heads, "min", flags, MIN_NONE, MIN_INT, np.inf)
+            self.high = _floats(heads, "max", flags, MAX_NONE, MAX_INT, -np.inf)
+            self.low_int = (flags & MIN_INT) != 0
+            self.high_int = (flags & MAX_INT) != 0
+        else:  # an entry of the wide layout: field by field
+            self.final = all(e.final for e in entries)
+            self.actions = np.fromiter((e.actions for e in entries), np.int64, n)
+            self.values = np.fromiter((e.values for e in entries), np.int64, n)
+            self.sums = np.fromiter((e.sum or 0.0 for e in entries), np.float64, n)
+            self.low = np.fromiter((np.inf if e.min is None else e.min for e in entries), np.float64, n)
+            self.high = np.fromiter((-np.inf if e.max is None else e.max for e in entries), np.float64, n)
+            self.low_int = np.fromiter((e.min.__class__ is int for e in entries), bool, n)
+            self.high_int = np.fromiter((e.max.__class__ is int for e in entries), bool, n)
         #: The decoded sketches, once a query needed them.
         self.sketches: WindowSketches | None = None
         arrays = (gids, self.actions, self.values, self.sums, self.low, self.high)
@@ -120,7 +178,7 @@ def decode_sketches(entries: list[Entry], sketch_data: Callable[[Entry], dict[st
     zero, low, high = out.zero, out.low, out.high
     hlls = 0
     for row, entry in enumerate(entries):
-        if entry.sketches is None:
+        if not entry.has_sketches:
             offsets.append(0)
             lengths.append(0)
             continue
