@@ -22,25 +22,29 @@ listed as ``odd``; queries merge those groups the general way.
 
 from __future__ import annotations
 
-import base64
 from array import array
+from binascii import a2b_base64
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 from datasketches import hll_sketch
 
 from pipeline.view.entry import (
+    COMPACT,
     FINAL,
     HEAD,
     MAX_INT,
     MAX_NONE,
     MIN_INT,
     MIN_NONE,
+    NO_SKETCHES,
     SUM_INT,
     SUM_NONE,
     WIDE,
     Entry,
+    expand,
 )
 
 if TYPE_CHECKING:  # the store imports this module
@@ -177,18 +181,18 @@ def decode_sketches(entries: list[Entry], sketch_data: Callable[[Entry], dict[st
     lengths: list[int] = []
     zero, low, high = out.zero, out.low, out.high
     hlls = 0
-    for row, entry in enumerate(entries):
-        if not entry.has_sketches:
+    deserialize = hll_sketch.deserialize
+    for row, data in enumerate(_decoded(entries, sketch_data)):
+        if data is None:
             offsets.append(0)
             lengths.append(0)
             continue
-        data = sketch_data(entry)
         for attr, image in data.get("hll", {}).items():
             images = out.hll.get(attr)
             if images is None:
                 images = out.hll[attr] = [None] * n
             hlls += 1
-            hll = hll_sketch.deserialize(base64.b64decode(image))
+            hll = deserialize(a2b_base64(image))
             if not hll.is_empty():  # an empty one adds nothing to a union
                 images[row] = hll
         sketch = data.get("ddsketch")
@@ -217,6 +221,32 @@ def decode_sketches(entries: list[Entry], sketch_data: Callable[[Entry], dict[st
         out.bin_count = flat[found]
     arrays = (out.bin_row, out.bin_key, out.bin_count, out.zero, out.low, out.high)
     out.nbytes = sum(a.nbytes for a in arrays) + _HLL_BYTES * hlls
+    return out
+
+
+def _decoded(
+    entries: list[Entry], sketch_data: Callable[[Entry], dict[str, Any]]
+) -> list[dict[str, Any] | None]:
+    """Each entry's decoded sketches (None: it has none).
+
+    The compacted texts of the window are expanded and decoded together, as one JSON
+    array: one call each instead of one per entry. Others go through ``sketch_data``.
+    """
+    out: list[dict[str, Any] | None] = [None] * len(entries)
+    rows: list[int] = []
+    texts: list[bytes] = []
+    for row, entry in enumerate(entries):
+        kind, payload = entry.sketch_payload()
+        if kind == COMPACT:
+            rows.append(row)
+            texts.append(payload)
+        elif kind != NO_SKETCHES:
+            out[row] = sketch_data(entry)
+    if texts:
+        # The markers stand only for what compact() replaced: the commas and brackets
+        # between the texts are left as they are by expand().
+        for row, data in zip(rows, orjson.loads(expand(b"[" + b",".join(texts) + b"]")), strict=True):
+            out[row] = data
     return out
 
 
@@ -249,6 +279,10 @@ class WindowCache:
         self.found = 0
         self.decoded = 0
         self._windows: dict[CacheKey, WindowColumns] = {}
+        #: Whether to note the windows records changed (in ``stale``), for a warmer to build again.
+        self.track_stale = False
+        #: Windows dropped (a record of theirs applied or removed) since a warmer last looked.
+        self.stale: set[CacheKey] = set()
         self._gids: dict[str, dict[GroupKey, int]] = {}
         self._groups: dict[str, list[GroupKey]] = {}
 
@@ -308,8 +342,21 @@ class WindowCache:
         self._windows.clear()
         self.nbytes = 0
 
+    def holds(self, key: CacheKey) -> bool:
+        """Whether window ``key`` is cached (without counting it as used)."""
+        return key in self._windows
+
     def drop(self, key: CacheKey) -> None:
         """Forget window ``key`` (a record of it was applied or removed)."""
         gone = self._windows.pop(key, None)
         if gone is not None:
             self.nbytes -= gone.nbytes
+        if self.track_stale:
+            self.stale.add(key)
+
+    def evicted(self, key: CacheKey) -> None:
+        """Forget window ``key`` for good (out of retention): not to be built again."""
+        gone = self._windows.pop(key, None)
+        if gone is not None:
+            self.nbytes -= gone.nbytes
+        self.stale.discard(key)

@@ -208,6 +208,14 @@ class Entry(bytes):
         payload = bytes(self[at:])
         return expand(payload) if kind == COMPACT else payload
 
+    def sketch_payload(self) -> tuple[int, bytes]:
+        """``(kind, payload)``: the sketches as kept (COMPACT: to :func:`expand`), or NO_SKETCHES
+        / SPILLED and b"" (see :attr:`sketches` for the handle)."""
+        kind = self[1]
+        if kind in (NO_SKETCHES, SPILLED):
+            return kind, b""
+        return kind, bytes(self[self._payload_at() :])
+
     @property
     def has_sketches(self) -> bool:
         """Whether the record had sketches (in memory or spilled)."""

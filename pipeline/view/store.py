@@ -210,8 +210,10 @@ class ViewStore:
             groups = windows[window] = {}
         gkey = tuple(group.values())
         gkey = self._shared.setdefault(gkey, gkey)
-        if self.window_cache.nbytes:  # something cached (every window held counts some bytes)
-            self.window_cache.drop((rollup, seconds, window[1]))
+        cache = self.window_cache
+        # Something cached (every window held counts some bytes), or a warmer to tell.
+        if cache.nbytes or cache.track_stale:
+            cache.drop((rollup, seconds, window[1]))
         old = groups.get(gkey)
         if entry is None:
             entry = entry_of(record, raw)
@@ -317,7 +319,7 @@ class ViewStore:
             for window in old:
                 removed = table.pop(window)
                 if rollup is not None:
-                    self.window_cache.drop((rollup, *window))
+                    self.window_cache.evicted((rollup, *window))
                 gone += len(removed)
                 for item in removed.values():
                     if isinstance(item, Entry):
