@@ -32,7 +32,7 @@ from pipeline.view.warm import Warmer
 log = logging.getLogger(__name__)
 
 #: Seconds of window building between two looks for records (and for queries to run).
-WARM_SLICE_S = 0.02
+WARM_SLICE_S = 0.005
 
 
 @dataclass
