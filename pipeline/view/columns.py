@@ -110,8 +110,8 @@ class WindowSketches:
         self.high = np.full(rows, -np.inf)
         #: Rows whose DDSketch the arrays cannot hold.
         self.odd: list[int] = []
-        #: HLL sketch per row (None: none of that attribute, or empty), per attribute.
-        self.hll: dict[str, list[hll_sketch | None]] = {}
+        #: Per attribute: the rows that have a sketch of it that is not empty, and those sketches.
+        self.hll: dict[str, tuple[np.ndarray, list[hll_sketch]]] = {}
         self.nbytes = 0
 
 
@@ -181,6 +181,7 @@ def decode_sketches(entries: list[Entry], sketch_data: Callable[[Entry], dict[st
     lengths: list[int] = []
     zero, low, high = out.zero, out.low, out.high
     hlls = 0
+    hll_rows: dict[str, tuple[list[int], list[hll_sketch]]] = {}
     deserialize = hll_sketch.deserialize
     for row, data in enumerate(_decoded(entries, sketch_data)):
         if data is None:
@@ -188,13 +189,14 @@ def decode_sketches(entries: list[Entry], sketch_data: Callable[[Entry], dict[st
             lengths.append(0)
             continue
         for attr, image in data.get("hll", {}).items():
-            images = out.hll.get(attr)
-            if images is None:
-                images = out.hll[attr] = [None] * n
+            held = hll_rows.get(attr)
+            if held is None:
+                held = hll_rows[attr] = ([], [])
             hlls += 1
             hll = deserialize(a2b_base64(image))
             if not hll.is_empty():  # an empty one adds nothing to a union
-                images[row] = hll
+                held[0].append(row)
+                held[1].append(hll)
         sketch = data.get("ddsketch")
         counts = None if sketch is None else _plain_counts(sketch)
         if sketch is None or counts is None:
@@ -219,6 +221,7 @@ def decode_sketches(entries: list[Entry], sketch_data: Callable[[Entry], dict[st
         out.bin_row = owner.astype(np.int32)
         out.bin_key = (found - first[owner] + np.asarray(offsets, np.int64)[owner]).astype(np.int32)
         out.bin_count = flat[found]
+    out.hll = {attr: (np.asarray(rows, np.int64), images) for attr, (rows, images) in hll_rows.items()}
     arrays = (out.bin_row, out.bin_key, out.bin_count, out.zero, out.low, out.high)
     out.nbytes = sum(a.nbytes for a in arrays) + _HLL_BYTES * hlls
     return out

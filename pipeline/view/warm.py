@@ -8,11 +8,11 @@ builds them beforehand, a slice of time at a time, from the view's event loop
 (:class:`~pipeline.view.reader.ViewReader` once caught up):
 
 - every window of every rollup (not the ``:late`` counts, which queries read
-  entry by entry), newest window end first: the windows of "the last hour / day"
-  before older ones;
+  entry by entry): days, then hours (few, and in every long range), then minutes,
+  each newest window end first: "the last hour / day" before older ones;
 - then, live, each window a record changed (the store drops its columns on every
-  applied or removed record; the cache notes the window as stale), again with
-  the newest first;
+  applied or removed record; the cache notes the window as stale), in the same
+  order;
 - up to ``fill`` of the cache's byte bound, so that what it built is not pushed
   out by itself; windows past that are built by the queries that use them.
 
@@ -48,17 +48,18 @@ class Warmer:
         return cache.nbytes >= self.fill * cache.max_bytes
 
     def _list(self) -> list[CacheKey]:
-        """Windows not cached, oldest end first (the queue is popped from its end)."""
+        """Windows not cached, in the reverse of the order to build them (the queue is popped
+        from its end): the longest windows first, then the newest."""
         cache = self.store.window_cache
         found = [
-            (start + seconds * 1000, (rollup, seconds, start))
+            (seconds, start + seconds * 1000, (rollup, seconds, start))
             for rollup, windows in self.store.rollups.items()
             if not rollup.endswith(LATE_SUFFIX)
             for seconds, start in windows
             if not cache.holds((rollup, seconds, start))
         ]
         found.sort()
-        return [key for _, key in found]
+        return [key for _, _, key in found]
 
     def done(self) -> bool:
         """Whether every window is built (or the cache is as full as warming may fill it)."""
@@ -74,7 +75,7 @@ class Warmer:
             stale = cache.stale
             cache.stale = set()
             fresh = [k for k in stale if not k[0].endswith(LATE_SUFFIX)]
-            self._queue = sorted(fresh, key=lambda k: k[2] + k[1] * 1000)
+            self._queue = sorted(fresh, key=lambda k: (k[1], k[2] + k[1] * 1000))
         deadline = time.perf_counter() + budget_s
         while self._queue:
             if self._full():

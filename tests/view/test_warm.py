@@ -153,8 +153,11 @@ def test_warming_stops_short_of_the_cache_bound() -> None:
     windows = sum(len(w) for r, w in store.rollups.items() if not r.endswith(":late"))
     assert 0 < warmer.built < windows
     assert store.window_cache.nbytes <= store.window_cache.max_bytes
-    newest = max(start for seconds, start in store.rollups["cart"] if seconds == 60)
-    assert store.window_cache.holds(("cart", 60, newest))  # newest first
+    minutes = sorted(start for seconds, start in store.rollups["cart"] if seconds == 60)
+    hours = [start for seconds, start in store.rollups["cart"] if seconds == 3600]
+    assert all(store.window_cache.holds(("cart", 3600, start)) for start in hours)  # longest first
+    assert store.window_cache.holds(("cart", 60, minutes[-1]))  # then the newest minutes
+    assert not store.window_cache.holds(("cart", 60, minutes[0]))
 
 
 async def _produce(bootstrap: str, topic: str, items: list[dict[str, Any]]) -> None:
