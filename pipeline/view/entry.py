@@ -12,12 +12,12 @@ docs/query.md). Here the same values are one ``bytes`` subclass without a
   max or sum that is an int is stored as an int64), or, for numbers that do not
   fit (an int past int64), their JSON after a 2-byte length;
 - the sketches: their JSON with its constant fragments and runs of zero
-  counts replaced by single control bytes (:func:`compact` / :func:`expand`),
+  counts replaced by single bytes 0x80.. (:func:`compact` / :func:`expand`),
   or a spill handle.
 
-The replacement is exactly reversible: JSON text never holds a raw control
-byte, each fragment has its own byte, and a text that does hold one is kept as
-it is (flagged). Reading a field unpacks it; :mod:`pipeline.view.columns` reads
+The replacement is exactly reversible: each fragment has its own byte, and a
+text that already holds one of those bytes (possible only in a non-ASCII
+attribute name) is kept as it came (flagged). Reading a field unpacks it; :mod:`pipeline.view.columns` reads
 the summaries of a whole window at once from the packed heads.
 """
 
@@ -55,8 +55,8 @@ _PREFIXES = (
 #: of those, then 4 again: 4, 16 and 64 zeros), then the usual keys of the portable form.
 _FRAGMENTS = (
     b",0,0,0,0",
-    b"\x03\x03\x03\x03",
-    b"\x04\x04\x04\x04",
+    b"\x82\x82\x82\x82",
+    b"\x83\x83\x83\x83",
     b",0,0",
     b'],"collapsed":false},"negative":{"offset":0,"counts":[],"collapsed":false},"zero_count":',
     b',"counts":[',
@@ -64,8 +64,9 @@ _FRAGMENTS = (
     b',"sum":',
     b'},"hll":{"',
 )
-#: One control byte per prefix and fragment (none of them JSON whitespace: \t \n \r).
-_MARKERS = b"\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0c\x0e"
+#: One byte per prefix and fragment, none of them ASCII: a text that is all ASCII (the
+#: usual: numbers, base64 and attribute names) cannot hold one, which is checked in one call.
+_MARKERS = bytes(range(0x80, 0x80 + len(_PREFIXES) + len(_FRAGMENTS)))
 _PAIRS = tuple(zip(_FRAGMENTS, (bytes((m,)) for m in _MARKERS[len(_PREFIXES) :]), strict=True))
 _EXPAND = tuple(zip((*_PREFIXES, *_FRAGMENTS), (bytes((m,)) for m in _MARKERS), strict=True))[::-1]
 
@@ -76,12 +77,12 @@ def compact(text: bytes) -> tuple[int, bytes]:
     Runs on every record applied (about 3 µs for a DDSketch's 600 bytes): a few C-speed
     replacements, no parsing.
     """
-    if len(text.translate(None, _MARKERS)) != len(text):
-        return PLAIN, text  # not JSON as written by the workers: kept as it came
+    if not text.isascii() and len(text.translate(None, _MARKERS)) != len(text):
+        return PLAIN, text  # holds a marker byte (a non-ASCII attribute name): kept as it came
     if text.startswith(_PREFIXES[1]):
-        return COMPACT, b"\x02" + text[len(_PREFIXES[1]) :]  # HLL images only: nothing else repeats
+        return COMPACT, b"\x81" + text[len(_PREFIXES[1]) :]  # HLL images only: nothing else repeats
     if text.startswith(_PREFIXES[0]):
-        text = b"\x01" + text[len(_PREFIXES[0]) :]
+        text = b"\x80" + text[len(_PREFIXES[0]) :]
     for fragment, marker in _PAIRS:
         text = text.replace(fragment, marker)
     return COMPACT, text

@@ -93,10 +93,13 @@ def test_zero_runs_of_every_length_and_fragments_inside_strings() -> None:
 
 
 def test_a_text_with_a_marker_byte_is_kept_as_it_came() -> None:
-    text = b'{"hll":{"a\x03,0,0,0,0":"x"}}'
+    text = '{"hll":{"co₂,0,0,0,0":"x"}}'.encode()  # U+2082 is E2 82 82 in UTF-8
     assert compact(text) == (PLAIN, text)
     entry = Entry(1, None, 0, None, None, True, text)
     assert entry.sketches == text
+    other = '{"hll":{"usr.prénom,0,0,0,0":"AgE="}}'.encode()  # non-ASCII without a marker byte
+    kind, payload = compact(other)
+    assert kind == COMPACT and len(payload) < len(other) and expand(payload) == other
 
 
 def test_window_columns_from_packed_heads_equal_the_fields() -> None:
