@@ -6,12 +6,16 @@
    and 1d windows, and count-only ``actions_by_name`` records for the rest.
 2. Catch-up: a :class:`~pipeline.view.reader.ViewReader` reads them from the
    beginning (read_committed) until caught up: records/s.
+   Right after it reports caught up, rolling-1d queries (every aggregation) are
+   issued one after the other while the reader builds window columns in the
+   background, as ``serve`` does; then the time until every window is built
+   (see ``catch_up``).
 3. Memory per key: ``tracemalloc`` over a store filled with a sample of each
    kind of record (the store's own allocations, per key kept).
 4. Query latency: rolling-1d queries at random minutes over the filled view,
    every group (``--groups``), with and without percentiles and unique counts:
-   once as the windows are first used (their columns built), once again with
-   them cached (see ``latency``).
+   once with no window built (as a one-shot ``rum-pipeline query``, which builds
+   the windows it uses), once again with them built (see ``latency``).
 
     python bench/query.py [--records 1000000] [--groups 250] [--queries 200] [--json FILE]
 
@@ -144,7 +148,16 @@ async def drop_topics(settings: Settings) -> None:
         await admin.close()
 
 
-async def catch_up(settings: Settings) -> tuple[ViewStore, float, int]:
+async def catch_up(settings: Settings, stops: list[int], aggs: str, end: int) -> dict[str, Any]:
+    """Read the topic until caught up (records/s), then query at once while the reader builds columns.
+
+    The reader builds window columns after it caught up, a slice at a time
+    (``pipeline.view.warm``). Right after it reports caught up, the rolling-1d
+    queries of ``stops`` are issued one after the other on the same event loop,
+    as requests to ``serve`` would be: each one's time includes the building
+    slice it may have waited for, and it builds the windows it uses that are not
+    built yet. Then: the seconds until every window was built.
+    """
     store = ViewStore(retention_ms=None)
     reader = ViewReader(settings, store)
     started = time.perf_counter()
@@ -152,11 +165,40 @@ async def catch_up(settings: Settings) -> tuple[ViewStore, float, int]:
     task = asyncio.create_task(reader.run())
     await reader.caught_up.wait()
     elapsed = time.perf_counter() - started
+    catalog = catalog_of(CONFIG)
+    limits = Limits(retention_ms=30 * D, max_range_ms=30 * D)
+    times, built = [], []
+    for stop in stops:
+        before = time.perf_counter()
+        await asyncio.sleep(0)  # the reader's turn: a request waits for it too
+        cache_built = store.window_cache.built
+        params = {"rollup": CART.name, "from": str(stop - D), "to": str(stop), "agg": aggs}
+        answer = run_query(store, parse_query(params, [], catalog, end, limits), limits)
+        times.append((time.perf_counter() - before) * 1000)
+        built.append(store.window_cache.built - cache_built)
+        assert answer["groups"], "no groups answered"
+    while not reader.progress.warm:
+        await asyncio.sleep(0.01)
+    assert reader.progress.caught_up_at is not None and reader.progress.warm_at is not None
+    warm_s = reader.progress.warm_at - reader.progress.caught_up_at
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
     await reader.stop()
-    return store, elapsed, reader.progress.records
+    return {
+        "store": store,
+        "seconds": elapsed,
+        "records": reader.progress.records,
+        "warm_s": warm_s,
+        "warm_windows": reader.warmer.built if reader.warmer else 0,
+        "warm_cache_bytes": store.window_cache.nbytes,
+        "after_caught_up": {
+            "p50_ms": statistics.median(times),
+            "p99_ms": _p99(times),
+            "first_query_ms": times[0],
+            "queries_that_built_windows": sum(1 for b in built if b),
+        },
+    }
 
 
 def memory_per_key(
@@ -244,7 +286,12 @@ def main() -> int:
     try:
         asyncio.run(publish(settings, settings.topic(ROLLUPS), items))
         print("catching up ...", flush=True)
-        store, seconds, read = asyncio.run(catch_up(settings))
+        every = ",".join(a.name for a in CART.aggregations)
+        # The stops of the first ``latency`` run below (the same generator and seed).
+        pick = random.Random(2)
+        stops = [end - end % M - pick.randrange(0, 600) * M for _ in range(args.queries)]
+        caught = asyncio.run(catch_up(settings, stops, every, end))
+        store, seconds, read = caught["store"], caught["seconds"], caught["records"]
     finally:
         asyncio.run(drop_topics(settings))
     rate = read / seconds
@@ -265,6 +312,16 @@ def main() -> int:
             items, CART.name, sample, spill
         )
         spill.close()
+    warm = caught["after_caught_up"]
+    print(
+        f"right after caught up, {args.queries} rolling 1d queries (every aggregation), one after "
+        f"the other while the reader builds columns: p50 {warm['p50_ms']:.1f} ms, "
+        f"p99 {warm['p99_ms']:.1f} ms, "
+        f"the first {warm['first_query_ms']:.0f} ms, {warm['queries_that_built_windows']} built windows; "
+        f"every window built {caught['warm_s']:.1f} s after caught up "
+        f"({caught['warm_windows']:,} windows, cache {caught['warm_cache_bytes'] / 1e6:.0f} MB)",
+        flush=True,
+    )
     for kind, size in mem.items():
         print(f"memory per key, {kind}: {size:,.0f} bytes", flush=True)
     rng = random.Random(2)
@@ -295,6 +352,12 @@ def main() -> int:
         "keys": store.keys,
         "memory_per_key_bytes": mem,
         "query": lat,
+        "after_caught_up": {
+            **warm,
+            "warm_s": caught["warm_s"],
+            "warm_windows": caught["warm_windows"],
+            "warm_cache_bytes": caught["warm_cache_bytes"],
+        },
     }
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))

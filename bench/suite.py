@@ -355,6 +355,18 @@ def rows(by_name: dict[str, Step], runs: int) -> dict[str, list[tuple[str, str, 
                  f"p99 {f.get('first_pass_p99_ms', 0):.0f} ms, the very first query "
                  f"{f.get('first_query_ms', 0):.0f} ms")
             )  # fmt: skip
+        after = q.get("after_caught_up")
+        if after:
+            out.append(
+                ("rolling-1d query right after the view caught up, every aggregation",
+                 f"p99 {after['p99_ms']:.1f} ms (p50 {after['p50_ms']:.1f})",
+                 f"the same queries issued one after the other as soon as the reader reported caught "
+                 f"up, while it builds window columns in the background "
+                 f"({after['queries_that_built_windows']} of them built windows; "
+                 f"the first {after['first_query_ms']:.0f} ms); every window built "
+                 f"{after['warm_s']:.1f} s after caught up ({after['warm_windows']:,} windows, "
+                 f"{after['warm_cache_bytes'] / 1e6:.0f} MB)")
+            )  # fmt: skip
     else:
         missing("query", ["view catch-up", "rolling-1d query"])
 

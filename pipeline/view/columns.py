@@ -22,16 +22,33 @@ listed as ``odd``; queries merge those groups the general way.
 
 from __future__ import annotations
 
-import base64
 from array import array
+from binascii import a2b_base64
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 from datasketches import hll_sketch
 
+from pipeline.view.entry import (
+    COMPACT,
+    FINAL,
+    HEAD,
+    MAX_INT,
+    MAX_NONE,
+    MIN_INT,
+    MIN_NONE,
+    NO_SKETCHES,
+    SUM_INT,
+    SUM_NONE,
+    WIDE,
+    Entry,
+    expand,
+)
+
 if TYPE_CHECKING:  # the store imports this module
-    from pipeline.view.store import Entry, GroupKey
+    from pipeline.view.store import GroupKey
 
 #: Default bound of a store's window cache, in bytes (estimated: arrays, images, a cost per row).
 DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
@@ -43,6 +60,38 @@ _HLL_BYTES = 300
 
 #: (rollup, interval seconds, window start ms)
 CacheKey = tuple[str, int, int]
+
+
+#: The packed heads of entries (see :mod:`pipeline.view.entry`); an int sum, min or max is int64.
+_HEAD = np.dtype(
+    [("flags", "u1"), ("kind", "u1"), ("actions", "<i8"), ("values", "<i8"),
+     ("sum", "<f8"), ("min", "<f8"), ("max", "<f8")]
+)  # fmt: skip
+_HEAD_INTS = np.dtype(
+    [("flags", "u1"), ("kind", "u1"), ("actions", "<i8"), ("values", "<i8"),
+     ("sum", "<i8"), ("min", "<i8"), ("max", "<i8")]
+)  # fmt: skip
+
+
+def _heads(entries: list[Entry]) -> np.ndarray | None:
+    """The heads of ``entries`` as one structured array; None when one has the wide layout."""
+    data = b"".join([e[:HEAD] for e in entries])
+    heads = np.frombuffer(data, _HEAD)
+    if (heads["flags"] & WIDE).any():
+        return None
+    return heads
+
+
+def _floats(
+    heads: np.ndarray, name: str, flags: np.ndarray, none: int, is_int: int, empty: float
+) -> np.ndarray:
+    """Field ``name`` as float64: ``empty`` where None, ints converted."""
+    out = heads[name].copy()
+    ints = (flags & is_int) != 0
+    if ints.any():
+        out[ints] = heads.view(_HEAD_INTS)[name][ints].astype(np.float64)
+    out[(flags & none) != 0] = empty
+    return out
 
 
 class WindowSketches:
@@ -61,8 +110,8 @@ class WindowSketches:
         self.high = np.full(rows, -np.inf)
         #: Rows whose DDSketch the arrays cannot hold.
         self.odd: list[int] = []
-        #: HLL sketch per row (None: none of that attribute, or empty), per attribute.
-        self.hll: dict[str, list[hll_sketch | None]] = {}
+        #: Per attribute: the rows that have a sketch of it that is not empty, and those sketches.
+        self.hll: dict[str, tuple[np.ndarray, list[hll_sketch]]] = {}
         self.nbytes = 0
 
 
@@ -93,17 +142,30 @@ class WindowColumns:
         self.gids = gids
         entries = self.entries
         n = len(entries)
-        #: Whether every entry of the window is final.
-        self.final = all(e.final for e in entries)
-        self.actions = np.fromiter((e.actions for e in entries), np.int64, n)
-        self.values = np.fromiter((e.values for e in entries), np.int64, n)
-        # None (no sum kept) adds nothing, as 0.0 does: math.fsum of the merge skips both.
-        self.sums = np.fromiter((e.sum or 0.0 for e in entries), np.float64, n)
-        # min / max: +inf / -inf for None; the int flags give back ints where the record had them.
-        self.low = np.fromiter((np.inf if e.min is None else e.min for e in entries), np.float64, n)
-        self.high = np.fromiter((-np.inf if e.max is None else e.max for e in entries), np.float64, n)
-        self.low_int = np.fromiter((e.min.__class__ is int for e in entries), bool, n)
-        self.high_int = np.fromiter((e.max.__class__ is int for e in entries), bool, n)
+        heads = _heads(entries)
+        if heads is not None:
+            flags = heads["flags"]
+            #: Whether every entry of the window is final.
+            self.final = bool((flags & FINAL).all())
+            self.actions = heads["actions"].copy()
+            self.values = heads["values"].copy()
+            # None (no sum kept) adds nothing, as 0.0 does: math.fsum of the merge skips both.
+            # + 0.0: a sum of -0.0 adds nothing either (the merge filters it out as falsy).
+            self.sums = _floats(heads, "sum", flags, SUM_NONE, SUM_INT, 0.0) + 0.0
+            # min / max: +inf / -inf for None; the int flags give back ints where the record had them.
+            self.low = _floats(heads, "min", flags, MIN_NONE, MIN_INT, np.inf)
+            self.high = _floats(heads, "max", flags, MAX_NONE, MAX_INT, -np.inf)
+            self.low_int = (flags & MIN_INT) != 0
+            self.high_int = (flags & MAX_INT) != 0
+        else:  # an entry of the wide layout: field by field
+            self.final = all(e.final for e in entries)
+            self.actions = np.fromiter((e.actions for e in entries), np.int64, n)
+            self.values = np.fromiter((e.values for e in entries), np.int64, n)
+            self.sums = np.fromiter((e.sum or 0.0 for e in entries), np.float64, n)
+            self.low = np.fromiter((np.inf if e.min is None else e.min for e in entries), np.float64, n)
+            self.high = np.fromiter((-np.inf if e.max is None else e.max for e in entries), np.float64, n)
+            self.low_int = np.fromiter((e.min.__class__ is int for e in entries), bool, n)
+            self.high_int = np.fromiter((e.max.__class__ is int for e in entries), bool, n)
         #: The decoded sketches, once a query needed them.
         self.sketches: WindowSketches | None = None
         arrays = (gids, self.actions, self.values, self.sums, self.low, self.high)
@@ -119,20 +181,22 @@ def decode_sketches(entries: list[Entry], sketch_data: Callable[[Entry], dict[st
     lengths: list[int] = []
     zero, low, high = out.zero, out.low, out.high
     hlls = 0
-    for row, entry in enumerate(entries):
-        if entry.sketches is None:
+    hll_rows: dict[str, tuple[list[int], list[hll_sketch]]] = {}
+    deserialize = hll_sketch.deserialize
+    for row, data in enumerate(_decoded(entries, sketch_data)):
+        if data is None:
             offsets.append(0)
             lengths.append(0)
             continue
-        data = sketch_data(entry)
         for attr, image in data.get("hll", {}).items():
-            images = out.hll.get(attr)
-            if images is None:
-                images = out.hll[attr] = [None] * n
+            held = hll_rows.get(attr)
+            if held is None:
+                held = hll_rows[attr] = ([], [])
             hlls += 1
-            hll = hll_sketch.deserialize(base64.b64decode(image))
+            hll = deserialize(a2b_base64(image))
             if not hll.is_empty():  # an empty one adds nothing to a union
-                images[row] = hll
+                held[0].append(row)
+                held[1].append(hll)
         sketch = data.get("ddsketch")
         counts = None if sketch is None else _plain_counts(sketch)
         if sketch is None or counts is None:
@@ -157,8 +221,35 @@ def decode_sketches(entries: list[Entry], sketch_data: Callable[[Entry], dict[st
         out.bin_row = owner.astype(np.int32)
         out.bin_key = (found - first[owner] + np.asarray(offsets, np.int64)[owner]).astype(np.int32)
         out.bin_count = flat[found]
+    out.hll = {attr: (np.asarray(rows, np.int64), images) for attr, (rows, images) in hll_rows.items()}
     arrays = (out.bin_row, out.bin_key, out.bin_count, out.zero, out.low, out.high)
     out.nbytes = sum(a.nbytes for a in arrays) + _HLL_BYTES * hlls
+    return out
+
+
+def _decoded(
+    entries: list[Entry], sketch_data: Callable[[Entry], dict[str, Any]]
+) -> list[dict[str, Any] | None]:
+    """Each entry's decoded sketches (None: it has none).
+
+    The compacted texts of the window are expanded and decoded together, as one JSON
+    array: one call each instead of one per entry. Others go through ``sketch_data``.
+    """
+    out: list[dict[str, Any] | None] = [None] * len(entries)
+    rows: list[int] = []
+    texts: list[bytes] = []
+    for row, entry in enumerate(entries):
+        kind, payload = entry.sketch_payload()
+        if kind == COMPACT:
+            rows.append(row)
+            texts.append(payload)
+        elif kind != NO_SKETCHES:
+            out[row] = sketch_data(entry)
+    if texts:
+        # The markers stand only for what compact() replaced: the commas and brackets
+        # between the texts are left as they are by expand().
+        for row, data in zip(rows, orjson.loads(expand(b"[" + b",".join(texts) + b"]")), strict=True):
+            out[row] = data
     return out
 
 
@@ -191,6 +282,10 @@ class WindowCache:
         self.found = 0
         self.decoded = 0
         self._windows: dict[CacheKey, WindowColumns] = {}
+        #: Whether to note the windows records changed (in ``stale``), for a warmer to build again.
+        self.track_stale = False
+        #: Windows dropped (a record of theirs applied or removed) since a warmer last looked.
+        self.stale: set[CacheKey] = set()
         self._gids: dict[str, dict[GroupKey, int]] = {}
         self._groups: dict[str, list[GroupKey]] = {}
 
@@ -250,8 +345,21 @@ class WindowCache:
         self._windows.clear()
         self.nbytes = 0
 
+    def holds(self, key: CacheKey) -> bool:
+        """Whether window ``key`` is cached (without counting it as used)."""
+        return key in self._windows
+
     def drop(self, key: CacheKey) -> None:
         """Forget window ``key`` (a record of it was applied or removed)."""
         gone = self._windows.pop(key, None)
         if gone is not None:
             self.nbytes -= gone.nbytes
+        if self.track_stale:
+            self.stale.add(key)
+
+    def evicted(self, key: CacheKey) -> None:
+        """Forget window ``key`` for good (out of retention): not to be built again."""
+        gone = self._windows.pop(key, None)
+        if gone is not None:
+            self.nbytes -= gone.nbytes
+        self.stale.discard(key)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import compress
 from typing import Any
 
 import numpy as np
@@ -179,18 +180,24 @@ def _cardinality(sketches: list[WindowSketches], picks: list[np.ndarray], n: int
     attr = name[len("cardinality(") : -1]
     unions = [hll_union(HLL_LG_K) for _ in range(n)]
     updates = [u.update for u in unions]
-    found_any = [False] * n
+    found_any = np.zeros(n, bool)
     for sketch, pick in zip(sketches, picks, strict=True):
         found = sketch.hll.get(attr)
         if found is None:
             continue
-        for at, image in zip(pick.tolist(), found, strict=True):
-            if at >= 0 and image is not None:  # none is empty: the columns left those out
-                updates[at](image)
-                found_any[at] = True
+        rows, images = found
+        at = pick[rows]
+        asked = at >= 0
+        if not asked.all():
+            images = list(compress(images, asked.tolist()))
+            at = at[asked]
+        found_any[at] = True
+        # A group has one row per window: its union takes its sketches in window order.
+        for position, image in zip(at.tolist(), images, strict=True):
+            updates[position](image)
     # As CardinalitySketch.union_of(...).estimate(): the union's HLL_8 result, estimated
     # (0 for a group without any sketch).
     return [
         float(union.get_result(HLL_TYPE).get_estimate()) if used else 0.0
-        for union, used in zip(unions, found_any, strict=True)
+        for union, used in zip(unions, found_any.tolist(), strict=True)
     ]

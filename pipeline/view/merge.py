@@ -33,8 +33,9 @@ def merge_entries(
     """
     out: dict[str, Any] = {}
     wanted = set(aggregations)
-    # One transposition of the entries (named tuples), then each field at C speed.
-    counts, sums, values, lows, highs, _, _ = zip(*entries, strict=True) if entries else ((),) * 7
+    # One transposition of the entries' fields, then each field at C speed.
+    rows = [e.summary() for e in entries]
+    counts, sums, values, lows, highs, _ = zip(*rows, strict=True) if rows else ((),) * 6
     total = math.fsum(filter(None, sums))  # None (no sum kept) and 0.0 add nothing
     n = sum(values)
     if "count" in wanted:
@@ -52,7 +53,7 @@ def merge_entries(
     percentiles = [a for a in aggregations if a in PERCENTILES]
     cards = [a for a in aggregations if a.startswith("cardinality(")]
     if percentiles or cards:
-        decoded = [sketches(e) for e in entries if e.sketches is not None]
+        decoded = [sketches(e) for e in entries if e.has_sketches]
         if percentiles:
             sketch = merge_ddsketches([d["ddsketch"] for d in decoded if "ddsketch" in d])
             found = sketch.quantiles([PERCENTILES[p] for p in percentiles])

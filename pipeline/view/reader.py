@@ -27,8 +27,12 @@ from pipeline.consume import assign_topics, make_reader
 from pipeline.settings import Settings
 from pipeline.topics import FACETS, ROLLUPS
 from pipeline.view.store import ViewStore
+from pipeline.view.warm import Warmer
 
 log = logging.getLogger(__name__)
+
+#: Seconds of window building between two looks for records (and for queries to run).
+WARM_SLICE_S = 0.005
 
 
 @dataclass
@@ -40,6 +44,11 @@ class Progress:
     lag: int | None = None
     #: Monotonic time the reader caught up (None before).
     caught_up_at: float | None = None
+    #: Whether the columns of every window are built (see :mod:`pipeline.view.warm`); goes back
+    #: to False while windows changed by live records are built again.
+    warm: bool = False
+    #: Monotonic time the columns of every window were first built (None before).
+    warm_at: float | None = None
 
 
 class ViewReader:
@@ -52,8 +61,11 @@ class ViewReader:
         *,
         refresh_s: float = 5.0,
         on_progress: Callable[[Progress], None] | None = None,
+        warm: bool = True,
     ) -> None:
         self.settings = settings
+        #: Builds window columns once caught up, between batches (None: queries build them).
+        self.warmer = Warmer(store) if warm else None
         self.store = store
         self.refresh_s = refresh_s
         self.on_progress = on_progress
@@ -91,7 +103,9 @@ class ViewReader:
         assert consumer is not None, "start() the reader first"
         refreshed = time.monotonic()
         while True:
-            batch = await consumer.getmany(timeout_ms=200, max_records=20_000)
+            # While there are windows to build, look for records without waiting for them.
+            wait_ms = 0 if self.progress.caught_up and not self.progress.warm and self.warmer else 200
+            batch = await consumer.getmany(timeout_ms=wait_ms, max_records=20_000)
             for tp, records in batch.items():
                 apply = self.store.apply_rollup if tp.topic == self.rollups_topic else self.store.apply_facet
                 for record in records:
@@ -104,8 +118,20 @@ class ViewReader:
                     self.store.evict()
                     refreshed = now
                 await self._check_caught_up()
+            if self.progress.caught_up and self.warmer is not None:
+                self._warm()
             if self.on_progress is not None:
                 self.on_progress(self.progress)
+
+    def _warm(self) -> None:
+        """Build window columns for a slice of time (queries wait at most that long)."""
+        assert self.warmer is not None
+        if self.progress.warm and not self.store.window_cache.stale:
+            return
+        self.progress.warm = self.warmer.step(WARM_SLICE_S)
+        if self.progress.warm and self.progress.warm_at is None:
+            self.progress.warm_at = time.monotonic()
+            log.info("view columns built: %d windows", self.warmer.built)
 
     async def _check_caught_up(self) -> None:
         consumer = self._consumer
@@ -129,7 +155,8 @@ async def load_view(
     on_progress: Callable[[Progress], None] | None = None,
 ) -> Progress:
     """Read the topics into ``store`` until caught up (or ``timeout`` s), then stop: for one-shot queries."""
-    reader = ViewReader(settings, store, on_progress=on_progress)
+    # One query follows: it builds the windows it uses, and only those.
+    reader = ViewReader(settings, store, on_progress=on_progress, warm=False)
     await reader.start()
     task = asyncio.ensure_future(reader.run())
     try:

@@ -1,15 +1,15 @@
 """The latest record per key of the rollup and facet topics, held for queries.
 
 Records are upserts: applying them in topic order leaves the latest per key,
-and a tombstone (no value) removes the key. A rollup record is kept as a small
-:class:`Entry` (the exact summaries, the finality flag and the sketches as
-their compact JSON bytes, decoded only when a query needs percentiles or unique
-counts); a facet value record as its count and finality flag.
+and a tombstone (no value) removes the key. A rollup record is kept as one
+packed :class:`~pipeline.view.entry.Entry` (the exact summaries, the finality
+flag and the sketches' JSON with its repeated fragments replaced by single
+bytes, decoded only when a query needs percentiles or unique counts); a facet
+value record as its count and finality flag.
 
-Memory per key (measured by ``bench/query.py``, see docs/query.md): about 235
-bytes for a count-only rollup with its index slots; a rollup with a DDSketch
-and an HLL adds the sketches' JSON (a few hundred bytes for a window of a few
-values, up to a few kB for a busy window). Past ``spill.capacity`` keys, the
+Memory per key is measured by ``bench/query.py`` (figures in bench/results.md):
+the packed entry and its slot in the window's dict; a busy window's sketches
+take a few kB more. Past ``spill.capacity`` keys, the
 sketches of further keys are kept in RocksDB (:mod:`pipeline.view.spill`) and
 only the summaries stay in memory. Windows that ended longer ago than the
 view's retention are not kept.
@@ -18,12 +18,13 @@ view's retention are not kept.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
 from pipeline.rollups.windows import SECOND_MS, parse_interval
 from pipeline.view.columns import DEFAULT_CACHE_BYTES, WindowCache
+from pipeline.view.entry import Entry
 from pipeline.view.spill import SketchSpill
 
 #: Seconds of the interval texts seen in records.
@@ -33,35 +34,6 @@ _INTERVALS: dict[str, int] = {}
 GroupKey = tuple[Any, ...]
 #: (interval seconds, window start ms)
 WindowKey = tuple[int, int]
-
-
-class Entry(NamedTuple):
-    """What the view keeps of one measure-rollup record.
-
-    A tuple of plain values: the garbage collector stops tracking such tuples, so
-    a view of millions of keys costs nothing to its collections, and a query
-    transposes a window's entries with one ``zip``.
-    """
-
-    #: Actions counted (the record's ``count``; named so as not to hide ``tuple.count``).
-    actions: int
-    #: Sum of the measure values (None when the rollup keeps neither sum nor avg).
-    sum: float | None
-    #: Number of numeric measure values (the denominator of avg; ``count`` also counts
-    #: matching actions without a number).
-    values: int
-    min: float | None
-    max: float | None
-    final: bool
-    #: ``orjson`` bytes of the record's ``sketches`` object; None when it has none; an int
-    #: when they are kept in the store's RocksDB spill (its handle there).
-    sketches: bytes | int | None
-
-    def sketch_data(self) -> dict[str, Any]:
-        """The decoded ``sketches`` object ({} when there is none); see ``ViewStore.sketch_data``."""
-        if isinstance(self.sketches, int):
-            raise ValueError("these sketches are in the store's spill: use ViewStore.sketch_data")
-        return orjson.loads(self.sketches) if self.sketches else {}
 
 
 def numeric_count(record: dict[str, Any]) -> int:
@@ -238,14 +210,16 @@ class ViewStore:
             groups = windows[window] = {}
         gkey = tuple(group.values())
         gkey = self._shared.setdefault(gkey, gkey)
-        if self.window_cache.nbytes:  # something cached (every window held counts some bytes)
-            self.window_cache.drop((rollup, seconds, window[1]))
+        cache = self.window_cache
+        # Something cached (every window held counts some bytes), or a warmer to tell.
+        if cache.nbytes or cache.track_stale:
+            cache.drop((rollup, seconds, window[1]))
         old = groups.get(gkey)
         if entry is None:
             entry = entry_of(record, raw)
         if old is None:
             self.keys += 1
-            if entry.sketches is None or self.spill is not None:
+            if not entry.has_sketches or self.spill is not None:
                 entry = self._place(entry, None)
             else:
                 self.sketches_in_memory += 1
@@ -255,33 +229,41 @@ class ViewStore:
 
     def _place(self, entry: Entry, old: Entry | None) -> Entry:
         """``entry`` with its sketches in memory or in the spill; ``old``'s place is reused or freed."""
-        handle = old.sketches if old is not None and isinstance(old.sketches, int) else None
-        if old is not None and isinstance(old.sketches, bytes):
+        handle = old.sketches if old is not None and old.spilled else None
+        if old is not None and old.has_sketches and not old.spilled:
             self.sketches_in_memory -= 1
-        if not isinstance(entry.sketches, bytes):
+        if not entry.has_sketches or entry.spilled:
             if handle is not None:
                 self._drop(old)
             return entry
         spill = self.spill
         if spill is not None and (handle is not None or self.sketches_in_memory >= spill.capacity):
-            return entry._replace(sketches=spill.put(entry.sketches, handle))
+            assert handle is None or isinstance(handle, int)
+            text = entry.sketches
+            assert isinstance(text, bytes)
+            return entry.with_sketches(spill.put(text, handle))
         self.sketches_in_memory += 1
         return entry
 
     def _drop(self, entry: Entry | None) -> None:
         """Release what a removed entry holds outside its own object."""
-        if entry is None:
+        if entry is None or not entry.has_sketches:
             return
-        if isinstance(entry.sketches, int) and self.spill is not None:
-            self.spill.delete(entry.sketches)
-        elif isinstance(entry.sketches, bytes):
+        if entry.spilled:
+            if self.spill is not None:
+                handle = entry.sketches
+                assert isinstance(handle, int)
+                self.spill.delete(handle)
+        else:
             self.sketches_in_memory -= 1
 
     def sketch_data(self, entry: Entry) -> dict[str, Any]:
         """The decoded ``sketches`` object of an entry of this store ({} when it has none)."""
-        if isinstance(entry.sketches, int):
+        if entry.spilled:
             assert self.spill is not None
-            return orjson.loads(self.spill.get(entry.sketches))
+            handle = entry.sketches
+            assert isinstance(handle, int)
+            return orjson.loads(self.spill.get(handle))
         return entry.sketch_data()
 
     def apply_facet(self, key: bytes | None, value: bytes | None) -> None:
@@ -337,7 +319,7 @@ class ViewStore:
             for window in old:
                 removed = table.pop(window)
                 if rollup is not None:
-                    self.window_cache.drop((rollup, *window))
+                    self.window_cache.evicted((rollup, *window))
                 gone += len(removed)
                 for item in removed.values():
                     if isinstance(item, Entry):
