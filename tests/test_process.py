@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.badrows import MAX_BAD_ROW_BYTES, blob_data, original_payload
+from pipeline.enrich.useragent import MAX_PARSED_CHARS
 from pipeline.process import MAX_ENRICHED_BYTES, Processor
 from pipeline.schemas import validate_record
 from pipeline.settings import load_settings
@@ -167,7 +168,7 @@ def test_an_action_from_the_far_future_is_a_bad_row(processor: Processor) -> Non
 # with the warning that says what was cut or changed, and every output fits its topic.
 EXPECTED: dict[str, tuple[list[str], dict[str, Any]]] = {
     "ua_absurd_version": (["browser.version_major"], {"browser.name": "Chrome"}),
-    "ua_huge_non_ascii": (["http.useragent"], {"device.type": "other"}),
+    "ua_huge_non_ascii": (["http.useragent"], {"device.type": "other"}),  # and the user agent cut
     "ua_distinct": ([], {"browser.name": "Chrome"}),
     "ip_huge": (["network.client.ip", "network.client.ip"], {}),
     "ip_distinct": ([], {"network.client.ip": "2001:480::"}),
@@ -208,6 +209,8 @@ def test_each_hostile_class(processor: Processor, name: str) -> None:
     for dotted, value in values.items():
         assert _at(record, dotted) == value
     assert len(out.value) < len(payload) + 120_000  # enrichment adds a bounded amount
+    raw_ua = orjson.loads(payload)["http"]["useragent"]
+    assert record["http"]["useragent"] == raw_ua[:MAX_PARSED_CHARS]  # cut only when over the limit
 
 
 def test_an_enriched_action_over_the_topic_limit_is_a_truncated_bad_row(test_mmdb: Path) -> None:
