@@ -51,6 +51,32 @@ def _int_or_text(text: str) -> int | str:
     return value if _INT_MIN <= value <= _INT_MAX else _IntegerText(text)
 
 
+#: From this size on, the byte counts of :meth:`RawValidator.check` run
+#: vectorised (numpy): ``bytes.count`` takes ~0.7 ns a byte, three counts
+#: a third of a 50 KB action's processing; numpy's fixed cost of a few µs
+#: pays off above about 8 KB.
+_VECTOR_BYTES = 8192
+
+
+def _count_colons(payload: bytes) -> int:
+    """Number of ``:`` bytes in ``payload``."""
+    if len(payload) < _VECTOR_BYTES:
+        return payload.count(b":")
+    import numpy as np  # loaded by then in a worker; here so the intake does not pay for it
+
+    return int(np.count_nonzero(np.frombuffer(payload, np.uint8) == 0x3A))
+
+
+def _count_openers(payload: bytes) -> int:
+    """Number of ``{`` and ``[`` bytes in ``payload``."""
+    if len(payload) < _VECTOR_BYTES:
+        return payload.count(b"{") + payload.count(b"[")
+    import numpy as np
+
+    # "{" is 0x7B and "[" 0x5B: they differ only in bit 0x20, and no other byte maps to 0x7B.
+    return int(np.count_nonzero((np.frombuffer(payload, np.uint8) | 0x20) == 0x7B))
+
+
 @dataclass(frozen=True, slots=True)
 class Failure:
     """Why a raw record was rejected: the bad-row kind and (JSON path, message) pairs."""
@@ -113,8 +139,8 @@ class RawValidator:
         if (
             # Each attribute also owns the 3 bytes of its '"":' at least, so
             # small payloads cannot exceed the attribute limit at all.
-            (size > 3 * self.max_attributes and payload.count(b":") > self.max_attributes)
-            or payload.count(b"{") + payload.count(b"[") > self.max_depth
+            (size > 3 * self.max_attributes and _count_colons(payload) > self.max_attributes)
+            or _count_openers(payload) > self.max_depth
         ):
             error = self._measure(obj)
             if error is not None:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.validate import Failure, RawValidator
+from pipeline.validate import _VECTOR_BYTES, Failure, RawValidator, _count_colons, _count_openers
 
 VALIDATOR = RawValidator()
 
@@ -345,3 +345,26 @@ def test_size_limits_match_their_definition(context: Any) -> None:
 def test_numbers_with_no_exact_json_form_stay_parse_failures(payload: bytes) -> None:
     failure = RawValidator().check(payload)
     assert isinstance(failure, Failure) and failure.kind == "parse"
+
+
+@given(st.binary(min_size=1, max_size=64), st.integers(min_value=0, max_value=3))
+def test_vectorised_byte_counts_equal_the_plain_ones(chunk: bytes, extra: int) -> None:
+    payload = chunk * (_VECTOR_BYTES // len(chunk) + extra) + bytes(range(256))
+    assert len(payload) >= _VECTOR_BYTES  # the vectorised path
+    assert _count_colons(payload) == payload.count(b":")
+    assert _count_openers(payload) == payload.count(b"{") + payload.count(b"[")
+
+
+@pytest.mark.parametrize("size", [_VECTOR_BYTES - 1, _VECTOR_BYTES, 200_000])
+def test_a_large_payload_over_the_limits_is_still_caught(size: int) -> None:
+    deep = {"type": "action", "date": 1, "action": {"target": {"name": "x"}}, "context": {"pad": "p" * size}}
+    node = deep["context"]
+    for _ in range(25):
+        node["n"] = {}
+        node = node["n"]
+    failure = RawValidator().check(orjson.dumps(deep))
+    assert isinstance(failure, Failure) and failure.kind == "size"
+    wide = {"type": "action", "date": 1, "action": {"target": {"name": "x"}}, "context": {"pad": "p" * size}}
+    wide["context"].update({f"k{i}": i for i in range(1001)})
+    failure = RawValidator().check(orjson.dumps(wide))
+    assert isinstance(failure, Failure) and failure.kind == "size"
