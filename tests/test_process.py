@@ -257,6 +257,30 @@ def test_integers_beyond_64_bits_are_kept_exactly_as_text(
     ]
 
 
+@pytest.mark.parametrize("values", [1, 2000])  # a large payload's few values are looked at, many are scanned
+@pytest.mark.parametrize(
+    ("literal", "kept"),
+    [
+        (b"123456789012345678901234567890", "123456789012345678901234567890"),
+        (b"-9223372036854775809", "-9223372036854775809"),
+        (b"1" * 5000, "1" * 5000),
+        (b"18446744073709551615", 18446744073709551615),
+        (b"1e30", 1e30),
+    ],
+)
+def test_integers_in_large_payloads_are_read_exactly(
+    processor: Processor, values: int, literal: bytes, kept: Any
+) -> None:
+    items = b",".join(b"1" for _ in range(values))
+    payload = (
+        b'{"type":"action","date":1764340000000,"action":{"target":{"name":"x"}},'
+        b'"context":{"pad":"%s","items":[%s],"n":%s}}' % (b"p" * 20_000, items, literal)
+    )
+    record = _check_one_output(processor, payload)
+    assert record["context"]["n"] == kept
+    assert [w["path"] for w in record["pipeline"]["warnings"]] == (["context.n"] if type(kept) is str else [])
+
+
 @pytest.mark.parametrize(
     "literal",
     [b"18446744073709551615", b"-9223372036854775808", b'"123456789012345678901234567890"', b"1e30"],
