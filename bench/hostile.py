@@ -14,8 +14,9 @@ class (default: one in a hundred) run through:
   passes, so that other processes taking the machine's cores count as little
   as they can; peak RSS of the child. Each class's child also times passes
   over the clean traffic between its own: the ``paired`` column is the median
-  (and range) over runs of that in-process ratio, the steadiest figure on a
-  shared machine.
+  (and range) over runs of that in-process ratio; ``cost`` is what one hostile
+  action costs in clean actions (median CPU time of its calls over that of
+  the clean calls, timed one by one), the steadiest figure on a shared machine.
 
 Classes run interleaved ``--runs`` times (clean traffic first and last in
 each round); the figures of each class are the ratio of its median
@@ -169,7 +170,32 @@ def process_one(name: str, events: int, every: int, size: int) -> dict[str, floa
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     raw_mb = sum(len(v) for _, v in messages) / 1e6
     paired = clean_elapsed / elapsed if name != CLEAN else 1.0
-    return {"per_s": len(messages) / elapsed, "rss_mb": rss, "raw_mb": raw_mb, "bad": bad, "paired": paired}
+    cost = _cost(processor, messages, every) if name != CLEAN else 1.0
+    return {
+        "per_s": len(messages) / elapsed,
+        "rss_mb": rss,
+        "raw_mb": raw_mb,
+        "bad": bad,
+        "paired": paired,
+        "cost": cost,
+    }
+
+
+def _cost(processor: Processor, messages: list[tuple[bytes | None, bytes]], every: int) -> float:
+    """Median CPU time of a hostile action over that of a clean one, timed call by call.
+
+    An extra pass, apart from the timed ones (reading the thread's CPU clock
+    costs about a microsecond a call); a median is not moved by the calls a
+    neighbour or a garbage collection slowed.
+    """
+    clock = time.thread_time_ns
+    hostile_ns: list[int] = []
+    clean_ns: list[int] = []
+    for i, (key, value) in enumerate(messages):
+        start = clock()
+        processor.process(value, key=key)
+        (hostile_ns if i % every == 0 else clean_ns).append(clock() - start)
+    return statistics.median(hostile_ns) / statistics.median(clean_ns)
 
 
 def process_run(name: str, args: argparse.Namespace, tmp: Path) -> dict[str, float]:
@@ -226,6 +252,7 @@ def main() -> int:
         runs[CLEAN].append(run(CLEAN, args, Path(tmp)))
     results = {name: _median(values) for name, values in runs.items() if name != CLEAN}
     paired = {name: [v.get("paired", 0.0) for v in values] for name, values in runs.items()}
+    cost = {name: [v.get("cost", 0.0) for v in values] for name, values in runs.items()}
     best = {name: max(v["per_s"] for v in values) for name, values in runs.items()}
     clean_rate = statistics.median(r["per_s"] for r in runs[CLEAN])
     clean_rss = statistics.median(r["rss_mb"] for r in runs[CLEAN])
@@ -233,7 +260,7 @@ def main() -> int:
     rates = ", ".join(f"{r['per_s']:.0f}" for r in runs[CLEAN])
     print(f"clean: {rates} records/s (median {clean_rate:.0f}), peak RSS median {clean_rss:.0f} MB")
     head = f"{'class':24} {'records/s':>10} {'ratio':>6} {'best':>5} {'RSS MB':>7} {'ΔRSS':>6} {'raw MB':>7}"
-    paired_head = f"  {'paired (range)':>16}" if args.mode == "process" else ""
+    paired_head = f"  {'paired (range)':>16}  {'cost (range)':>16}" if args.mode == "process" else ""
     print(f"{head} {'bad':>5}  within{paired_head}")
     for name, r in results.items():
         ratio = r["per_s"] / clean_rate
@@ -245,6 +272,7 @@ def main() -> int:
             f"{r['raw_mb']:7.1f} {r['bad']:5.0f}  {ok:6}"
             + (
                 f"  {statistics.median(paired[name]):5.2f} ({min(paired[name]):.2f}-{max(paired[name]):.2f})"
+                f"  {statistics.median(cost[name]):5.1f} ({min(cost[name]):.1f}-{max(cost[name]):.1f})"
                 if args.mode == "process"
                 else ""
             )
