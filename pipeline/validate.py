@@ -52,6 +52,8 @@ def _int_or_text(text: str) -> int | str:
     return value if _INT_MIN <= value <= _INT_MAX else _IntegerText(text)
 
 
+#: From this size on, :meth:`RawValidator.exact_integers` looks at the values before scanning the bytes.
+_WALK_BYTES = 8192
 #: Values of a large payload looked at for inexact integers before its bytes are scanned instead.
 _WALKED_VALUES = 1000
 
@@ -83,32 +85,6 @@ def _inexact_values(obj: dict[str, Any], budget: int) -> bool | None:
             elif kind is _IntegerText:
                 return True
     return False
-
-
-#: From this size on, the byte counts of :meth:`RawValidator.check` run
-#: vectorised (numpy): ``bytes.count`` takes ~0.7 ns a byte, three counts
-#: a third of a 50 KB action's processing; numpy's fixed cost of a few µs
-#: pays off above about 8 KB.
-_VECTOR_BYTES = 8192
-
-
-def _count_colons(payload: bytes) -> int:
-    """Number of ``:`` bytes in ``payload``."""
-    if len(payload) < _VECTOR_BYTES:
-        return payload.count(b":")
-    import numpy as np  # loaded by then in a worker; here so the intake does not pay for it
-
-    return int(np.count_nonzero(np.frombuffer(payload, np.uint8) == 0x3A))
-
-
-def _count_openers(payload: bytes) -> int:
-    """Number of ``{`` and ``[`` bytes in ``payload``."""
-    if len(payload) < _VECTOR_BYTES:
-        return payload.count(b"{") + payload.count(b"[")
-    import numpy as np
-
-    # "{" is 0x7B and "[" 0x5B: they differ only in bit 0x20, and no other byte maps to 0x7B.
-    return int(np.count_nonzero((np.frombuffer(payload, np.uint8) | 0x20) == 0x7B))
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +149,8 @@ class RawValidator:
         if (
             # Each attribute also owns the 3 bytes of its '"":' at least, so
             # small payloads cannot exceed the attribute limit at all.
-            (size > 3 * self.max_attributes and _count_colons(payload) > self.max_attributes)
-            or _count_openers(payload) > self.max_depth
+            (size > 3 * self.max_attributes and payload.count(b":") > self.max_attributes)
+            or payload.count(b"{") + payload.count(b"[") > self.max_depth
         ):
             error = self._measure(obj)
             if error is not None:
@@ -202,7 +178,7 @@ class RawValidator:
         where a number is required. Payloads without one are returned as is,
         at the cost of one regex scan.
         """
-        if len(payload) >= _VECTOR_BYTES:
+        if len(payload) >= _WALK_BYTES:
             # A large payload is mostly long strings: a look at its few values
             # is cheaper than a scan of its bytes (~1 ns each).
             found = _inexact_values(event, _WALKED_VALUES)
