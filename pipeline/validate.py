@@ -80,6 +80,10 @@ def _inexact_values(obj: dict[str, Any], budget: int) -> bool | None:
             if kind is float:
                 if not -_TWO_TO_63 < value < _TWO_TO_63:
                     return True
+            elif kind is int:
+                # A float date that check() made an int (the schema bounds dates today).
+                if not _INT_MIN <= value <= _INT_MAX:
+                    return True
             elif kind is dict or kind is list:
                 stack.append(value)
             elif kind is _IntegerText:

@@ -257,6 +257,21 @@ def test_integers_beyond_64_bits_are_kept_exactly_as_text(
     ]
 
 
+@pytest.mark.parametrize("date", [b"10000000000000000000000", b"-10000000000000000000000", b"1e22"])
+def test_a_big_date_gives_the_same_output_in_a_small_and_a_large_payload(
+    processor: Processor, date: bytes
+) -> None:
+    outputs = []
+    for pad in (b"", b"p" * 20_000):
+        payload = b'{"type":"action","date":%s,"action":{"target":{"name":"x"}},"context":{"pad":"%s"}}' % (
+            date,
+            pad,
+        )
+        record = _check_one_output(processor, payload)
+        outputs.append((record.get("kind"), record.get("errors"), record.get("date")))
+    assert outputs[0] == outputs[1]
+
+
 @pytest.mark.parametrize("values", [1, 2000])  # a large payload's few values are looked at, many are scanned
 @pytest.mark.parametrize(
     ("literal", "kept"),
