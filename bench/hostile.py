@@ -12,7 +12,11 @@ class (default: one in a hundred) run through:
   class (the worker's per-message step, without Kafka); throughput from the
   child's CPU time (``time.process_time``) in the fastest of ``PASSES``
   passes, so that other processes taking the machine's cores count as little
-  as they can; peak RSS of the child.
+  as they can; peak RSS of the child. Each class's child also times passes
+  over the clean traffic between its own: the ``paired`` column is the median
+  (and range) over runs of that in-process ratio; ``cost`` is what one hostile
+  action costs in clean actions (median CPU time of its calls over that of
+  the clean calls, timed one by one), the steadiest figure on a shared machine.
 
 Classes run interleaved ``--runs`` times (clean traffic first and last in
 each round); the figures of each class are the ratio of its median
@@ -61,10 +65,18 @@ PASSES = 3
 
 def stream(name: str, events: int, every: int, size: int) -> list[tuple[bytes | None, bytes]]:
     """(key, value) of ``events`` generated actions, every ``every``-th replaced by class ``name``."""
-    messages = [(m.key, m.value) for m in TrafficGenerator(seed=11).messages(events)]
+    clean = [(m.key, m.value) for m in TrafficGenerator(seed=11).messages(events)]
+    return with_class(clean, name, every, size)
+
+
+def with_class(
+    clean: list[tuple[bytes | None, bytes]], name: str, every: int, size: int
+) -> list[tuple[bytes | None, bytes]]:
+    """A copy of ``clean`` with every ``every``-th value replaced by class ``name`` (the rest shared)."""
+    messages = list(clean)
     if name != CLEAN:
         make = hostile.CLASSES[name]
-        for i in range(0, events, every):
+        for i in range(0, len(messages), every):
             messages[i] = (messages[i][0], make(i, size))
     return messages
 
@@ -127,22 +139,64 @@ def worker_run(name: str, args: argparse.Namespace, tmp: Path) -> dict[str, floa
     return {"per_s": len(stamps) / span, "rss_mb": rss, "raw_mb": raw_mb, "bad": bad}
 
 
+def _pass(processor: Processor, messages: list[tuple[bytes | None, bytes]]) -> tuple[float, int]:
+    """CPU seconds of one pass over ``messages`` and the bad rows it gave."""
+    start = time.process_time()  # CPU time: a shared machine's other processes do not count
+    bad = 0
+    for key, value in messages:
+        bad += processor.process(value, key=key).bad_kind is not None
+    return time.process_time() - start, bad
+
+
 def process_one(name: str, events: int, every: int, size: int) -> dict[str, float]:
-    """The processor alone over one stream, in this (fresh) process."""
-    messages = stream(name, events, every, size)
+    """The processor alone over one stream, in this (fresh) process.
+
+    For a hostile class, passes over clean traffic alternate with its own
+    passes in the same process: ``paired`` is the ratio of their fastest
+    passes, which a busy neighbour slows alike. The clean stream shares all
+    but the hostile actions' bytes with the class's, so memory is its own.
+    """
+    clean = stream(CLEAN, events, every, size)
+    messages = with_class(clean, name, every, size)
     processor = Processor(load_settings({}))
     for key, value in messages[:200]:  # warm the caches and the matchers as a running worker has
         processor.process(value, key=key)
-    elapsed = float("inf")
+    elapsed = clean_elapsed = float("inf")
+    bad = 0
     for _ in range(PASSES):  # the fastest pass: the others were slowed by a busy neighbour
-        start = time.process_time()  # CPU time: a shared machine's other processes do not count
-        bad = 0
-        for key, value in messages:
-            bad += processor.process(value, key=key).bad_kind is not None
-        elapsed = min(elapsed, time.process_time() - start)
+        took, bad = _pass(processor, messages)
+        elapsed = min(elapsed, took)
+        if name != CLEAN:
+            clean_elapsed = min(clean_elapsed, _pass(processor, clean)[0])
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     raw_mb = sum(len(v) for _, v in messages) / 1e6
-    return {"per_s": len(messages) / elapsed, "rss_mb": rss, "raw_mb": raw_mb, "bad": bad}
+    paired = clean_elapsed / elapsed if name != CLEAN else 1.0
+    cost = _cost(processor, messages, every) if name != CLEAN else 1.0
+    return {
+        "per_s": len(messages) / elapsed,
+        "rss_mb": rss,
+        "raw_mb": raw_mb,
+        "bad": bad,
+        "paired": paired,
+        "cost": cost,
+    }
+
+
+def _cost(processor: Processor, messages: list[tuple[bytes | None, bytes]], every: int) -> float:
+    """Median CPU time of a hostile action over that of a clean one, timed call by call.
+
+    An extra pass, apart from the timed ones (reading the thread's CPU clock
+    costs about a microsecond a call); a median is not moved by the calls a
+    neighbour or a garbage collection slowed.
+    """
+    clock = time.thread_time_ns
+    hostile_ns: list[int] = []
+    clean_ns: list[int] = []
+    for i, (key, value) in enumerate(messages):
+        start = clock()
+        processor.process(value, key=key)
+        (hostile_ns if i % every == 0 else clean_ns).append(clock() - start)
+    return statistics.median(hostile_ns) / statistics.median(clean_ns)
 
 
 def process_run(name: str, args: argparse.Namespace, tmp: Path) -> dict[str, float]:
@@ -198,6 +252,8 @@ def main() -> int:
                 print(f"{name}: {runs[name][-1]}", file=sys.stderr, flush=True)
         runs[CLEAN].append(run(CLEAN, args, Path(tmp)))
     results = {name: _median(values) for name, values in runs.items() if name != CLEAN}
+    paired = {name: [v.get("paired", 0.0) for v in values] for name, values in runs.items()}
+    cost = {name: [v.get("cost", 0.0) for v in values] for name, values in runs.items()}
     best = {name: max(v["per_s"] for v in values) for name, values in runs.items()}
     clean_rate = statistics.median(r["per_s"] for r in runs[CLEAN])
     clean_rss = statistics.median(r["rss_mb"] for r in runs[CLEAN])
@@ -205,7 +261,8 @@ def main() -> int:
     rates = ", ".join(f"{r['per_s']:.0f}" for r in runs[CLEAN])
     print(f"clean: {rates} records/s (median {clean_rate:.0f}), peak RSS median {clean_rss:.0f} MB")
     head = f"{'class':24} {'records/s':>10} {'ratio':>6} {'best':>5} {'RSS MB':>7} {'ΔRSS':>6} {'raw MB':>7}"
-    print(f"{head} {'bad':>5}  within")
+    paired_head = f"  {'paired (range)':>16}  {'cost (range)':>16}" if args.mode == "process" else ""
+    print(f"{head} {'bad':>5}  within{paired_head}")
     for name, r in results.items():
         ratio = r["per_s"] / clean_rate
         delta = r["rss_mb"] - clean_rss
@@ -213,7 +270,13 @@ def main() -> int:
         best_ratio = best[name] / best[CLEAN]
         print(
             f"{name:24} {r['per_s']:10.0f} {ratio:6.2f} {best_ratio:5.2f} {r['rss_mb']:7.0f} {delta:+6.0f} "
-            f"{r['raw_mb']:7.1f} {r['bad']:5.0f}  {ok}"
+            f"{r['raw_mb']:7.1f} {r['bad']:5.0f}  {ok:6}"
+            + (
+                f"  {statistics.median(paired[name]):5.2f} ({min(paired[name]):.2f}-{max(paired[name]):.2f})"
+                f"  {statistics.median(cost[name]):5.1f} ({min(cost[name]):.1f}-{max(cost[name]):.1f})"
+                if args.mode == "process"
+                else ""
+            )
         )
     return 0
 

@@ -8,6 +8,7 @@ import time
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from pipeline.aiokafka_private import refresh_topic_metadata
 from pipeline.kafka_auth import client_kwargs
 from pipeline.settings import Settings
 
@@ -53,13 +54,13 @@ async def topic_partitions(
     """Every partition of ``topic``, waiting up to ``timeout`` s for its metadata.
 
     A consumer without a subscription knows only the topics it has asked for,
-    and aiokafka has no public call that refreshes them, hence the client's
-    metadata update. A just-restarted broker may need a moment too.
+    and aiokafka has no public call that refreshes them, hence
+    :func:`~pipeline.aiokafka_private.refresh_topic_metadata`. A
+    just-restarted broker may need a moment too.
     """
     deadline = time.monotonic() + timeout
-    consumer._client.add_topic(topic)  # an assigned consumer only asks for the topics it tracks
     while True:
-        await consumer._client.force_metadata_update()
+        await refresh_topic_metadata(consumer, topic)
         partitions = consumer.partitions_for_topic(topic)
         if partitions:
             return [TopicPartition(topic, p) for p in sorted(partitions)]

@@ -128,14 +128,14 @@ async def describe_failure(settings: Settings, timeout: float = 5.0) -> str | No
     "Unable to bootstrap"; this repeats the first connection step to find the
     reason. None when no server fails for a security reason (or in time).
     """
-    from aiokafka.conn import create_conn
+    from pipeline.aiokafka_private import open_connection
 
     kwargs = client_kwargs(settings)
     for server in settings.bootstrap_servers:
         host, _, port = server.rpartition(":")
         try:
             conn = await asyncio.wait_for(
-                create_conn(host, int(port), request_timeout_ms=int(timeout * 1000), **kwargs), timeout
+                open_connection(host, int(port), request_timeout_ms=int(timeout * 1000), **kwargs), timeout
             )
         except (TimeoutError, OSError, KafkaError) as exc:
             reason = explain(settings, exc)

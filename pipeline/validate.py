@@ -28,6 +28,7 @@ _DIGITS_TO_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else 0x78 for b in range(256))
 _NINETEEN_DIGITS = b"0" * 19
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
+_TWO_TO_63 = float(2**63)
 #: Big integers named one by one in the warnings; the rest are counted.
 _LISTED_BIG_INTEGERS = 10
 #: Name under which the validator's own warnings appear in ``pipeline.warnings``.
@@ -49,6 +50,45 @@ def _int_or_text(text: str) -> int | str:
     except ValueError:
         return _IntegerText(text)
     return value if _INT_MIN <= value <= _INT_MAX else _IntegerText(text)
+
+
+#: From this size on, :meth:`RawValidator.exact_integers` looks at the values before scanning the bytes.
+_WALK_BYTES = 8192
+#: Values of a large payload looked at for inexact integers before its bytes are scanned instead.
+_WALKED_VALUES = 1000
+
+
+def _inexact_values(obj: dict[str, Any], budget: int) -> bool | None:
+    """Whether ``obj`` (orjson's) may hold an integer literal it could not keep exactly.
+
+    orjson reads any other integer as a float, of magnitude 2**63 at least,
+    and refuses one beyond a double's range, which :func:`_exact_parse` then
+    keeps as :class:`_IntegerText`: True when such a value is there (a float
+    written as such, ``1e19``, too: the exact parse then finds no integer),
+    False when none is, None when ``obj`` has more than ``budget`` values.
+    """
+    stack: list[Any] = [obj]
+    seen = 0
+    while stack:
+        node = stack.pop()
+        values = node.values() if type(node) is dict else node
+        seen += len(values)
+        if seen > budget:
+            return None
+        for value in values:
+            kind = type(value)
+            if kind is float:
+                if not -_TWO_TO_63 < value < _TWO_TO_63:
+                    return True
+            elif kind is int:
+                # A float date that check() made an int (the schema bounds dates today).
+                if not _INT_MIN <= value <= _INT_MAX:
+                    return True
+            elif kind is dict or kind is list:
+                stack.append(value)
+            elif kind is _IntegerText:
+                return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +182,19 @@ class RawValidator:
         where a number is required. Payloads without one are returned as is,
         at the cost of one regex scan.
         """
+        if len(payload) >= _WALK_BYTES:
+            # A large payload is mostly long strings: a look at its few values
+            # is cheaper than a scan of its bytes (~1 ns each).
+            found = _inexact_values(event, _WALKED_VALUES)
+            if found is False:
+                return event
+        else:
+            found = None
         # A C-speed scan for 19 digits in a row first: the regex alone costs
         # ~30 ns a byte on digit-rich payloads, more than the rest of a clean action.
-        if _NINETEEN_DIGITS not in payload.translate(_DIGITS_TO_ZERO) or _BIG_INTEGER.search(payload) is None:
+        if found is None and (
+            _NINETEEN_DIGITS not in payload.translate(_DIGITS_TO_ZERO) or _BIG_INTEGER.search(payload) is None
+        ):
             return event
         # Reached only after check() bounded the depth, so the recursive
         # standard parser cannot hit the recursion limit.

@@ -15,6 +15,7 @@ import pipeline
 from pipeline.badrows import (
     MAX_BAD_ROW_BYTES,
     MAX_ERRORS,
+    _escaped_len,
     blob_data,
     decode_bytes,
     make_bad_row,
@@ -191,3 +192,14 @@ def test_errors_are_bounded_in_number_and_length_and_say_so() -> None:
     assert row["errors"][-1] == {"path": "$", "message": f"{5000 - MAX_ERRORS + 1} more errors not listed"}
     assert row["errors"][0]["message"].endswith("(cut: 10000 characters in all)")
     assert len(orjson.dumps(row)) < 300_000
+
+
+@given(st.text() | st.text(alphabet=st.characters(max_codepoint=0x7F)))
+def test_the_escaped_length_counted_on_bytes_is_what_orjson_writes(text: str) -> None:
+    assert _escaped_len(text.encode("utf-8")) == len(orjson.dumps(text)) - 2
+
+
+@pytest.mark.parametrize("byte", range(0x80))
+def test_the_escaped_length_of_each_ascii_byte_is_what_orjson_writes(byte: int) -> None:
+    data = bytes([byte]) * 3 + "é".encode()
+    assert _escaped_len(data) == len(orjson.dumps(data.decode())) - 2

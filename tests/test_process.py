@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.badrows import MAX_BAD_ROW_BYTES, blob_data, original_payload
+from pipeline.enrich.useragent import MAX_PARSED_CHARS
 from pipeline.process import MAX_ENRICHED_BYTES, Processor
 from pipeline.schemas import validate_record
 from pipeline.settings import load_settings
@@ -167,7 +168,7 @@ def test_an_action_from_the_far_future_is_a_bad_row(processor: Processor) -> Non
 # with the warning that says what was cut or changed, and every output fits its topic.
 EXPECTED: dict[str, tuple[list[str], dict[str, Any]]] = {
     "ua_absurd_version": (["browser.version_major"], {"browser.name": "Chrome"}),
-    "ua_huge_non_ascii": (["http.useragent"], {"device.type": "other"}),
+    "ua_huge_non_ascii": (["http.useragent"], {"device.type": "other"}),  # and the user agent cut
     "ua_distinct": ([], {"browser.name": "Chrome"}),
     "ip_huge": (["network.client.ip", "network.client.ip"], {}),
     "ip_distinct": ([], {"network.client.ip": "2001:480::"}),
@@ -208,6 +209,8 @@ def test_each_hostile_class(processor: Processor, name: str) -> None:
     for dotted, value in values.items():
         assert _at(record, dotted) == value
     assert len(out.value) < len(payload) + 120_000  # enrichment adds a bounded amount
+    raw_ua = orjson.loads(payload)["http"]["useragent"]
+    assert record["http"]["useragent"] == raw_ua[:MAX_PARSED_CHARS]  # cut only when over the limit
 
 
 def test_an_enriched_action_over_the_topic_limit_is_a_truncated_bad_row(test_mmdb: Path) -> None:
@@ -252,6 +255,45 @@ def test_integers_beyond_64_bits_are_kept_exactly_as_text(
             "message": "integer beyond 64 bits kept exactly as its decimal text (a string)",
         }
     ]
+
+
+@pytest.mark.parametrize("date", [b"10000000000000000000000", b"-10000000000000000000000", b"1e22"])
+def test_a_big_date_gives_the_same_output_in_a_small_and_a_large_payload(
+    processor: Processor, date: bytes
+) -> None:
+    outputs = []
+    for pad in (b"", b"p" * 20_000):
+        payload = b'{"type":"action","date":%s,"action":{"target":{"name":"x"}},"context":{"pad":"%s"}}' % (
+            date,
+            pad,
+        )
+        record = _check_one_output(processor, payload)
+        outputs.append((record.get("kind"), record.get("errors"), record.get("date")))
+    assert outputs[0] == outputs[1]
+
+
+@pytest.mark.parametrize("values", [1, 2000])  # a large payload's few values are looked at, many are scanned
+@pytest.mark.parametrize(
+    ("literal", "kept"),
+    [
+        (b"123456789012345678901234567890", "123456789012345678901234567890"),
+        (b"-9223372036854775809", "-9223372036854775809"),
+        (b"1" * 5000, "1" * 5000),
+        (b"18446744073709551615", 18446744073709551615),
+        (b"1e30", 1e30),
+    ],
+)
+def test_integers_in_large_payloads_are_read_exactly(
+    processor: Processor, values: int, literal: bytes, kept: Any
+) -> None:
+    items = b",".join(b"1" for _ in range(values))
+    payload = (
+        b'{"type":"action","date":1764340000000,"action":{"target":{"name":"x"}},'
+        b'"context":{"pad":"%s","items":[%s],"n":%s}}' % (b"p" * 20_000, items, literal)
+    )
+    record = _check_one_output(processor, payload)
+    assert record["context"]["n"] == kept
+    assert [w["path"] for w in record["pipeline"]["warnings"]] == (["context.n"] if type(kept) is str else [])
 
 
 @pytest.mark.parametrize(

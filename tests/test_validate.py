@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.validate import Failure, RawValidator
+from pipeline.validate import _WALK_BYTES, Failure, RawValidator
 from tests.factory import minimal_action, raw_action
 
 VALIDATOR = RawValidator()
@@ -316,3 +316,18 @@ def test_size_limits_match_their_definition(context: Any) -> None:
 def test_numbers_with_no_exact_json_form_stay_parse_failures(payload: bytes) -> None:
     failure = RawValidator().check(payload)
     assert isinstance(failure, Failure) and failure.kind == "parse"
+
+
+@pytest.mark.parametrize("size", [_WALK_BYTES - 1, _WALK_BYTES, 200_000])
+def test_a_large_payload_over_the_limits_is_still_caught(size: int) -> None:
+    deep = {"type": "action", "date": 1, "action": {"target": {"name": "x"}}, "context": {"pad": "p" * size}}
+    node = deep["context"]
+    for _ in range(25):
+        node["n"] = {}
+        node = node["n"]
+    failure = RawValidator().check(orjson.dumps(deep))
+    assert isinstance(failure, Failure) and failure.kind == "size"
+    wide = {"type": "action", "date": 1, "action": {"target": {"name": "x"}}, "context": {"pad": "p" * size}}
+    wide["context"].update({f"k{i}": i for i in range(1001)})
+    failure = RawValidator().check(orjson.dumps(wide))
+    assert isinstance(failure, Failure) and failure.kind == "size"

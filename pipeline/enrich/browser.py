@@ -5,7 +5,8 @@ the ``user-agents`` package, in a few microseconds); :class:`BrowserEnrichment`
 keeps finished results in an LRU cache bounded in entries and in bytes.
 
 Hostile input is bounded: only the first ``MAX_PARSED_CHARS`` characters are
-parsed (with a warning when there are more), a user agent outside printable
+parsed, and a longer ``http.useragent`` is cut to them in the enriched action
+(with a warning giving its original length), a user agent outside printable
 ASCII takes the Rust matcher too (see :func:`parse_user_agent`), and a major
 version beyond ``MAX_VERSION_MAJOR`` (``Chrome/99999999999999999999``) is left
 out of ``version_major`` with a warning while ``version`` keeps its text.
@@ -173,13 +174,17 @@ class BrowserEnrichment(Plugin):
             self._warn(warnings, "http.useragent", f"expected a string, got {type(ua).__name__}")
             return
         if len(ua) > MAX_PARSED_CHARS:
-            # The record keeps the whole string; only the parse is bounded.
+            # The enriched copy keeps what was parsed, as the url_* fields keep
+            # what was read: a 30 KB user agent kept whole cost every copy
+            # downstream (producer, broker, consumers) 30 KB for nothing a
+            # parser reads. The raw topic keeps the original bytes.
             self._warn(
                 warnings,
                 "http.useragent",
-                f"user agent is {len(ua)} characters; only the first {MAX_PARSED_CHARS} were parsed",
+                f"user agent is {len(ua)} characters; cut to the first {MAX_PARSED_CHARS}, which were parsed",
             )
             ua = ua[:MAX_PARSED_CHARS]
+            event["http"]["useragent"] = ua  # a dict: the user agent was read from it
         try:
             parsed, notes = self._lookup(ua)
         except Exception as exc:

@@ -28,8 +28,9 @@ UserAgentFields = dict[str, dict[str, Any]]
 #: Line of the corpus file that stands for the empty user agent.
 EMPTY_MARKER = "<empty>"
 
-#: Characters of a user agent that are parsed; real ones stay under ~600, and
-#: the parse (and the cache key) must not grow with whatever a client sends.
+#: Characters of a user agent that are parsed, and kept in the enriched
+#: action's ``http.useragent``; real ones stay under ~600, and the parse, the
+#: cache key and every enriched copy must not grow with what a client sends.
 MAX_PARSED_CHARS = 1024
 #: Largest ``version_major`` written (a signed 32-bit int, which every
 #: consumer can hold); JSON encoders refuse integers beyond 64 bits.

@@ -380,18 +380,41 @@ def test_absurd_major_version_is_left_out_with_a_warning(ua: str, path: str, fam
             orjson.dumps(fields)  # an int beyond 64 bits would raise here
 
 
-def test_long_user_agent_is_parsed_on_its_first_characters_with_a_warning() -> None:
+def test_long_user_agent_is_cut_to_the_characters_parsed_with_a_warning() -> None:
     browser = BrowserEnrichment()
     ua = CORPUS[0] + " " + "é" * 900_000
-    fields, warnings = enrich(browser, ua)
+    event: dict[str, Any] = {"type": "action", "http": {"useragent": ua, "extra": 1}}
+    warnings: list[dict[str, str]] = []
+    browser.enrich(event, warnings)
+    assert event["http"] == {"useragent": ua[:MAX_PARSED_CHARS], "extra": 1}
+    fields = {k: v for k, v in event.items() if k not in ("type", "http")}
     assert fields == enrich(BrowserEnrichment(), ua[:MAX_PARSED_CHARS])[0]
     assert warnings == [
         {
             "enrichment": "browser",
             "path": "http.useragent",
-            "message": f"user agent is {len(ua)} characters; only the first {MAX_PARSED_CHARS} were parsed",
+            "message": (
+                f"user agent is {len(ua)} characters; cut to the first {MAX_PARSED_CHARS}, which were parsed"
+            ),
         }
     ]
+
+
+@pytest.mark.parametrize("length", [MAX_PARSED_CHARS - 1, MAX_PARSED_CHARS])
+def test_user_agent_up_to_the_limit_is_kept_whole_without_warning(length: int) -> None:
+    ua = (CORPUS[0] + " x" * MAX_PARSED_CHARS)[:length]
+    event: dict[str, Any] = {"type": "action", "http": {"useragent": ua}}
+    warnings: list[dict[str, str]] = []
+    BrowserEnrichment().enrich(event, warnings)
+    assert event["http"]["useragent"] == ua
+    assert warnings == []
+
+
+def test_enriched_schema_states_the_user_agent_limit() -> None:
+    from pipeline.schemas import ENRICHED_ACTION, load_schema
+
+    http = load_schema(ENRICHED_ACTION)["properties"]["http"]
+    assert http["properties"]["useragent"]["maxLength"] == MAX_PARSED_CHARS
 
 
 def test_non_ascii_user_agent_takes_the_rust_matcher_and_keeps_its_captures() -> None:

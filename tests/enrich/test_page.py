@@ -21,6 +21,7 @@ from pipeline.enrich.page import (
     query_object,
     url_fields,
 )
+from pipeline.enrich.url import MAX_CACHED_HOST_CHARS, _cached_idna_host, _idna_host, normalise_host
 from pipeline.settings import load_settings
 
 
@@ -418,9 +419,31 @@ def test_hosts_are_in_their_ascii_idna_form(url: str) -> None:
 
 
 def test_an_invalid_international_host_is_a_warning() -> None:
-    event, warnings = enrich({"url": "https://\u0300a.example/"})  # a label cannot start with a mark
-    assert [w["path"] for w in warnings] == ["view.url"]
-    assert "url_host" not in event["view"]
+    for _ in range(2):  # and again: a failure is not cached
+        event, warnings = enrich({"url": "https://\u0300a.example/"})  # a label cannot start with a mark
+        assert [w["path"] for w in warnings] == ["view.url"]
+        assert "url_host" not in event["view"]
+
+
+@given(st.text(max_size=40))
+def test_cached_international_hosts_map_as_uncached_ones(label: str) -> None:
+    host = "é" + label.replace(":", "")  # not ASCII, not an IPv6 literal: the IDNA path
+
+    def mapped(function: Any) -> str:
+        try:
+            return str(function(host))
+        except ValueError as exc:
+            return f"error: {exc}"
+
+    first, second = mapped(normalise_host), mapped(normalise_host)  # the second may come from the cache
+    assert first == second == mapped(_idna_host)
+
+
+def test_a_very_long_international_host_is_mapped_without_the_cache() -> None:
+    host = "é" * (MAX_CACHED_HOST_CHARS + 1) + ".example"
+    with pytest.raises(ValueError, match="not a valid domain name"):  # labels are at most 63 long
+        normalise_host(host)
+    assert _cached_idna_host.cache_info().currsize <= 1024
 
 
 @pytest.mark.parametrize(
