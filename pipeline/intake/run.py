@@ -100,10 +100,9 @@ async def _serve(settings: Settings) -> None:
             f"cannot listen on {where}: {exc.strerror or exc} (RUM_INTAKE_HOST/PORT)"
         ) from None
     port = settings.intake.port
-    # The bound socket tells the real port when 0 was asked for.
-    sockets = getattr(site._server, "sockets", None) or []
-    if sockets:
-        port = sockets[0].getsockname()[1]
+    # The bound address tells the real port when 0 was asked for.
+    if runner.addresses:
+        port = runner.addresses[0][1]
     print(f"intake: listening on {listening_url(settings.intake.host, port)}", flush=True)
 
     stop = asyncio.Event()
