@@ -18,6 +18,7 @@ from pipeline.enrich import Enrichment
 from pipeline.enrich.geo import GeoEnrichment, default_database_path
 from pipeline.errors import ConfigError
 from pipeline.settings import load_settings
+from tests.factory import minimal_action
 
 LONDON = {
     "country": "United Kingdom",
@@ -43,7 +44,7 @@ SAN_DIEGO = {
 
 def action(ip: Any = None, **extra: Any) -> dict[str, Any]:
     """A raw action carrying ``ip`` as ``network.client.ip``."""
-    return {"type": "action", "network": {"client": {"ip": ip}}, **extra}
+    return minimal_action(network={"client": {"ip": ip}}, **extra)
 
 
 def run(geo: GeoEnrichment, event: dict[str, Any]) -> list[dict[str, str]]:

@@ -15,10 +15,12 @@ from pipeline.enrich import REGISTRY, Enrichment
 from pipeline.enrich.geo import GeoEnrichment
 from pipeline.enrich.ip import IpPolicyEnrichment, truncate_ip
 from pipeline.settings import IpPolicy, load_settings
+from tests.factory import minimal_action
 
 
 def action(ip: Any) -> dict[str, Any]:
-    return {"type": "action", "network": {"client": {"ip": ip}}, "context": {"value": 1}}
+    """A minimal action carrying ``ip`` as ``network.client.ip``."""
+    return minimal_action(network={"client": {"ip": ip}}, context={"value": 1})
 
 
 def run(enrichment: Any, event: dict[str, Any]) -> list[dict[str, str]]:

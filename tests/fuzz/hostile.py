@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from tests.factory import CLIENT_IP, DATE, minimal_action
+
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/{major}.0.0.0 Safari/537.36"
@@ -20,19 +22,19 @@ CHROME = (
 
 def action(i: int, **fields: Any) -> dict[str, Any]:
     """A valid raw action with ``fields`` added (or replacing the defaults)."""
-    event: dict[str, Any] = {
-        "type": "action",
-        "date": 1764340000000 + i,
-        "application": {"id": "shop"},
-        "session": {"id": f"s-{i % 97}"},
-        "action": {"id": f"a-{i}", "type": "custom", "target": {"name": "checkout"}},
-        "view": {"url": "https://shop.example/cart?utm_source=news"},
-        "context": {"value": 42.12},
-        "network": {"client": {"ip": "81.2.69.142"}},
-        "http": {"useragent": CHROME.format(major=120)},
-    }
-    event.update(fields)
-    return event
+    return minimal_action(
+        date=DATE + i,
+        **{
+            "application": {"id": "shop"},
+            "session": {"id": f"s-{i % 97}"},
+            "action": {"id": f"a-{i}", "type": "custom", "target": {"name": "checkout"}},
+            "view": {"url": "https://shop.example/cart?utm_source=news"},
+            "context": {"value": 42.12},
+            "network": {"client": {"ip": CLIENT_IP}},
+            "http": {"useragent": CHROME.format(major=120)},
+            **fields,
+        },
+    )
 
 
 def _dumps(event: dict[str, Any]) -> bytes:

@@ -10,18 +10,20 @@ from hypothesis import strategies as st
 
 from pipeline.worker.dedupe import HOUR_MS, MAX_RUNS, SeenIds, action_id, fingerprint
 from pipeline.worker.tasks import OFFSET_KEY, PartitionTask
+from tests.factory import minimal_action
 
 T0 = 1_764_340_000_000
 DAY_MS = 24 * HOUR_MS
 
 
 def action(ident: Any, date: int = T0, session: Any = "s-1", app: Any = "shop") -> dict[str, Any]:
-    return {
-        "date": date,
-        "application": {"id": app},
-        "session": {"id": session},
-        "action": {"id": ident, "type": "custom", "target": {"name": "checkout"}},
-    }
+    """An action with the fields its identity is made of: application, session and action id."""
+    return minimal_action(
+        date=date,
+        application={"id": app},
+        session={"id": session},
+        action={"id": ident, "type": "custom", "target": {"name": "checkout"}},
+    )
 
 
 def restored(records: list[tuple[bytes, bytes | None]], window_ms: int = DAY_MS) -> SeenIds:
