@@ -208,13 +208,16 @@ class BatchLoop:
         self.held_at = time.monotonic()
 
     def due(self) -> bool:
-        """True when events wait and the commit period has passed, or the last commits are over."""
+        """True when events wait and the commit period has passed, or nothing waits but commits ended.
+
+        The latter lets the timer settle the commits of the last flush once traffic
+        stops: a failed one must stop the worker then, not at the next batch. With
+        events held, the period applies as ever (settling comes first in a flush).
+        """
         if not self.events:
             return self.committing is not None and self.committing.done()
         if self.draining or self.drained:
             return True
-        if self.committing is not None and self.committing.done():
-            return True  # settle it: a failure must stop the worker now, not at the next batch
         now = time.monotonic()
         period = self.interval
         # Behind only while full batches keep coming: a pause ends it (the timer then flushes).
