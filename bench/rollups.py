@@ -243,6 +243,23 @@ def rates(stamps: list[int], done_ms: int | None = None) -> tuple[float, float]:
     return _rate(len(stamps), stamps[0], end), _rate(len(half), half[0], end)
 
 
+async def _markers_only(reader: Any, tp: Any, start: int) -> bool:
+    """True when a read-committed reader gets no record of ``tp`` from ``start`` on.
+
+    Exactly once, the workers write the partials in transactions, one per raw
+    partition, and each commit adds a marker to every partials partition its
+    transaction wrote: the partition's end is then past markers that no
+    consumer ever gets, and the merge agent's committed offset (after the last
+    record it took) stops short of them. ``end_offsets`` of a read-committed
+    reader stops below any open transaction, so what it reports is readable.
+    """
+    reader.seek(tp, start)
+    for _ in range(3):
+        if (await reader.getmany(tp, timeout_ms=300)).get(tp):
+            return False
+    return True
+
+
 async def rollups_done(settings: Settings, timeout: float) -> int:
     """When the worker's rollup work for everything it enriched was on Kafka (ms).
 
@@ -262,7 +279,11 @@ async def rollups_done(settings: Settings, timeout: float) -> int:
             # Committed first: ends read afterwards can only be later, never make it look done early.
             committed = await group_offsets(settings, settings.kafka.app_id)
             ends = await reader.end_offsets(list(reader.assignment()))
-            behind = [tp for tp, end in ends.items() if end > committed.get(tp, 0)]
+            behind = []
+            for tp, end in ends.items():
+                done = committed.get(tp, 0)
+                if end > done and not await _markers_only(reader, tp, done):
+                    behind.append(tp)
             if not behind:
                 break
             if time.monotonic() > deadline:

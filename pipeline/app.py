@@ -165,6 +165,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
 
     @app.on_before_shutdown.connect
     async def close_writers(*_args: Any, **_kwargs: Any) -> None:
+        await loop.close()  # commits still running finish before their producers stop
         await writers.close()
         await tasks.close()
         await processor.stop()
@@ -181,6 +182,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
             async with loop.lock:
                 if app.rebalancing:
                     return  # ownership is changing: only an owner may write a partition's changelog
+                await loop.settle()  # before anything is written in the partitions' transactions
                 consumer = app.consumer
                 owned = {tp.partition for tp in consumer.assignment() if tp.topic == raw_name}
                 await writers.release(writers.partitions - owned)

@@ -11,6 +11,17 @@ Only then are the events acknowledged to faust.
 Flushing per interval rather than per batch: each flush writes every changed
 partial and a commit costs a few round trips per partition, so committing per
 batch multiplied both (see docs/decisions/).
+
+Exactly once, a flush due after a batch does not wait for its commits: they
+run in the background while the next batches are processed. A producer has
+one transaction at a time, so the outputs of those batches are kept back
+(``deferred``) until the commits are over (:meth:`BatchLoop.settle`), then
+sent in the partitions' next transactions: no output of a batch is ever in
+the transaction of an earlier one, which would make it visible before its
+offsets commit. A failed commit makes the next ``settle`` raise, dropping the
+kept-back outputs unsent with their events unacknowledged (the worker stops
+and both batches are replayed); a partition lost to another worker drops its
+kept-back outputs and held events.
 """
 
 from __future__ import annotations
@@ -29,6 +40,10 @@ from pipeline.worker.faust_private import ack_events
 from pipeline.worker.tasks import PartitionTask, PartitionTasks
 
 log = logging.getLogger(__name__)
+
+#: Exactly once, let the batches after a flush be processed while its transactions commit
+#: (a module constant rather than a setting: off means the loop waits for every commit).
+OVERLAP_COMMITS = True
 
 
 class BatchLoop:
@@ -76,6 +91,11 @@ class BatchLoop:
         self.held_at = self.last
         #: Above 0 while faust waits for every delivered event to be acknowledged: flush at once.
         self.draining = 0
+        #: Exactly once: the commits of the last flush, while they run (see ``settle``).
+        self.committing: asyncio.Task[tuple[list[int], BaseException | None]] | None = None
+        #: Outputs of the batches processed meanwhile, per raw partition in order, not sent yet.
+        self.deferred: list[tuple[int, Outputs]] = []
+        self.overlap = OVERLAP_COMMITS and writers.exactly_once
 
     # -- one batch ---------------------------------------------------------------------
     async def handle(self, events: list[Any], stream: Any) -> None:
@@ -83,6 +103,9 @@ class BatchLoop:
         self.stream = stream
         async with self.lock:
             partitions = {(e.message.partition, e.message.generation_id) for e in events}
+            committing = self.committing
+            if committing is not None and (committing.done() or not self.ready(partitions)):
+                await self.settle()  # what follows may start producers or read state
             if self.events and self.writers.stale(partitions):
                 await self.flush_locked()  # held output goes with the producer it was written by
             # Fences the partitions' earlier owners before their state is read.
@@ -95,7 +118,16 @@ class BatchLoop:
             await self.process(events)
             self.hold(events)
             if self.due():
-                await self.flush_locked()
+                await self.flush_locked(wait=False)
+
+    def ready(self, partitions: set[tuple[int, int]]) -> bool:
+        """True when every (partition, generation) of a batch has its producer, task and state here."""
+        writers = self.writers
+        if writers.stale(partitions) or not {p for p, _ in partitions} <= writers.partitions:
+            return False
+        if self.tasks is not None and not self.tasks.ready(partitions):
+            return False
+        return self.stage is None or not self.stage.needs_restore(partitions)
 
     async def process(self, events: list[Any]) -> None:
         """Enrich the events and send their outputs in their partitions' open transactions."""
@@ -157,8 +189,11 @@ class BatchLoop:
         for partition, (_, _, _, records, enriched) in slots.items():
             if enriched:
                 records.batches.extend(enriched_topic, partition, enriched)  # type: ignore[arg-type]
-        for partition, records in outputs.items():
-            await self.writers.send(partition, records)
+        if self.committing is not None:
+            self.deferred.extend(outputs.items())  # sent in the next transactions (``settle``)
+        else:
+            for partition, records in outputs.items():
+                await self.writers.send(partition, records)
         if self.observe is not None:
             self.observe(time.perf_counter() - started)
 
@@ -173,9 +208,14 @@ class BatchLoop:
         self.held_at = time.monotonic()
 
     def due(self) -> bool:
-        """True when events wait and the commit period has passed."""
+        """True when events wait and the commit period has passed, or nothing waits but commits ended.
+
+        The latter lets the timer settle the commits of the last flush once traffic
+        stops: a failed one must stop the worker then, not at the next batch. With
+        events held, the period applies as ever (settling comes first in a flush).
+        """
         if not self.events:
-            return False
+            return self.committing is not None and self.committing.done()
         if self.draining or self.drained:
             return True
         now = time.monotonic()
@@ -185,8 +225,13 @@ class BatchLoop:
             period *= self.BACKLOG_STRETCH
         return now - self.last >= period
 
-    async def flush_locked(self) -> None:
-        """Flush the held events' rollup state, commit each partition, then acknowledge (lock held)."""
+    async def flush_locked(self, wait: bool = True) -> None:
+        """Flush the held events' rollup state, commit each partition, then acknowledge (lock held).
+
+        ``wait`` False (exactly once only) returns once the commits are under
+        way; the next ``settle`` waits for them.
+        """
+        await self.settle()
         events, self.events = self.events, []
         self.drained = False
         next_offsets: dict[int, int] = {}
@@ -199,6 +244,18 @@ class BatchLoop:
         if self.tasks is not None:
             for partition, offset in next_offsets.items():
                 await self.writers.send(partition, self.tasks.changes(partition, offset))
+        self.committing = asyncio.ensure_future(self._commit(events, next_offsets))
+        if wait or not self.overlap or self.draining:
+            await self.settle()
+
+    async def _commit(
+        self, events: list[Any], next_offsets: dict[int, int]
+    ) -> tuple[list[int], BaseException | None]:
+        """Commit each partition's transaction; acknowledge the events if none failed.
+
+        Returns the partitions lost to another worker and the first other
+        failure; ``settle`` acts on both (on the loop's side of the lock).
+        """
         results = await asyncio.gather(
             *(self.writers.commit(p, offset) for p, offset in sorted(next_offsets.items())),
             return_exceptions=True,
@@ -210,12 +267,10 @@ class BatchLoop:
                 lost.append(partition)
             elif isinstance(result, BaseException):
                 failure = failure or result
-        if lost:
-            self.lost(lost)
         if failure is not None:
             # Nothing of the failed transactions is visible and their events stay unacknowledged:
             # the worker stops (see the agent's supervisor) and the partitions are replayed.
-            raise failure
+            return lost, failure
         # Acknowledged only now: faust's own offset bookkeeping follows what Kafka committed.
         # Events of a partition lost to another worker are acknowledged too (faust would wait
         # for them for ever); this worker's consumer can no longer commit that partition.
@@ -224,6 +279,28 @@ class BatchLoop:
             # A commit already in flight makes faust's return False without these offsets.
             await self.commit_consumer()
         self.last = time.monotonic()
+        return lost, None
+
+    async def settle(self) -> None:
+        """Wait for the last flush's commits, then send the outputs kept back meanwhile (lock held)."""
+        committing, self.committing = self.committing, None
+        if committing is None:
+            return
+        deferred, self.deferred = self.deferred, []
+        lost, failure = await committing
+        if lost:
+            self.lost(lost)
+            gone = set(lost)
+            # Held since the commit started: their state went with ``lost``, their outputs are dropped.
+            dropped = [e for e in self.events if e.message.partition in gone]
+            if dropped:
+                self.events = [e for e in self.events if e.message.partition not in gone]
+                await ack_events(self.stream, dropped)
+            deferred = [(p, outputs) for p, outputs in deferred if p not in gone]
+        if failure is not None:
+            raise failure  # the kept-back outputs go unsent; their events stay unacknowledged
+        for partition, outputs in deferred:
+            await self.writers.send(partition, outputs)
 
     def lost(self, partitions: list[int]) -> None:
         """Another worker took ``partitions`` over: forget what this one had of them."""
@@ -240,7 +317,18 @@ class BatchLoop:
                 self.tasks.forget(partition)
 
     async def flush(self) -> None:
-        """Flush and commit now (takes the lock)."""
+        """Flush and commit now, and wait for the commits (takes the lock)."""
         async with self.lock:
             if self.events:
                 await self.flush_locked()
+            else:
+                await self.settle()
+
+    async def close(self) -> None:
+        """Wait for commits still running (stopping): what they leave open is aborted afterwards."""
+        committing, self.committing = self.committing, None
+        self.deferred = []
+        if committing is not None:
+            _lost, failure = await committing
+            if failure is not None:
+                log.warning("the last commit failed while the worker stopped: %s", failure)
