@@ -68,7 +68,7 @@ class _FailingOnce(PartitionWriters):
     """Partition ``failing``'s first commit waits for ``gate``, then carries a record the broker rejects."""
 
     def __init__(self, settings: Settings, failing: int) -> None:
-        super().__init__(settings, settings.topic(RAW), settings.app_id)
+        super().__init__(settings, settings.topic(RAW), settings.kafka.app_id)
         self.failing = failing
         self.gate = asyncio.Event()
         self.started = asyncio.Event()
@@ -146,11 +146,11 @@ async def _new_owner(settings: Settings) -> None:
     raw = settings.topic(RAW)
     committed = {
         tp.partition: o
-        for tp, o in (await group_offsets(settings, settings.app_id)).items()
+        for tp, o in (await group_offsets(settings, settings.kafka.app_id)).items()
         if tp.topic == raw
     }
     records = await _records(settings, committed)
-    writers = PartitionWriters(settings, raw, settings.app_id)
+    writers = PartitionWriters(settings, raw, settings.kafka.app_id)
     tasks = PartitionTasks(settings, 86_400_000)
     loop = _loop(settings, writers, tasks)
     try:
@@ -207,5 +207,5 @@ def _sources(settings: Settings) -> list[tuple[int, int]]:
 
 def _committed(settings: Settings) -> dict[int, int]:
     raw = settings.topic(RAW)
-    found = asyncio.run(group_offsets(settings, settings.app_id))
+    found = asyncio.run(group_offsets(settings, settings.kafka.app_id))
     return {tp.partition: offset for tp, offset in found.items() if tp.topic == raw}
