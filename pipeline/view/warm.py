@@ -47,8 +47,11 @@ DEFAULT_FILL = 0.75
 LONG_S = 3600
 _HOUR_MS = LONG_S * SECOND_MS
 _MINUTE_MS = 60 * SECOND_MS
-#: Rolling spans whose edges are kept built: the ``last`` choices of a query.
-ROLLING_SPANS_MS: tuple[int, ...] = tuple(parse_span(s, "last") for s in LAST_CHOICES)
+#: Rolling spans whose edges are kept built: the ``last`` choices of a query, the default (a day)
+#: first.
+ROLLING_SPANS_MS: tuple[int, ...] = tuple(
+    parse_span(s, "last") for s in sorted(LAST_CHOICES, key=lambda s: s != "1d")
+)
 
 
 def edge_hours(now: int, spans_ms: Sequence[int]) -> list[int]:
@@ -106,13 +109,17 @@ class Warmer:
     def edges(self, now: int) -> list[CacheKey]:
         """The store's edge windows at ``now`` (see the module), in the order to build them."""
         hours = edge_hours(now, self.spans_ms)
+        short = {
+            rollup: sorted({s for s, _ in windows if s < LONG_S}, reverse=True)
+            for rollup, windows in self.store.rollups.items()
+            if not rollup.endswith(LATE_SUFFIX)
+        }
         out: list[CacheKey] = []
-        for rollup, windows in self.store.rollups.items():
-            if rollup.endswith(LATE_SUFFIX):
-                continue
-            for seconds in sorted({s for s, _ in windows if s < LONG_S}):
-                step = seconds * SECOND_MS
-                for hour in hours:
+        for hour in hours:  # hour by hour, every rollup's
+            for rollup, sizes in short.items():
+                windows = self.store.rollups[rollup]
+                for seconds in sizes:
+                    step = seconds * SECOND_MS
                     out += [
                         (rollup, seconds, start)
                         for start in range(hour + _HOUR_MS - step, hour - 1, -step)
