@@ -12,9 +12,10 @@ builds them beforehand, a slice of time at a time, from the view's event loop
    ending now is covered by days and hours inside it and windows shorter than
    an hour only at its two ends, the minutes of the current hour (and of the
    previous one, for ranges shorter than an hour or crossing its start) and the
-   minutes after ``now - span``. The minutes of the hours of ``now`` and
-   ``now - 1h``, and of ``now - span`` and the hour after it (where the start
-   edge moves within the next hour), for each span;
+   minutes after ``now - span``. First the short windows each span's range uses
+   now (a day's first), then those of the hour after each ``now - span`` (where
+   the start moves within the hour), then the rest of the hours of ``now``,
+   ``now - 1h`` and each ``now - span``;
 3. every other window, newest first;
 4. then, live, each window a record changed (the store drops its columns on every
    applied or removed record; the cache notes the window as stale), and, as the
@@ -38,7 +39,7 @@ from pipeline.clock import now_ms
 from pipeline.rollups.compiled import LATE_SUFFIX
 from pipeline.rollups.windows import SECOND_MS
 from pipeline.view.columns import CacheKey
-from pipeline.view.ranges import LAST_CHOICES, parse_span
+from pipeline.view.ranges import LAST_CHOICES, cover, parse_span
 from pipeline.view.store import ViewStore
 
 #: Share of the window cache's byte bound warming may fill with windows other than edges.
@@ -107,25 +108,43 @@ class Warmer:
         return key[1] >= LONG_S or key in self._edges
 
     def edges(self, now: int) -> list[CacheKey]:
-        """The store's edge windows at ``now`` (see the module), in the order to build them."""
-        hours = edge_hours(now, self.spans_ms)
-        short = {
-            rollup: sorted({s for s, _ in windows if s < LONG_S}, reverse=True)
+        """The store's edge windows at ``now`` (see the module), in the order to build them: those
+        the rolling ranges use now, then those of the hours their starts move into next, then the
+        rest of the edge hours (for ranges that ended a little earlier)."""
+        rollups = {
+            rollup: (windows, sorted({s for s, _ in windows}))
             for rollup, windows in self.store.rollups.items()
             if not rollup.endswith(LATE_SUFFIX)
         }
         out: list[CacheKey] = []
-        for hour in hours:  # hour by hour, every rollup's
-            for rollup, sizes in short.items():
-                windows = self.store.rollups[rollup]
-                for seconds in sizes:
+        for span in self.spans_ms:  # in use now
+            for rollup, (windows, intervals) in rollups.items():
+                try:
+                    used = cover(now - span, now, intervals).windows
+                except ValueError:  # intervals that do not divide each other: no cover to follow
+                    continue
+                out += [
+                    (rollup, w.interval_s, w.start)
+                    for w in sorted(used, key=lambda w: -w.start)
+                    if w.interval_s < LONG_S and (w.interval_s, w.start) in windows
+                ]
+        hours = edge_hours(now, self.spans_ms)
+        now_hour = now - now % _HOUR_MS
+        # The hour after each span's start: the start moves into it within the hour.
+        following = [(now - span) // _HOUR_MS * _HOUR_MS + _HOUR_MS for span in self.spans_ms]
+        following = [h for h in dict.fromkeys(following) if h < now_hour]
+        for hour in following + [h for h in hours if h not in following]:
+            for rollup, (windows, intervals) in rollups.items():
+                for seconds in reversed(intervals):
+                    if seconds >= LONG_S:
+                        continue
                     step = seconds * SECOND_MS
                     out += [
                         (rollup, seconds, start)
                         for start in range(hour + _HOUR_MS - step, hour - 1, -step)
                         if (seconds, start) in windows
                     ]
-        return out
+        return list(dict.fromkeys(out))
 
     def _list(self, edges: list[CacheKey]) -> list[CacheKey]:
         """Windows not cached, in the reverse of the order to build them (the queue is popped
