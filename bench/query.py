@@ -266,12 +266,14 @@ def latency(store: ViewStore, end: int, queries: int, aggs: str, rng: random.Ran
 def moving_clock(
     store: ViewStore, end: int, queries: int, aggs: str, spans: tuple[int, ...]
 ) -> dict[str, Any]:
-    """Rolling ``last 1d`` queries at a clock moving one minute a query from ``end``, interleaved
-    with slices of warming from an empty cache, as a reader that just caught up interleaves them.
+    """Rolling ``last 1d`` queries at a clock moving one minute a query from ``end``, on a view
+    warmed from an empty cache with ``spans`` (the rolling spans whose edges are built first;
+    none: days, hours, then minutes newest first, the order before).
 
-    The same queries with ``spans`` (the rolling spans whose edges are built first) and with
-    none (days, hours, then minutes newest first): how many queries built windows, and their
-    p50 / p99. As the clock moves, the start of the day moves into hours no query used yet.
+    Before each query the warmer builds until it has nothing left to do, as a live reader
+    does within a minute (warming everything takes a few seconds): what is measured is
+    what the order leaves to the queries as the clock moves, the start of the day moving
+    into hours no query used yet. How many queries built windows, their p50 / p99.
     """
     catalog = catalog_of(CONFIG)
     limits = Limits(retention_ms=30 * D, max_range_ms=30 * D)
@@ -279,12 +281,10 @@ def moving_clock(
     clock = [end]
     warmer = Warmer(store, spans_ms=spans, clock=lambda: clock[0])
     times, cpu, built = [], [], 0
-    rolling_after = None
     for i in range(queries):
         clock[0] = end + i * M
-        warmer.step(WARM_SLICE_S)
-        if warmer.rolling and rolling_after is None:
-            rolling_after = i
+        while not warmer.step(WARM_SLICE_S):
+            pass
         before = store.window_cache.built
         params = {"rollup": CART.name, "last": "1d", "agg": aggs}
         started, used = time.perf_counter(), time.process_time()
@@ -298,9 +298,9 @@ def moving_clock(
         "p99_ms": _p99(times),
         "cpu_p50_ms": statistics.median(cpu),
         "cpu_p99_ms": _p99(cpu),
+        "max_ms": max(times),
         "queries_that_built_windows": built,
-        "first_query_ms": times[0],
-        "rolling_edges_built_after_queries": rolling_after,
+        "warm_windows": warmer.built,
     }
 
 
@@ -399,11 +399,11 @@ def main() -> int:
     }
     for order, figures in moving.items():
         print(
-            f"rolling last 1d at a clock moving a minute a query, from an empty cache while warming "
+            f"rolling last 1d at a clock moving a minute a query, the view warmed in between "
             f"({order}), every aggregation: p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms "
             f"(CPU time p50 {figures['cpu_p50_ms']:.1f}, p99 {figures['cpu_p99_ms']:.1f}); "
             f"{figures['queries_that_built_windows']} of {args.queries} built windows, "
-            f"the first {figures['first_query_ms']:.0f} ms",
+            f"the slowest {figures['max_ms']:.0f} ms",
             flush=True,
         )
     load = os.getloadavg()
