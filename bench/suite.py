@@ -363,9 +363,20 @@ def rows(by_name: dict[str, Step], runs: int) -> dict[str, list[tuple[str, str, 
                  f"the same queries issued one after the other as soon as the reader reported caught "
                  f"up, while it builds window columns in the background "
                  f"({after['queries_that_built_windows']} of them built windows; "
-                 f"the first {after['first_query_ms']:.0f} ms); every window built "
+                 f"the first {after['first_query_ms']:.0f} ms); "
+                 + (f"days, hours and rolling edges built {after['rolling_s']:.1f} s after caught up, "
+                    if after.get("rolling_s") is not None else "")
+                 + f"every window built "
                  f"{after['warm_s']:.1f} s after caught up ({after['warm_windows']:,} windows, "
                  f"{after['warm_cache_bytes'] / 1e6:.0f} MB)")
+            )  # fmt: skip
+        for order, f in q.get("moving_clock", {}).items():
+            out.append(
+                (f"rolling last 1d at a clock moving a minute a query, warmed {order}",
+                 f"p99 {f['p99_ms']:.1f} ms (p50 {f['p50_ms']:.1f})",
+                 f"every aggregation; the view warmed between two minutes, as a live reader does; "
+                 f"{f['queries_that_built_windows']} of them built windows (the slowest "
+                 f"{f['max_ms']:.0f} ms); CPU time p99 {f['cpu_p99_ms']:.1f} ms")
             )  # fmt: skip
     else:
         missing("query", ["view catch-up", "rolling-1d query"])

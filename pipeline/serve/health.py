@@ -1,4 +1,8 @@
-"""/healthz (the process works) and /ready (the view has caught up: answers are complete)."""
+"""/healthz (the process works) and /ready (the view has caught up: answers are complete).
+
+/ready also says whether the window columns are built ahead of queries (``rolling_warm``: those
+of the rolling ranges ending now; ``warm``: every window), which does not change readiness.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,14 @@ def add_routes(app: web.Application, service: ViewService) -> None:
     async def ready(request: web.Request) -> web.Response:
         body: dict[str, object] = {"ready": service.ready, "keys": service.store.keys}
         if service.reader is not None:
-            body.update(records=service.reader.progress.records, lag=service.reader.progress.lag)
+            progress = service.reader.progress
+            # Whether queries find their window columns built; readiness stays "caught up".
+            body.update(
+                records=progress.records,
+                lag=progress.lag,
+                rolling_warm=progress.rolling_at is not None,
+                warm=progress.warm,
+            )
         return web.json_response(body, status=200 if service.ready else 503)
 
     app.router.add_get("/healthz", healthz)

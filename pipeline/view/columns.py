@@ -349,6 +349,16 @@ class WindowCache:
         """Whether window ``key`` is cached (without counting it as used)."""
         return key in self._windows
 
+    def held(self) -> list[CacheKey]:
+        """The windows held, least recently used first."""
+        return list(self._windows)
+
+    def release(self, key: CacheKey) -> None:
+        """Forget window ``key`` to make room (it is built again on its next use)."""
+        gone = self._windows.pop(key, None)
+        if gone is not None:
+            self.nbytes -= gone.nbytes
+
     def drop(self, key: CacheKey) -> None:
         """Forget window ``key`` (a record of it was applied or removed)."""
         gone = self._windows.pop(key, None)

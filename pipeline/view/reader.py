@@ -49,6 +49,10 @@ class Progress:
     warm: bool = False
     #: Monotonic time the columns of every window were first built (None before).
     warm_at: float | None = None
+    #: Monotonic time the days, hours and the edges of the rolling ranges (``last 1d`` ...) were
+    #: first built (None before): from then on a rolling range ending now builds no window but
+    #: those records changed since.
+    rolling_at: float | None = None
 
 
 class ViewReader:
@@ -126,9 +130,11 @@ class ViewReader:
     def _warm(self) -> None:
         """Build window columns for a slice of time (queries wait at most that long)."""
         assert self.warmer is not None
-        if self.progress.warm and not self.store.window_cache.stale:
+        if self.progress.warm and not self.warmer.due():
             return
         self.progress.warm = self.warmer.step(WARM_SLICE_S)
+        if self.warmer.rolling and self.progress.rolling_at is None:
+            self.progress.rolling_at = time.monotonic()
         if self.progress.warm and self.progress.warm_at is None:
             self.progress.warm_at = time.monotonic()
             log.info("view columns built: %d windows", self.warmer.built)

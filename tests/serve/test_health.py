@@ -54,9 +54,16 @@ def test_a_reader_still_reading_is_not_ready_and_says_how_far_it_is() -> None:
     reader.progress.records, reader.progress.lag = 10, 5
     answers = _answers(ViewService(store, Catalog({}, ()), Limits(), reader))
     assert answers["/healthz"] == (200, {"status": "ok"})  # not ready is not unhealthy
-    assert answers["/ready"] == (503, {"ready": False, "keys": 0, "records": 10, "lag": 5})
+    assert answers["/ready"] == (
+        503,
+        {"ready": False, "keys": 0, "records": 10, "lag": 5, "rolling_warm": False, "warm": False},
+    )
     reader.progress.caught_up = True
-    assert _answers(ViewService(store, Catalog({}, ()), Limits(), reader))["/ready"][0] == 200
+    status, body = _answers(ViewService(store, Catalog({}, ()), Limits(), reader))["/ready"]
+    assert (status, body["warm"], body["rolling_warm"]) == (200, False, False)  # ready before warm
+    reader.progress.rolling_at = 1.0
+    status, body = _answers(ViewService(store, Catalog({}, ()), Limits(), reader))["/ready"]
+    assert (status, body["warm"], body["rolling_warm"]) == (200, False, True)
 
 
 def test_a_stopped_reader_makes_the_process_unhealthy_with_the_reason() -> None:
