@@ -206,11 +206,17 @@ def delete_topics(settings: Settings) -> None:
 # -- checks ----------------------------------------------------------------------------------
 
 
-async def _read_all(settings: Settings, topics: list[str]) -> list[Any]:
+async def read_all_async(
+    settings: Settings, topics: list[str], start: dict[int, int] | None = None
+) -> list[Any]:
+    """Every record of ``topics`` up to their ends, read committed, from ``start`` (partition -> offset)."""
     consumer = make_reader(settings)
     await consumer.start()
     try:
         await assign_topics(consumer, topics)
+        for tp in consumer.assignment():
+            if start and tp.partition in start:
+                consumer.seek(tp, start[tp.partition])
         ends = await consumer.end_offsets(list(consumer.assignment()))
         records: list[Any] = []
         while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
@@ -224,7 +230,7 @@ async def _read_all(settings: Settings, topics: list[str]) -> list[Any]:
 
 def read_all(settings: Settings, topic: str) -> list[Any]:
     """Every record of ``topic`` up to its current end offsets."""
-    return asyncio.run(_read_all(settings, [topic]))
+    return asyncio.run(read_all_async(settings, [topic]))
 
 
 def raw_payloads(settings: Settings) -> list[bytes]:

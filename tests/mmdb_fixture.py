@@ -16,6 +16,18 @@ from netaddr import IPSet
 
 FIXTURE = Path(__file__).parent / "fixtures" / "geoip.json"
 
+#: The geo object the enrichment gives for the fixture database's London addresses (81.2.69.142 …).
+LONDON = {
+    "country": "United Kingdom",
+    "country_iso_code": "GB",
+    "country_subdivision": "England",
+    "city": "London",
+    "continent": "Europe",
+    "continent_code": "EU",
+    "location": {"latitude": 51.5142, "longitude": -0.0931, "accuracy_radius": 10},
+    "timezone": "Europe/London",
+}
+
 # The MaxMind DB format is typed but JSON is not: these keys get the types
 # MaxMind's own databases use (mmdb-writer would otherwise pick uint16 for any
 # small int and could store a latitude like 51 as an integer).

@@ -19,17 +19,8 @@ from pipeline.enrich.geo import GeoEnrichment, default_database_path
 from pipeline.errors import ConfigError
 from pipeline.settings import load_settings
 from tests.factory import minimal_action
+from tests.mmdb_fixture import LONDON
 
-LONDON = {
-    "country": "United Kingdom",
-    "country_iso_code": "GB",
-    "country_subdivision": "England",
-    "city": "London",
-    "continent": "Europe",
-    "continent_code": "EU",
-    "location": {"latitude": 51.5142, "longitude": -0.0931, "accuracy_radius": 10},
-    "timezone": "Europe/London",
-}
 SAN_DIEGO = {
     "country": "United States",
     "country_iso_code": "US",

@@ -19,18 +19,7 @@ from pipeline.enrich.geoip_db import (
     signature,
     without_addresses,
 )
-from tests.mmdb_fixture import build_test_mmdb, load_networks
-
-LONDON = {
-    "country": "United Kingdom",
-    "country_iso_code": "GB",
-    "country_subdivision": "England",
-    "city": "London",
-    "continent": "Europe",
-    "continent_code": "EU",
-    "location": {"latitude": 51.5142, "longitude": -0.0931, "accuracy_radius": 10},
-    "timezone": "Europe/London",
-}
+from tests.mmdb_fixture import LONDON, build_test_mmdb, load_networks
 
 
 @pytest.fixture(scope="module")

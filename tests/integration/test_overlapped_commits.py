@@ -19,16 +19,15 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import TopicPartition
 
-from pipeline.consume import assign_topics, group_offsets, make_reader
+from pipeline.consume import group_offsets
 from pipeline.outputs import Outputs, PartitionWriters
 from pipeline.process import Processor
 from pipeline.settings import Settings
 from pipeline.topics import BAD, ENRICHED, LATE, RAW
 from pipeline.worker.loop import BatchLoop
 from pipeline.worker.tasks import PartitionTasks
-from tests.chaos_helpers import coverage, produce, read_all
+from tests.chaos_helpers import coverage, produce, read_all, read_all_async
 from tests.kafka_helpers import CLI, isolated_env, settings_from
 
 pytestmark = pytest.mark.kafka
@@ -95,22 +94,7 @@ def _loop(settings: Settings, writers: PartitionWriters, tasks: PartitionTasks) 
 
 async def _records(settings: Settings, start: dict[int, int] | None = None) -> list[Any]:
     """The raw topic's records, read committed, from ``start`` (partition -> offset) or the beginning."""
-    consumer = make_reader(settings)
-    await consumer.start()
-    try:
-        raw = settings.topic(RAW)
-        await assign_topics(consumer, [raw])
-        for partition, offset in (start or {}).items():
-            consumer.seek(TopicPartition(raw, partition), offset)
-        ends = await consumer.end_offsets(list(consumer.assignment()))
-        records: list[Any] = []
-        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-            batch = await consumer.getmany(timeout_ms=1000, max_records=20000)
-            for part in batch.values():
-                records.extend(part)
-        return records
-    finally:
-        await consumer.stop()
+    return await read_all_async(settings, [settings.topic(RAW)], start)
 
 
 async def _crashing_owner(settings: Settings, records: list[Any]) -> tuple[_Stream, BaseException | None]:
