@@ -78,6 +78,11 @@ class EnrichGroup(BaseModel):
         def __getattr__(self, name: str) -> Any: ...
 
 
+def _group(model: type[BaseModel]) -> Any:
+    """A settings group's field: its validated defaults (read-only like the rest) and its docstring."""
+    return Field(default_factory=lambda: model.model_validate({}), description=model.__doc__)
+
+
 class CoreSettings(BaseSettings):
     """Every group of settings; ``enrich`` is given its enrichments' groups in :data:`Settings`.
 
@@ -89,24 +94,12 @@ class CoreSettings(BaseSettings):
         env_prefix="RUM_", env_nested_delimiter="__", frozen=True, extra="forbid"
     )
 
-    kafka: KafkaSettings = Field(
-        default_factory=lambda: KafkaSettings.model_validate({}), description=KafkaSettings.__doc__
-    )
-    worker: WorkerSettings = Field(
-        default_factory=lambda: WorkerSettings.model_validate({}), description=WorkerSettings.__doc__
-    )
-    rollups: RollupsSettings = Field(
-        default_factory=lambda: RollupsSettings.model_validate({}), description=RollupsSettings.__doc__
-    )
-    intake: IntakeSettings = Field(
-        default_factory=lambda: IntakeSettings.model_validate({}), description=IntakeSettings.__doc__
-    )
-    monitors: MonitorsSettings = Field(
-        default_factory=lambda: MonitorsSettings.model_validate({}), description=MonitorsSettings.__doc__
-    )
-    log: LogSettings = Field(
-        default_factory=lambda: LogSettings.model_validate({}), description=LogSettings.__doc__
-    )
+    kafka: KafkaSettings = _group(KafkaSettings)
+    worker: WorkerSettings = _group(WorkerSettings)
+    rollups: RollupsSettings = _group(RollupsSettings)
+    intake: IntakeSettings = _group(IntakeSettings)
+    monitors: MonitorsSettings = _group(MonitorsSettings)
+    log: LogSettings = _group(LogSettings)
     enrich: EnrichGroup = Field(default_factory=EnrichGroup, description=EnrichGroup.__doc__)
 
     @classmethod
