@@ -13,30 +13,21 @@ import pytest
 
 from pipeline import schemas
 from pipeline.schemas import BAD_ROW, ENRICHED_ACTION, RAW_ACTION, SCHEMA_NAMES, json_path, validate_record
+from tests.factory import raw_action
 
-RAW_EXAMPLE: dict[str, Any] = {
-    "type": "action",
-    "date": 1764340000000,
-    "application": {"id": "shop"},
-    "service": "shop-web",
-    "env": "prod",
-    "version": "1.4.2",
-    "session": {"id": "s-1"},
-    "usr": {"id": "u-7", "name": "Ada", "email": "ada@shop.example"},
-    "view": {
+#: The typical action with the fields a richer SDK sends too (user name and email, a port and
+#: fragment in the URL, a mobile user agent, ``_dd``).
+RAW_EXAMPLE: dict[str, Any] = raw_action(
+    usr={"id": "u-7", "name": "Ada", "email": "ada@shop.example"},
+    view={
         "id": "v-1",
         "url": "https://shop.example:8443/orders/12345/items?utm_source=news&tag=a&tag=b#summary",
         "referrer": "https://www.google.com/",
         "name": "/cart",
     },
-    "action": {"id": "6f0c", "type": "custom", "target": {"name": "checkout"}},
-    "context": {"value": 42.12, "items": ["tomato", "strawberries"]},
-    "network": {"client": {"ip": "81.2.69.142"}},
-    "http": {
-        "useragent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) Mobile/15E148 Safari/604.1"
-    },
-    "_dd": {"format_version": 2},
-}
+    http={"useragent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) Mobile/15E148 Safari/604.1"},
+    _dd={"format_version": 2},
+)
 
 
 def enriched_example() -> dict[str, Any]:
