@@ -60,6 +60,7 @@ import yaml
 from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.admin import create_topics
+from pipeline.aiokafka_private import update_metadata
 from pipeline.clock import now_ms
 from pipeline.consume import assign_topics, group_offsets, make_reader, record_timestamps
 from pipeline.demo import stop_worker
@@ -402,7 +403,7 @@ async def measure_latency(
         warm_started = time.monotonic()
         partitions = sorted(producer.client.cluster.partitions_for_topic(raw) or ())
         if not partitions:
-            await producer.client.force_metadata_update()
+            await update_metadata(producer.client)
             partitions = sorted(producer.client.cluster.partitions_for_topic(raw) or ())
         for p in partitions:
             warm = probe_message(bases[p % len(bases)], f"warm-{p}", now_ms(), 1.0)

@@ -8,7 +8,8 @@ aiokafka is pinned to an exact version in pyproject.toml;
   knows the partitions only of the topics it tracks, and aiokafka has no
   public call that makes it track one before it is assigned (``topics()``
   fetches into a throw-away copy of the metadata, which
-  ``partitions_for_topic`` never reads);
+  ``partitions_for_topic`` never reads); the intake's producer uses the same
+  two on its client, to follow only its own topics and to check the cluster;
 - ``aiokafka.conn.create_conn``, an undocumented module: one connection to one
   broker, to learn why a bootstrap failed (aiokafka's bootstrap logs the
   reason and raises a generic error).
@@ -34,11 +35,21 @@ def consumer_client(consumer: AIOKafkaConsumer) -> AIOKafkaClient:
     return client
 
 
+def track_topic(client: AIOKafkaClient, topic: str) -> None:
+    """Make ``client`` fetch ``topic``'s metadata from now on (undocumented ``add_topic``)."""
+    client.add_topic(topic)
+
+
+async def update_metadata(client: AIOKafkaClient) -> bool:
+    """Fetch the metadata now (undocumented ``force_metadata_update``); False when no broker answered."""
+    return bool(await client.force_metadata_update())
+
+
 async def refresh_topic_metadata(consumer: AIOKafkaConsumer, topic: str) -> None:
     """Make ``consumer`` track ``topic`` and wait for fresh metadata, so ``partitions_for_topic`` knows it."""
     client = consumer_client(consumer)
-    client.add_topic(topic)  # an assigned consumer only asks for the topics it tracks
-    await client.force_metadata_update()
+    track_topic(client, topic)  # an assigned consumer only asks for the topics it tracks
+    await update_metadata(client)
 
 
 async def open_connection(host: str, port: int, request_timeout_ms: int, **kwargs: Any) -> Any:

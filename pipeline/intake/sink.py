@@ -14,6 +14,7 @@ from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 
+from pipeline.aiokafka_private import track_topic, update_metadata
 from pipeline.errors import PipelineError
 from pipeline.intake.events import Record, Route
 from pipeline.settings import Settings
@@ -107,7 +108,7 @@ class KafkaSink:
         # tracks the topics it sends to): all of a large cluster's would cost
         # tens of milliseconds of parsing per check.
         for topic in self.topics.values():
-            producer.client.add_topic(topic)
+            track_topic(producer.client, topic)
         self._connected.set()
         log.info("intake: connected to Kafka at %s", self.settings.kafka.bootstrap)
 
@@ -119,7 +120,7 @@ class KafkaSink:
         try:
             # The producer's own client and connections, the ones a send would use;
             # the result is False when no broker answered.
-            return bool(await asyncio.wait_for(producer.client.force_metadata_update(), self.check_timeout))
+            return await asyncio.wait_for(update_metadata(producer.client), self.check_timeout)
         except Exception:
             return False
 
