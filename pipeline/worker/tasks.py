@@ -76,13 +76,17 @@ class PartitionTasks:
     def __getitem__(self, partition: int) -> PartitionTask:
         return self.tasks[partition]
 
+    def _stale(self, partitions: Iterable[tuple[int, int]]) -> dict[int, int]:
+        """The (partition, generation) pairs whose task is missing or made for another generation."""
+        return {p: g for p, g in partitions if (task := self.tasks.get(p)) is None or task.generation != g}
+
     def ready(self, partitions: Iterable[tuple[int, int]]) -> bool:
         """True when every (partition, generation) has its task made for that generation."""
-        return all((task := self.tasks.get(p)) is not None and task.generation == g for p, g in partitions)
+        return not self._stale(partitions)
 
     async def prepare(self, partitions: Iterable[tuple[int, int]]) -> None:
         """Make the task of every (partition, generation) not made for that generation, from its changelog."""
-        stale = {p: g for p, g in partitions if (task := self.tasks.get(p)) is None or task.generation != g}
+        stale = self._stale(partitions)
         if not stale:
             return
         started = time.monotonic()
