@@ -15,7 +15,8 @@ from pipeline import __version__, query_cli
 from pipeline.errors import PipelineError
 from pipeline.logs import configure_logging
 from pipeline.settings import Settings, load_settings
-from pipeline.settings_sources import env_name, flat_names, leaves, masked, old_env_name
+from pipeline.settings_env import names_of
+from pipeline.settings_sources import flat_names, leaves, masked
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -580,8 +581,8 @@ def show_settings() -> None:
         for part in path:
             value = getattr(value, part)
         value = masked(field, getattr(value, "value", value))  # an enum's text; a secret as stars
-        old = old_env_name(path, Settings)
-        names = env_name(path) + (f" ({old})" if old else "")
+        nested, *flat = names_of(path, Settings)
+        names = nested + "".join(f" ({name})" for name in flat)
         click.echo(f"{'.'.join(path):34} {value!s:24} {names}  {field.description}")
 
 

@@ -11,13 +11,13 @@ import re
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from pipeline.settings_sources import env_name, is_secret, leaves, old_env_name
+from pipeline.settings_env import names_of
+from pipeline.settings_sources import is_secret, leaves
 
 
 def _names(path: tuple[str, ...], model: type[BaseModel]) -> str:
     """``RUM_KAFKA__PARTITIONS or RUM_PARTITIONS``: the variables that set ``path``."""
-    old = old_env_name(path, model)
-    return env_name(path) + (f" or {old}" if old else "")
+    return " or ".join(names_of(path, model))
 
 
 def describe_errors(exc: ValidationError, model: type[BaseModel]) -> str:
